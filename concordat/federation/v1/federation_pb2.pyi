@@ -1,0 +1,43 @@
+from concordat.exchange.v1 import exchange_pb2 as _exchange_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RelayRequest(_message.Message):
+    __slots__ = ("exchange_id", "assertion", "request")
+    EXCHANGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSERTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    exchange_id: str
+    assertion: str
+    request: _exchange_pb2.GetRecordRequest
+    def __init__(self, exchange_id: _Optional[str] = ..., assertion: _Optional[str] = ..., request: _Optional[_Union[_exchange_pb2.GetRecordRequest, _Mapping]] = ...) -> None: ...
+
+class RelayResponse(_message.Message):
+    __slots__ = ("response", "receipt")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    response: _exchange_pb2.GetRecordResponse
+    receipt: str
+    def __init__(self, response: _Optional[_Union[_exchange_pb2.GetRecordResponse, _Mapping]] = ..., receipt: _Optional[str] = ...) -> None: ...
+
+class RelayStreamRequest(_message.Message):
+    __slots__ = ("exchange_id", "assertion", "request")
+    EXCHANGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSERTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    exchange_id: str
+    assertion: str
+    request: _exchange_pb2.StreamRecordsRequest
+    def __init__(self, exchange_id: _Optional[str] = ..., assertion: _Optional[str] = ..., request: _Optional[_Union[_exchange_pb2.StreamRecordsRequest, _Mapping]] = ...) -> None: ...
+
+class RelayStreamResponse(_message.Message):
+    __slots__ = ("batch", "receipt")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    batch: _exchange_pb2.StreamRecordsResponse
+    receipt: str
+    def __init__(self, batch: _Optional[_Union[_exchange_pb2.StreamRecordsResponse, _Mapping]] = ..., receipt: _Optional[str] = ...) -> None: ...

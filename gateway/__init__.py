@@ -1,0 +1,1 @@
+"""The Concordat gateway node: authenticate, validate, route, decide, fetch, minimise, audit."""

@@ -1,0 +1,76 @@
+"""Plain values that flow through a node: who asks, about whom, and what was decided."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SubjectKind = Literal["nino", "nhs_number", "chi_number", "hc_number", "uprn", "registration_id"]
+Direction = Literal["egress", "ingress"]
+
+RECORD_TYPES = (
+    "PERSON",
+    "BIRTH_REGISTRATION",
+    "DEATH_REGISTRATION",
+    "MARRIAGE_REGISTRATION",
+    "BENEFIT_AWARD",
+    "COUNCIL_TAX_ACCOUNT",
+    "HEALTH_SUMMARY",
+)
+PURPOSES = (
+    "PUBLIC_SERVICE_DELIVERY",
+    "CIVIL_REGISTRATION",
+    "DEBT",
+    "FRAUD",
+    "RESEARCH",
+    "STATISTICS",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """The departmental system a request is made for, as its verified token says."""
+
+    organisation: str
+    system: str
+    administration: str
+    accreditations: frozenset[str] = frozenset()
+    token_id: str = ""
+
+    def as_policy_input(self) -> dict[str, Any]:
+        return {
+            "organisation": self.organisation,
+            "system": self.system,
+            "administration": self.administration,
+            "accreditations": sorted(self.accreditations),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A validated, normalised subject identifier (never logged or stored in clear)."""
+
+    kind: SubjectKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    code: str
+    description: str
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A policy decision, parsed strictly; anything that is not a clear allow is a denial."""
+
+    allow: bool
+    decision_id: str
+    rule: str
+    agreement_id: str = ""
+    released_fields: tuple[str, ...] = ()
+    obligations: tuple[Obligation, ...] = ()
+    reasons: tuple[str, ...] = ()
+    pseudonymise: bool = False

@@ -1,0 +1,81 @@
+"""The closed set of errors a node raises on purpose.
+
+Every error a caller can see is one of these; anything else is a bug and becomes a generic
+INTERNAL status (gateway/status.py is the only place that maps errors to gRPC)::
+
+    ConcordatError
+    ├── Unauthenticated        the caller or peer could not be authenticated
+    ├── InvalidRequest         the request is malformed; nothing was evaluated
+    ├── PolicyDenied           a policy decision denied the request (names its rule)
+    ├── PeerRejected           a peer node's identity, assertion or receipt failed checks
+    ├── NoRoute                no node in the directory serves this record for this subject
+    ├── RecordNotFound         the providing system holds no such record
+    ├── IdempotencyConflict    an idempotency key was reused for a different request
+    ├── Unavailable            a peer or local system cannot be reached now; retryable
+    ├── DeadlineExceeded       the caller's deadline ran out
+    ├── LocalDataInvalid       the local system returned data we cannot turn into a record
+    └── InternalError          a fault of ours; details stay in our logs
+
+Each class has a stable `code`, used in logs, metrics, audit entries and gRPC error details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ConcordatError(Exception):
+    """Base of every error a node raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class Unauthenticated(ConcordatError):
+    code = "unauthenticated"
+
+
+class InvalidRequest(ConcordatError):
+    code = "invalid-request"
+
+
+class PolicyDenied(ConcordatError):
+    code = "policy-denied"
+
+
+class PeerRejected(ConcordatError):
+    code = "peer-rejected"
+
+
+class NoRoute(ConcordatError):
+    code = "no-route"
+
+
+class RecordNotFound(ConcordatError):
+    code = "record-not-found"
+
+
+class IdempotencyConflict(ConcordatError):
+    code = "idempotency-conflict"
+
+
+class Unavailable(ConcordatError):
+    """Retryable: nothing was released, so the same request may be sent again."""
+
+    code = "unavailable"
+
+
+class DeadlineExceeded(ConcordatError):
+    code = "deadline-exceeded"
+
+
+class LocalDataInvalid(ConcordatError):
+    code = "local-data-invalid"
+
+
+class InternalError(ConcordatError):
+    code = "internal"

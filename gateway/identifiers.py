@@ -1,0 +1,175 @@
+"""Subject identifiers: validation at the edge, and synthetic ones for demo and test data.
+
+The rules are those of docs DOMAIN.md: NINO format and never-issued prefixes; modulus 11 for
+NHS, CHI and Health and Care numbers; CHI numbers also accepted with the newer modulus 10
+check digit; UPRN up to 12 digits.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import date
+
+from gateway.domain import Subject, SubjectKind
+from gateway.errors import InvalidRequest
+
+_NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
+_NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+_TEN_DIGITS = re.compile(r"^[0-9]{10}$")
+_REGISTRATION_ID = re.compile(r"^[A-Z]{2,4}-[BDM]-[0-9]{4}-[0-9]{6}$")
+
+
+def mod11_check_digit(first_nine: str) -> int | None:
+    """The NHS modulus 11 check digit, or None when no valid digit exists (remainder 10)."""
+    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
+    check = 11 - (total % 11)
+    if check == 11:
+        return 0
+    if check == 10:
+        return None
+    return check
+
+
+def mod10_check_digit(first_nine: str) -> int:
+    """Luhn check digit over the first nine digits (the newer CHI numbers)."""
+    total = 0
+    for position, digit in enumerate(reversed(first_nine)):
+        value = int(digit)
+        if position % 2 == 0:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return (10 - total % 10) % 10
+
+
+def _strip(value: str) -> str:
+    return value.replace(" ", "").replace("-", "")
+
+
+def validate_nino(raw: str) -> str:
+    nino = raw.replace(" ", "").upper()
+    if not _NINO.match(nino) or nino[:2] in _NINO_NEVER_ISSUED:
+        raise InvalidRequest("subject.nino is not a well-formed National Insurance number")
+    return nino
+
+
+def _validate_mod11(raw: str, what: str) -> str:
+    digits = _strip(raw)
+    if not _TEN_DIGITS.match(digits):
+        raise InvalidRequest(f"subject.{what} must be 10 digits")
+    if mod11_check_digit(digits[:9]) != int(digits[9]):
+        raise InvalidRequest(f"subject.{what} fails its modulus 11 check digit")
+    return digits
+
+
+def validate_nhs_number(raw: str) -> str:
+    return _validate_mod11(raw, "nhs_number")
+
+
+def validate_chi_number(raw: str) -> str:
+    digits = _strip(raw)
+    if not _TEN_DIGITS.match(digits):
+        raise InvalidRequest("subject.chi_number must be 10 digits")
+    if not _is_plausible_birth_date(digits[:6]):
+        raise InvalidRequest("subject.chi_number does not start with a valid date of birth")
+    check = int(digits[9])
+    if check not in (mod11_check_digit(digits[:9]), mod10_check_digit(digits[:9])):
+        raise InvalidRequest("subject.chi_number fails both its modulus 11 and modulus 10 checks")
+    return digits
+
+
+def validate_hc_number(raw: str) -> str:
+    digits = _validate_mod11(raw, "hc_number")
+    if not 320_000_001 <= int(digits[:9]) <= 399_999_999:
+        raise InvalidRequest("subject.hc_number is outside the Health and Care number range")
+    return digits
+
+
+def validate_uprn(raw: int) -> str:
+    if not 0 < raw < 10**12:
+        raise InvalidRequest("subject.uprn must be a positive number of at most 12 digits")
+    return str(raw)
+
+
+def validate_registration_id(raw: str) -> str:
+    value = raw.strip().upper()
+    if not _REGISTRATION_ID.match(value):
+        raise InvalidRequest(
+            "subject.registration_id must look like EW-B-2019-000123 "
+            "(authority, B/D/M, year, six digits)"
+        )
+    return value
+
+
+_VALIDATORS = {
+    "nino": validate_nino,
+    "nhs_number": validate_nhs_number,
+    "chi_number": validate_chi_number,
+    "hc_number": validate_hc_number,
+    "uprn": validate_uprn,
+    "registration_id": validate_registration_id,
+}
+
+
+def validate_subject(kind: str, raw: str | int) -> Subject:
+    """Returns the normalised subject, or raises InvalidRequest naming what is wrong."""
+    validator = _VALIDATORS.get(kind)
+    if validator is None:
+        raise InvalidRequest("subject must carry exactly one identifier")
+    return Subject(kind=_kind(kind), value=validator(raw))  # type: ignore[arg-type]
+
+
+def _kind(kind: str) -> SubjectKind:
+    return kind  # type: ignore[return-value]
+
+
+def _is_plausible_birth_date(ddmmyy: str) -> bool:
+    day, month, year = int(ddmmyy[:2]), int(ddmmyy[2:4]), int(ddmmyy[4:6])
+    for century in (1900, 2000):
+        try:
+            date(century + year, month, day)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+# Synthetic identifiers for demo and test data. NHS numbers come from the 999 test range,
+# which is never issued. HMRC's example prefix QQ fails the format rules, so synthetic NINOs
+# use the ZX prefix: well-formed, random, and tied to no record of ours about a real person.
+
+
+def synthetic_nino(rng: random.Random) -> str:
+    return f"ZX{rng.randrange(10**6):06d}{rng.choice('ABCD')}"
+
+
+def _with_mod11(prefix: str, rng: random.Random, width: int) -> str:
+    while True:
+        first_nine = prefix + "".join(str(rng.randrange(10)) for _ in range(width))
+        check = mod11_check_digit(first_nine)
+        if check is not None:
+            return first_nine + str(check)
+
+
+def synthetic_nhs_number(rng: random.Random) -> str:
+    return _with_mod11("999", rng, 6)
+
+
+def synthetic_hc_number(rng: random.Random) -> str:
+    while True:
+        number = _with_mod11("3", rng, 8)
+        if 320_000_001 <= int(number[:9]) <= 399_999_999:
+            return number
+
+
+def synthetic_chi_number(rng: random.Random, born: date, *, female: bool, luhn: bool = False) -> str:
+    while True:
+        sex_digit = rng.choice("02468" if female else "13579")
+        first_nine = born.strftime("%d%m%y") + f"{rng.randrange(100):02d}" + sex_digit
+        if luhn:
+            return first_nine + str(mod10_check_digit(first_nine))
+        check = mod11_check_digit(first_nine)
+        if check is not None:
+            return first_nine + str(check)

@@ -1,0 +1,42 @@
+"""Policy decisions: one small protocol, two engines (embedded rego-cpp, OPA server).
+
+Policy input (the same for both engines and both directions; never carries the subject's
+identifier, only its kind)::
+
+    {"direction": "egress" | "ingress",
+     "node": "whitehall",                     # the node deciding
+     "requesting_node": "whitehall", "providing_node": "holyrood",
+     "requester": {"organisation", "system", "administration", "accreditations": [...]},
+     "record_type": "BENEFIT_AWARD", "subject_kind": "nino",
+     "purpose": "FRAUD", "agreement_id": "...",
+     "fields": ["nino", "benefit"],          # the field mask asked for
+     "field_sensitivity": {"nino": "PERSONAL", ...},
+     "identifying_fields": ["nino", ...],
+     "bulk": false, "now": "2026-11-21T10:00:00Z"}
+
+Decision document at `data.concordat.<direction>.decision`::
+
+    {"allow": bool, "rule": str, "agreement_id": str, "fields": [str],
+     "obligations": [{"code": str, "description": str, "parameters": {str: str}}],
+     "reasons": [str], "pseudonymise": bool}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from gateway.domain import Decision, Direction
+
+
+class PolicyEngine(Protocol):
+    """Evaluates one decision; never raises for a denial, only returns one."""
+
+    async def decide(self, direction: Direction, policy_input: Mapping[str, Any]) -> Decision: ...
+
+    @property
+    def revision(self) -> str:
+        """Identifies the bundle revision the decisions come from."""
+        ...
+
+    async def close(self) -> None: ...
