@@ -1,0 +1,157 @@
+"""Node configuration: loaded once from TOML, validated whole, frozen.
+
+Relative paths in a config file are resolved against the file's own folder, so a folder of
+configs can be moved or checked out anywhere.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ADMINISTRATIONS = ("whitehall", "holyrood", "stormont", "cardiff")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TlsConfig(_Frozen):
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+class AuthConfig(_Frozen):
+    issuer: str
+    audience: str
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256", "PS256")
+    leeway_seconds: float = Field(default=30, ge=0, le=300)
+    max_token_lifetime_seconds: float = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AuthConfig:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("set exactly one of auth.jwks_file and auth.jwks_url")
+        return self
+
+
+class KeysConfig(_Frozen):
+    # Ed25519 private key: audit seals, on-behalf-of assertions, receipts.
+    signing_key: Path
+    # 32 random bytes: keys the hashes that stand for subject identifiers in the audit log.
+    subject_hash_key: Path
+
+
+class PolicyConfig(_Frozen):
+    engine: Literal["embedded", "opa"] = "embedded"
+    bundle: tuple[Path, ...]
+    opa_url: str | None = None
+    opa_timeout_seconds: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _opa_needs_url(self) -> PolicyConfig:
+        if self.engine == "opa" and not self.opa_url:
+            raise ValueError("policy.engine = 'opa' needs policy.opa_url")
+        return self
+
+
+class AuditConfig(_Frozen):
+    path: Path
+    max_batch: int = Field(default=1024, ge=1, le=100_000)
+
+
+class LimitsConfig(_Frozen):
+    default_deadline_seconds: float = Field(default=10, gt=0)
+    min_deadline_seconds: float = Field(default=0.005, ge=0)
+    stream_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    max_stream_batch_size: int = Field(default=10_000, ge=1, le=50_000)
+    idempotency_entries: int = Field(default=100_000, ge=0)
+    idempotency_ttl_seconds: float = Field(default=600, gt=0)
+
+
+class NodeSection(_Frozen):
+    name: str
+    listen: str = "127.0.0.1:0"
+
+    @field_validator("name")
+    @classmethod
+    def _known_administration(cls, name: str) -> str:
+        if name not in ADMINISTRATIONS:
+            raise ValueError(f"node.name must be one of {', '.join(ADMINISTRATIONS)}")
+        return name
+
+
+class NodeConfig(_Frozen):
+    node: NodeSection
+    tls: TlsConfig
+    auth: AuthConfig
+    keys: KeysConfig
+    policy: PolicyConfig
+    audit: AuditConfig
+    limits: LimitsConfig = LimitsConfig()
+    # Adapter configurations, by name; each is validated by the adapter registry at start-up.
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sources_present(self) -> NodeConfig:
+        if not self.sources:
+            raise ValueError("at least one [sources.<name>] adapter is needed")
+        return self
+
+
+_PATH_KEYS = {
+    "tls": ("ca_cert", "cert", "key"),
+    "auth": ("jwks_file",),
+    "keys": ("signing_key", "subject_hash_key"),
+    "audit": ("path",),
+}
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    for section, keys in _PATH_KEYS.items():
+        for key in keys:
+            value = raw.get(section, {}).get(key)
+            if isinstance(value, str):
+                raw[section][key] = str((base / value).resolve())
+    bundle = raw.get("policy", {}).get("bundle")
+    if isinstance(bundle, list):
+        raw["policy"]["bundle"] = [str((base / p).resolve()) for p in bundle]
+    for source in raw.get("sources", {}).values():
+        url = source.get("url") if isinstance(source, dict) else None
+        if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith(
+            "sqlite:////"
+        ):
+            source["url"] = "sqlite:///" + str((base / url.removeprefix("sqlite:///")).resolve())
+    return raw
+
+
+def parse_config(raw: dict[str, Any], *, base: Path) -> NodeConfig:
+    """Validates a config mapping; raises ConfigError with every problem, one per line."""
+    try:
+        return NodeConfig.model_validate(_resolve_paths(raw, base))
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from exc
+
+
+def load_config(path: Path) -> NodeConfig:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return parse_config(raw, base=path.resolve().parent)

@@ -1,0 +1,103 @@
+"""Turns a finished exchange into its one audit entry.
+
+The entry says who asked, for what, about whom (as a keyed hash), under which purpose and
+agreement, what each policy decided and by which rule, what was released and how it ended.
+It never holds an identifier or a record value in clear.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.audit import AuditLog
+from gateway.audit.subjects import subject_hash
+from gateway.domain import Decision
+from gateway.exchange import Exchange
+
+
+def _decision_summary(decision: Decision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {
+        "decision_id": decision.decision_id,
+        "allow": decision.allow,
+        "rule": decision.rule,
+        "agreement_id": decision.agreement_id,
+        "reasons": list(decision.reasons),
+    }
+
+
+def outcome_of(exchange: Exchange) -> str:
+    if exchange.replay_of:
+        return "replayed"
+    if exchange.error is None:
+        return "released"
+    if exchange.error.code == "policy-denied":
+        return "denied"
+    if exchange.error.code in ("unauthenticated", "invalid-request", "peer-rejected"):
+        return "refused"
+    return "failed"
+
+
+class EvidenceRecorder:
+    """Writes one audit entry per exchange, durably, before the answer goes out."""
+
+    def __init__(
+        self, *, node: str, audit: AuditLog, subject_key: bytes, policy_revision: str
+    ) -> None:
+        self._node = node
+        self._audit = audit
+        self._subject_key = subject_key
+        self.policy_revision = policy_revision
+
+    def event_for(self, exchange: Exchange) -> dict[str, Any]:
+        requester = exchange.requester
+        subjects = [exchange.subject] if exchange.subject else list(exchange.subjects)
+        error = exchange.error
+        return {
+            "exchange_id": exchange.exchange_id,
+            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "node": self._node,
+            "role": exchange.role,
+            "rpc": exchange.rpc,
+            "requester": (
+                {
+                    "organisation": requester.organisation,
+                    "system": requester.system,
+                    "administration": requester.administration,
+                }
+                if requester
+                else None
+            ),
+            "requesting_node": exchange.requesting_node,
+            "providing_node": exchange.providing_node,
+            "record_type": exchange.record_type,
+            "subject_kind": subjects[0].kind if subjects else "",
+            "subject_hash": (
+                subject_hash(self._subject_key, subjects[0].kind, subjects[0].value)
+                if len(subjects) == 1
+                else ""
+            ),
+            "subject_count": len(subjects),
+            "purpose": exchange.purpose,
+            "agreement_id": exchange.agreement_id,
+            "case_reference": exchange.case_reference,
+            "fields_requested": list(exchange.fields),
+            "fields_released": list(exchange.released_fields) if error is None else [],
+            "egress": _decision_summary(exchange.egress),
+            "ingress": _decision_summary(exchange.ingress),
+            "policy_revision": self.policy_revision,
+            "policy_input": exchange.policy_input,
+            "outcome": outcome_of(exchange),
+            "error_code": error.code if error else "",
+            "error_message": error.message if error else "",
+            "replay_of": exchange.replay_of,
+            "records": exchange.record_count if error is None else 0,
+            "bytes": exchange.bytes_released if error is None else 0,
+            "duration_ms": round(exchange.elapsed_ms(), 3),
+            **exchange.notes.get("evidence", {}),
+        }
+
+    async def record(self, exchange: Exchange) -> int:
+        return await self._audit.append(self.event_for(exchange))

@@ -1,0 +1,65 @@
+"""The state of one exchange as it moves through the pipeline's stages."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from concordat.records.v1 import records_pb2
+from gateway.domain import Decision, Obligation, Requester, Subject
+from gateway.errors import ConcordatError
+
+Rpc = Literal["GetRecord", "StreamRecords"]
+Role = Literal["local", "requester", "provider"]
+
+
+def new_exchange_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything known about one request; each stage reads what earlier stages set."""
+
+    rpc: Rpc
+    role: Role
+    request: Any
+    metadata: tuple[tuple[str, Any], ...]
+    deadline_seconds: float | None
+    exchange_id: str = field(default_factory=new_exchange_id)
+    started: float = field(default_factory=time.monotonic)
+    # Set by the stages, in pipeline order.
+    requester: Requester | None = None
+    record_type: str = ""
+    subject: Subject | None = None
+    subjects: tuple[Subject, ...] = ()
+    purpose: str = ""
+    agreement_id: str = ""
+    fields: tuple[str, ...] = ()
+    case_reference: str = ""
+    idempotency_key: str = ""
+    requesting_node: str = ""
+    providing_node: str = ""
+    policy_input: dict[str, Any] = field(default_factory=dict)
+    egress: Decision | None = None
+    ingress: Decision | None = None
+    rows: list[Any] = field(default_factory=list)
+    records: list[records_pb2.Record] = field(default_factory=list)
+    released_fields: tuple[str, ...] = ()
+    obligations: tuple[Obligation, ...] = ()
+    record_count: int = 0
+    bytes_released: int = 0
+    replay_of: str = ""
+    response: Any = None
+    error: ConcordatError | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """True once a stage has produced the answer (e.g. an idempotent replay)."""
+        return self.response is not None
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000

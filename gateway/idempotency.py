@@ -1,0 +1,69 @@
+"""Answers a repeated request (same caller, same idempotency key) once.
+
+The first request with a key claims it; repeats wait for its outcome and get the same
+answer, without a second exchange. A key reused for a different request is a conflict.
+A failed exchange releases its key, since nothing was released and a retry is legitimate.
+Entries live in memory for a bounded time and number: a restart forgets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import IdempotencyConflict
+
+
+@dataclass(slots=True)
+class _Entry:
+    digest: str
+    exchange_id: str
+    outcome: asyncio.Future[Any]
+    expires: float
+
+
+class IdempotencyCache:
+    def __init__(self, *, max_entries: int, ttl_seconds: float) -> None:
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._max_entries = max_entries
+        self._ttl = ttl_seconds
+
+    def claim(self, owner: str, key: str, digest: str, exchange_id: str) -> _Entry | None:
+        """Claims the key for this exchange, or returns the earlier claim to wait on."""
+        self._evict(time.monotonic())
+        existing = self._entries.get((owner, key))
+        if existing is not None:
+            if existing.digest != digest:
+                raise IdempotencyConflict(
+                    "idempotency_key was already used for a different request"
+                )
+            return existing
+        if self._max_entries:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._entries[(owner, key)] = _Entry(
+                digest, exchange_id, future, time.monotonic() + self._ttl
+            )
+        return None
+
+    def complete(self, owner: str, key: str, response: Any) -> None:
+        entry = self._entries.get((owner, key))
+        if entry is not None and not entry.outcome.done():
+            entry.outcome.set_result(response)
+
+    def release(self, owner: str, key: str) -> None:
+        """Forgets a claim whose exchange failed; waiters retry as a fresh request."""
+        entry = self._entries.pop((owner, key), None)
+        if entry is not None and not entry.outcome.done():
+            entry.outcome.set_result(None)
+
+    def _evict(self, now: float) -> None:
+        while self._entries:
+            key, oldest = next(iter(self._entries.items()))
+            if oldest.expires > now and len(self._entries) < self._max_entries:
+                return
+            del self._entries[key]
+            if not oldest.outcome.done():
+                oldest.outcome.set_result(None)

@@ -1,0 +1,188 @@
+"""The order of an exchange, in one place.
+
+    local GetRecord:  authenticate → validate → deduplicate → route
+                      → egress decision → ingress decision → fetch → minimise → respond
+    StreamRecords:    authenticate → validate → route → egress decision → ingress decision
+                      → batches (fetch + minimise per batch)
+
+Whatever happens, `Pipeline` writes exactly one audit entry per exchange, durably, before
+the answer (or the error) goes back to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from adapters.base import RecordSource
+from gateway import stages
+from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unavailable
+from gateway.evidence import EvidenceRecorder
+from gateway.exchange import Exchange
+from gateway.identity import TokenVerifier
+from gateway.idempotency import IdempotencyCache
+from gateway.policy import PolicyEngine
+from gateway.responses import Respond
+from gateway.streaming import StreamBatches
+
+log = structlog.get_logger("concordat.pipeline")
+
+
+class Stage(Protocol):
+    async def __call__(self, exchange: Exchange) -> None: ...
+
+
+def local_get_stages(
+    *,
+    node: str,
+    verifier: TokenVerifier,
+    engine: PolicyEngine,
+    sources: Mapping[str, RecordSource],
+    idempotency: IdempotencyCache,
+    pseudonym_key: bytes,
+    min_deadline_seconds: float,
+    max_batch_size: int,
+) -> list[Stage]:
+    return [
+        stages.Authenticate(verifier),
+        stages.ValidateRequest(
+            min_deadline_seconds=min_deadline_seconds, max_batch_size=max_batch_size
+        ),
+        stages.Deduplicate(idempotency),
+        stages.RouteLocally(node, sources),
+        stages.Decide("egress", node, engine),
+        stages.Decide("ingress", node, engine),
+        stages.Fetch(sources),
+        stages.Minimise(pseudonym_key),
+        Respond(),
+    ]
+
+
+def local_stream_stages(
+    *,
+    node: str,
+    verifier: TokenVerifier,
+    engine: PolicyEngine,
+    sources: Mapping[str, RecordSource],
+    min_deadline_seconds: float,
+    max_batch_size: int,
+) -> list[Stage]:
+    return [
+        stages.Authenticate(verifier),
+        stages.ValidateRequest(
+            min_deadline_seconds=min_deadline_seconds, max_batch_size=max_batch_size
+        ),
+        stages.RouteLocally(node, sources),
+        stages.Decide("egress", node, engine),
+        stages.Decide("ingress", node, engine),
+    ]
+
+
+class Pipeline:
+    """Runs stages in order and records the evidence, whatever the outcome."""
+
+    def __init__(
+        self,
+        *,
+        stages: Sequence[Stage],
+        evidence: EvidenceRecorder,
+        idempotency: IdempotencyCache | None = None,
+        default_deadline_seconds: float = 10.0,
+    ) -> None:
+        self._stages = list(stages)
+        self._evidence = evidence
+        self._idempotency = idempotency
+        self._default_deadline = default_deadline_seconds
+
+    async def run(self, exchange: Exchange) -> Any:
+        """Runs the exchange to its response; raises its ConcordatError after auditing it."""
+        try:
+            await self._run_stages(exchange)
+        except BaseException as exc:
+            self._settle_idempotency(exchange, None)
+            await self._record(exchange, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise exchange.error from None  # type: ignore[misc]
+        self._settle_idempotency(exchange, exchange.response)
+        await self._record(exchange, None)
+        return exchange.response
+
+    async def stream(
+        self, exchange: Exchange, batches: StreamBatches
+    ) -> AsyncIterator[Any]:
+        """Runs the stages, then yields batches; audits once when the stream ends, however."""
+        failure: BaseException | None = None
+        try:
+            await self._run_stages(exchange)
+            async for response in batches(exchange):
+                yield response
+        except BaseException as exc:
+            failure = exc
+        finally:
+            await self._record(exchange, failure)
+        if isinstance(failure, asyncio.CancelledError | GeneratorExit):
+            raise failure
+        if failure is not None:
+            raise exchange.error from None  # type: ignore[misc]
+
+    async def _run_stages(self, exchange: Exchange) -> None:
+        deadline = exchange.deadline_seconds or self._default_deadline
+        try:
+            async with asyncio.timeout(deadline):
+                for stage in self._stages:
+                    await stage(exchange)
+                    if exchange.done:
+                        return
+        except TimeoutError as exc:
+            raise DeadlineExceeded("the exchange did not finish within the call's deadline") \
+                from exc
+
+    def _settle_idempotency(self, exchange: Exchange, response: Any) -> None:
+        owner = exchange.notes.get("idempotency_owner")
+        if self._idempotency is None or owner is None:
+            return
+        if response is None:
+            self._idempotency.release(owner, exchange.idempotency_key)
+        else:
+            self._idempotency.complete(owner, exchange.idempotency_key, response)
+
+    async def _record(self, exchange: Exchange, failure: BaseException | None) -> None:
+        cancelled = isinstance(failure, asyncio.CancelledError | GeneratorExit)
+        if failure is not None:
+            exchange.error = _as_error(failure, exchange)
+        try:
+            # Shielded: a caller who cancels still leaves evidence of what was asked.
+            await asyncio.shield(self._evidence.record(exchange))
+        except asyncio.CancelledError:
+            if not cancelled:
+                raise
+        except Exception as exc:
+            log.error("audit_append_failed", exchange_id=exchange.exchange_id,
+                      error=type(exc).__name__)
+            # No evidence, no answer: the node fails closed.
+            exchange.error = InternalError(
+                f"the exchange could not be recorded; quote exchange id {exchange.exchange_id}"
+            )
+            if failure is None:
+                raise exchange.error from exc
+
+
+def _as_error(failure: BaseException, exchange: Exchange) -> ConcordatError:
+    if isinstance(failure, ConcordatError):
+        return failure
+    if isinstance(failure, asyncio.CancelledError | GeneratorExit):
+        return Unavailable("the call was cancelled before the exchange finished")
+    log.error(
+        "exchange_internal_error",
+        exchange_id=exchange.exchange_id,
+        error=type(failure).__name__,
+        exc_info=failure,
+    )
+    return InternalError(
+        f"internal error; quote exchange id {exchange.exchange_id} to the operator"
+    )
+

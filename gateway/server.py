@@ -1,0 +1,46 @@
+"""The node's gRPC server: the exchange API with health checking and reflection, over TLS."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from gateway.config import TlsConfig
+from gateway.service import ExchangeService
+
+_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+)
+EXCHANGE_SERVICE = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
+
+
+def server_credentials(tls: TlsConfig, *, require_client_auth: bool) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        root_certificates=tls.ca_cert.read_bytes() if require_client_auth else None,
+        require_client_auth=require_client_auth,
+    )
+
+
+def build_exchange_server(
+    service: ExchangeService, *, listen: str, tls: TlsConfig
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Creates (but does not start) the server; returns it, its bound port and its health."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(service, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (EXCHANGE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_secure_port(listen, server_credentials(tls, require_client_auth=False))
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return server, port, health_servicer

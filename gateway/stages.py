@@ -1,0 +1,275 @@
+"""The stages of an exchange, each one small thing with the same signature.
+
+`async def __call__(self, exchange) -> None`: read what earlier stages set, add one thing,
+or raise a ConcordatError. The order lives in gateway/pipeline.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.base import AdapterError, RecordSource, SourceDataInvalid, SourceUnavailable
+from gateway import records
+from gateway.domain import Decision, Direction, Obligation
+from gateway.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    LocalDataInvalid,
+    NoRoute,
+    PolicyDenied,
+    RecordNotFound,
+    Unavailable,
+)
+from gateway.exchange import Exchange
+from gateway.identifiers import validate_subject
+from gateway.identity import TokenVerifier, bearer_token
+from gateway.idempotency import IdempotencyCache
+from gateway.policy import PolicyEngine
+
+_AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]{0,128}$")
+
+
+class Authenticate:
+    """Turns the caller's bearer token into a verified Requester."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def __call__(self, exchange: Exchange) -> None:
+        exchange.requester = self._verifier.verify(bearer_token(exchange.metadata))
+
+
+class ValidateRequest:
+    """Refuses malformed requests before anything is evaluated; normalises what it keeps."""
+
+    def __init__(self, *, min_deadline_seconds: float, max_batch_size: int) -> None:
+        self._min_deadline = min_deadline_seconds
+        self._max_batch_size = max_batch_size
+
+    async def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        if exchange.deadline_seconds is not None and exchange.deadline_seconds < self._min_deadline:
+            raise DeadlineExceeded("the call's deadline is too short for an exchange")
+        exchange.record_type = records.record_type_name(request.record_type)
+        exchange.purpose = records.purpose_name(request.purpose)
+        if exchange.rpc == "GetRecord":
+            if not request.HasField("subject"):
+                raise InvalidRequest("subject is required")
+            exchange.subject = _subject(request.subject, "subject")
+        else:
+            exchange.subjects = tuple(
+                _subject(s, f"subjects[{i}]") for i, s in enumerate(request.subjects)
+            )
+            if request.batch_size > self._max_batch_size:
+                raise InvalidRequest(f"batch_size may be at most {self._max_batch_size}")
+        if not _AGREEMENT_ID.match(request.agreement_id):
+            raise InvalidRequest(
+                "agreement_id is required: letters, digits and . _ : - (at most 128)"
+            )
+        exchange.agreement_id = request.agreement_id
+        exchange.fields = records.validate_field_mask(
+            exchange.record_type, list(request.field_mask.paths)
+        )
+        exchange.released_fields = exchange.fields
+        for name in ("case_reference", "idempotency_key"):
+            value = getattr(request, name)
+            if not _PRINTABLE.match(value):
+                raise InvalidRequest(f"{name} must be printable ASCII of at most 128 characters")
+        exchange.case_reference = request.case_reference
+        exchange.idempotency_key = request.idempotency_key
+
+
+def _subject(message: Any, where: str) -> Any:
+    kind = message.WhichOneof("identifier")
+    if kind is None:
+        raise InvalidRequest(f"{where} must carry exactly one identifier")
+    try:
+        return validate_subject(kind, getattr(message, kind))
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message.replace("subject.", f"{where}.", 1)) from exc
+
+
+class Deduplicate:
+    """Answers a repeat of an earlier request (same caller and idempotency key) from cache."""
+
+    def __init__(self, cache: IdempotencyCache) -> None:
+        self._cache = cache
+
+    async def __call__(self, exchange: Exchange) -> None:
+        if not exchange.idempotency_key or exchange.requester is None:
+            return
+        owner = f"{exchange.requester.administration}/{exchange.requester.organisation}/" \
+            f"{exchange.requester.system}"
+        digest = hashlib.sha256(exchange.request.SerializeToString(deterministic=True)).hexdigest()
+        earlier = self._cache.claim(owner, exchange.idempotency_key, digest, exchange.exchange_id)
+        if earlier is None:
+            exchange.notes["idempotency_owner"] = owner
+            return
+        response = await earlier.outcome
+        if response is not None:
+            exchange.replay_of = earlier.exchange_id
+            exchange.response = response
+            exchange.record_count = len(getattr(response, "records", ()))
+            exchange.released_fields = tuple(getattr(response, "released_fields", ()))
+
+
+class RouteLocally:
+    """Finds the local source for the record type; federation routing replaces this later."""
+
+    def __init__(self, node: str, sources: Mapping[str, RecordSource]) -> None:
+        self._node = node
+        self._sources = sources
+
+    async def __call__(self, exchange: Exchange) -> None:
+        if exchange.record_type not in self._sources:
+            raise NoRoute(f"no node serves {exchange.record_type} records for this subject")
+        exchange.requesting_node = self._node
+        exchange.providing_node = self._node
+
+
+class Decide:
+    """Asks the node's policy engine for one decision; a denial stops the exchange."""
+
+    def __init__(self, direction: Direction, node: str, engine: PolicyEngine) -> None:
+        self._direction: Direction = direction
+        self._node = node
+        self._engine = engine
+
+    async def __call__(self, exchange: Exchange) -> None:
+        policy_input = policy_input_for(exchange, self._direction, self._node)
+        exchange.policy_input = policy_input
+        decision = await self._engine.decide(self._direction, policy_input)
+        setattr(exchange, self._direction, decision)
+        if not decision.allow:
+            raise PolicyDenied(
+                f"{self._direction} policy of {self._node} denied the request: {decision.rule}",
+                metadata={
+                    "rule": decision.rule,
+                    "decision_id": decision.decision_id,
+                    "agreement_id": decision.agreement_id,
+                    "node": self._node,
+                },
+            )
+        exchange.released_fields = _narrow(exchange.released_fields, decision)
+        exchange.obligations = _merge(exchange.obligations, decision.obligations)
+
+
+def policy_input_for(exchange: Exchange, direction: Direction, node: str) -> dict[str, Any]:
+    """The policy input document; it names the subject's kind, never its identifier."""
+    shape = records.shape(exchange.record_type)
+    requester = exchange.requester
+    subject_kind = exchange.subject.kind if exchange.subject else ""
+    return {
+        "direction": direction,
+        "node": node,
+        "requesting_node": exchange.requesting_node,
+        "providing_node": exchange.providing_node,
+        "requester": requester.as_policy_input() if requester else {},
+        "record_type": exchange.record_type,
+        "subject_kind": subject_kind,
+        "purpose": exchange.purpose,
+        "agreement_id": exchange.agreement_id,
+        "fields": list(exchange.fields),
+        "field_sensitivity": {f: shape.sensitivity[f] for f in exchange.fields},
+        "identifying_fields": sorted(shape.identifying & set(exchange.fields)),
+        "case_reference_present": bool(exchange.case_reference),
+        "bulk": exchange.rpc == "StreamRecords",
+        "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _narrow(released: Sequence[str], decision: Decision) -> tuple[str, ...]:
+    allowed = set(decision.released_fields)
+    return tuple(f for f in released if f in allowed)
+
+
+def _merge(
+    current: tuple[Obligation, ...], added: tuple[Obligation, ...]
+) -> tuple[Obligation, ...]:
+    seen = {(o.code, tuple(sorted(o.parameters.items()))) for o in current}
+    merged = list(current)
+    for obligation in added:
+        key = (obligation.code, tuple(sorted(obligation.parameters.items())))
+        if key not in seen:
+            seen.add(key)
+            merged.append(obligation)
+    return tuple(merged)
+
+
+class Fetch:
+    """Reads the released fields of the subject's records from the local system."""
+
+    def __init__(self, sources: Mapping[str, RecordSource]) -> None:
+        self._sources = sources
+
+    async def __call__(self, exchange: Exchange) -> None:
+        assert exchange.subject is not None  # noqa: S101 - ValidateRequest guarantees it
+        source = self._sources[exchange.record_type]
+        if not exchange.released_fields:
+            raise PolicyDenied("the policies released none of the requested fields")
+        with translate_adapter_errors(exchange.record_type):
+            exchange.rows = await source.fetch(
+                exchange.record_type,
+                exchange.subject.kind,
+                exchange.subject.value,
+                list(exchange.released_fields),
+            )
+        if not exchange.rows:
+            raise RecordNotFound(f"no {exchange.record_type} record is held for this subject")
+
+
+class translate_adapter_errors:  # noqa: N801 - used as a context manager, reads as a phrase
+    """Turns an adapter's failure into our error, never showing the local system's detail."""
+
+    def __init__(self, record_type: str) -> None:
+        self._record_type = record_type
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, SourceDataInvalid):
+            raise LocalDataInvalid(
+                f"the local system returned an invalid {self._record_type} record"
+            ) from exc
+        if isinstance(exc, SourceUnavailable | AdapterError):
+            raise Unavailable(
+                f"the local system that holds {self._record_type} records is unavailable"
+            ) from exc
+        return False
+
+
+class Minimise:
+    """Builds the records from the released fields only; pseudonymises where the policy says."""
+
+    def __init__(self, pseudonym_key: bytes) -> None:
+        self._pseudonym_key = pseudonym_key
+
+    async def __call__(self, exchange: Exchange) -> None:
+        pseudonymise = bool(exchange.ingress and exchange.ingress.pseudonymise)
+        pseudonym = ""
+        if pseudonymise and exchange.subject is not None:
+            pseudonym = pseudonym_for(self._pseudonym_key, exchange.agreement_id,
+                                      exchange.subject.kind, exchange.subject.value)
+        exchange.records = [
+            records.build_record(exchange.record_type, row, exchange.released_fields,
+                                 pseudonym=pseudonym)
+            for row in exchange.rows
+        ]
+        exchange.rows = []
+        exchange.record_count = len(exchange.records)
+        exchange.bytes_released = sum(r.ByteSize() for r in exchange.records)
+
+
+def pseudonym_for(key: bytes, agreement_id: str, kind: str, value: str) -> str:
+    """Stable within one agreement, unlinkable across agreements without the node's key."""
+    agreement_key = hmac.new(key, f"pseudonym:{agreement_id}".encode(), hashlib.sha256).digest()
+    return hmac.new(agreement_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,0 +1,64 @@
+"""The one place where errors become gRPC statuses.
+
+A ConcordatError keeps its message and gains a google.rpc.ErrorInfo detail whose `reason` is
+the error's stable code; anything else is a bug and becomes a bare INTERNAL status that names
+only the exchange id, so nothing internal reaches a caller.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from gateway import errors
+
+ERROR_DOMAIN = "concordat.gov.uk"
+
+STATUS_FOR_ERROR: dict[type[errors.ConcordatError], grpc.StatusCode] = {
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.PolicyDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.PeerRejected: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NoRoute: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.RecordNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.LocalDataInvalid: grpc.StatusCode.INTERNAL,
+    errors.InternalError: grpc.StatusCode.INTERNAL,
+}
+
+
+def as_concordat_error(exc: BaseException, exchange_id: str) -> errors.ConcordatError:
+    """Our own errors pass through; anything else becomes an InternalError that leaks nothing."""
+    if isinstance(exc, errors.ConcordatError):
+        return exc
+    return errors.InternalError(f"internal error; quote exchange id {exchange_id} to the operator")
+
+
+def to_grpc_status(error: errors.ConcordatError, exchange_id: str) -> grpc.Status:
+    code = STATUS_FOR_ERROR[type(error)]
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code,
+        domain=ERROR_DOMAIN,
+        metadata={"exchange_id": exchange_id, **error.metadata},
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    message = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+    return rpc_status.to_status(message)
+
+
+def from_grpc_error(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    """Reads code, message and ErrorInfo (reason + metadata) from a received gRPC error."""
+    call = error  # aio and sync errors both expose code(), details() and trailing metadata
+    metadata: dict[str, str] = {}
+    status = rpc_status.from_call(call) if hasattr(call, "trailing_metadata") else None
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                metadata = {"reason": info.reason, **dict(info.metadata)}
+    return call.code(), call.details() or "", metadata
