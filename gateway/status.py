@@ -51,14 +51,13 @@ def to_grpc_status(error: errors.ConcordatError, exchange_id: str) -> grpc.Statu
     return rpc_status.to_status(message)
 
 
-def from_grpc_error(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
-    """Reads code, message and ErrorInfo (reason + metadata) from a received gRPC error."""
-    call = error  # aio and sync errors both expose code(), details() and trailing metadata
-    metadata: dict[str, str] = {}
-    status = rpc_status.from_call(call) if hasattr(call, "trailing_metadata") else None
-    if status is not None:
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info):
-                metadata = {"reason": info.reason, **dict(info.metadata)}
-    return call.code(), call.details() or "", metadata
+def error_info(error: grpc.RpcError) -> dict[str, str]:
+    """The ErrorInfo of a received error as a flat mapping: reason, exchange_id, rule, ..."""
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return {"reason": info.reason, **dict(info.metadata)}
+    return {}
