@@ -6,6 +6,7 @@ Nothing else in the gateway imports a concrete engine, adapter or audit store.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -113,14 +114,22 @@ async def _open_sources(config: NodeConfig) -> tuple[list[RecordSource], dict[st
     return opened, by_type
 
 
-async def build_node(config: NodeConfig) -> Node:
-    """Assembles a node from its configuration; refuses to build on any inconsistency."""
+async def build_node(
+    config: NodeConfig, *, sources: Mapping[str, RecordSource] | None = None
+) -> Node:
+    """Assembles a node from its configuration; refuses to build on any inconsistency.
+
+    `sources` (record type -> source) replaces the configured adapters, for tests.
+    """
     name = config.node.name
     verifier = _build_verifier(config)
     engine = _build_engine(config)
     subject_key = config.keys.subject_hash_key.read_bytes()
     signing_key = load_signing_key(config.keys.signing_key)
-    opened, sources = await _open_sources(config)
+    if sources is None:
+        opened, sources = await _open_sources(config)
+    else:
+        opened = []
     audit = await SqliteAuditLog.open(
         config.audit.path, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
     )

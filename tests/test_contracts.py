@@ -1,0 +1,112 @@
+"""The contracts and the architecture rules hold: protos lint, generated code is fresh."""
+
+from __future__ import annotations
+
+import ast
+import filecmp
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import errors
+from gateway.status import STATUS_FOR_ERROR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _buf() -> str:
+    found = shutil.which("buf") or str(Path(sys.executable).parent / "buf")
+    if not Path(found).exists():
+        pytest.fail("buf is not installed; `pip install -e .[dev]` brings it (PyPI buf-bin)")
+    return found
+
+
+def test_protos_pass_buf_lint_with_the_standard_rules() -> None:
+    result = subprocess.run([_buf(), "lint"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_protos_build_with_buf() -> None:
+    result = subprocess.run(
+        [_buf(), "build", "-o", "/dev/null"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_python_code_is_fresh_against_proto(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from gen_protos import generate
+    finally:
+        sys.path.pop(0)
+    generate(tmp_path)
+    fresh = sorted(p.relative_to(tmp_path) for p in (tmp_path / "concordat").rglob("*_pb2*.py*"))
+    committed = sorted(p.relative_to(ROOT) for p in (ROOT / "concordat").rglob("*_pb2*.py*"))
+    assert fresh == committed, "run `python scripts/gen_protos.py`: modules differ"
+    stale = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, ROOT / p, shallow=False)]
+    assert not stale, f"run `python scripts/gen_protos.py`: stale {stale}"
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _all_subclasses(sub)
+    return found
+
+
+def test_every_error_class_maps_to_a_grpc_status() -> None:
+    unmapped = [c.__name__ for c in _all_subclasses(errors.ConcordatError) if c not in STATUS_FOR_ERROR]
+    assert not unmapped, f"add these to gateway/status.py: {unmapped}"
+
+
+def test_error_codes_are_unique() -> None:
+    codes = [c.code for c in _all_subclasses(errors.ConcordatError)]
+    assert len(codes) == len(set(codes))
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_adapters_never_import_gateway() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(n for n in _imports(path) if n.split(".")[0] == "gateway")
+        for path in (ROOT / "adapters").rglob("*.py")
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_only_the_composition_root_imports_concrete_engines_adapters_and_stores() -> None:
+    concrete = {
+        "adapters.sql", "adapters.rest", "adapters.registry", "gateway.policy.embedded",
+        "gateway.policy.opa", "gateway.audit.sqlite_log",
+    }
+    allowed = {"gateway/node.py", "gateway/cli.py", "gateway/testing.py"}
+    offenders = {}
+    for path in (ROOT / "gateway").rglob("*.py"):
+        rel = str(path.relative_to(ROOT))
+        if rel in allowed or rel.startswith(("gateway/policy/", "gateway/audit/")):
+            continue
+        bad = sorted(_imports(path) & concrete)
+        if bad:
+            offenders[rel] = bad
+    assert not offenders
+
+
+def test_no_bare_or_blanket_except_in_the_gateway() -> None:
+    offenders = []
+    for path in [*(ROOT / "gateway").rglob("*.py"), *(ROOT / "adapters").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ExceptHandler) and node.type is None:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders
