@@ -1,0 +1,69 @@
+"""The bytes the audit chain is built from, shared by the writer and the verifier.
+
+An entry's hash is SHA-256 over, in order: the previous entry's hash (32 raw bytes; 32 zero
+bytes before the first entry), the sequence number (8 bytes, big-endian), the length of
+`recorded_at` (2 bytes, big-endian) and `recorded_at` itself (ASCII), then the canonical JSON of
+the event. Framing the one variable-length field before the event keeps the split unambiguous.
+A seal is an Ed25519 signature over `seal_message`, which names the node, the last sequence
+number it covers and the chain hash there, so one seal vouches for every entry up to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_HASH = "00" * 32
+SEAL_FORMAT = "concordat.audit.seal/v1"
+
+_encoder = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    """Encodes a mapping as JSON with sorted keys and no whitespace; NaN and infinities refused."""
+    return _encoder.encode(dict(value))
+
+
+def entry_hash(prev_hash: str, seq: int, recorded_at: str, event_json: str) -> str:
+    """Returns the hex chain hash of one entry, given the hex hash of the entry before it."""
+    stamp = recorded_at.encode("ascii")
+    return hashlib.sha256(
+        bytes.fromhex(prev_hash)
+        + seq.to_bytes(8, "big")
+        + len(stamp).to_bytes(2, "big")
+        + stamp
+        + event_json.encode("utf-8")
+    ).hexdigest()
+
+
+def seal_message(node: str, upto_seq: int, chain_hash: str, sealed_at: str) -> bytes:
+    """Returns the bytes a node signs to vouch for its chain up to and including `upto_seq`."""
+    return canonical_json(
+        {
+            "format": SEAL_FORMAT,
+            "node": node,
+            "upto_seq": upto_seq,
+            "hash": chain_hash,
+            "sealed_at": sealed_at,
+        }
+    ).encode("utf-8")
+
+
+def index_columns(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Returns `exchange_id` and `subject_hash` as the log indexes them: None if absent or empty."""
+    exchange_id = event.get("exchange_id")
+    subject = event.get("subject_hash")
+    return (
+        exchange_id if isinstance(exchange_id, str) and exchange_id else None,
+        subject if isinstance(subject, str) and subject else None,
+    )
+
+
+def timestamp(epoch_seconds: float) -> str:
+    """Formats a POSIX time as fixed-width UTC ISO 8601 with microseconds."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

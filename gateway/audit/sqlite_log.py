@@ -1,0 +1,339 @@
+"""The SQLite audit log: entries hash-chained, group-committed and sealed once per batch.
+
+Appends queue up while the single writer thread is busy; the writer then stores everything
+queued (up to `max_batch`) with one Ed25519 seal in one fsynced transaction, so concurrency
+makes batches and a lone append commits at once. A write failure fails every pending append
+and closes the log to appends until it is reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.audit.chain import (
+    GENESIS_HASH,
+    canonical_json,
+    entry_hash,
+    index_columns,
+    seal_message,
+    timestamp,
+)
+from gateway.errors import InternalError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    exchange_id TEXT,
+    subject_hash TEXT,
+    recorded_at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_exchange ON entries (exchange_id);
+CREATE INDEX IF NOT EXISTS entries_by_subject ON entries (subject_hash)
+    WHERE subject_hash IS NOT NULL;
+CREATE TABLE IF NOT EXISTS seals (
+    upto_seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    sealed_at TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+"""
+_INSERT_ENTRY = (
+    "INSERT INTO entries (seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_SEAL = "INSERT INTO seals (upto_seq, hash, sealed_at, signature) VALUES (?, ?, ?, ?)"
+_SELECT_ENTRIES = (
+    "SELECT seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash FROM entries"
+)
+# Keys structlog or this log put on every line; an event field of the same name is renamed.
+_RESERVED_LOG_KEYS = frozenset({"event", "seq", "hash"})
+
+_logger = structlog.get_logger("concordat.audit")
+
+
+class AuditLogRefused(Exception):
+    """The file cannot serve as this node's log: another node's or key's, or no WAL support."""
+
+
+class _Pending:
+    """One event waiting for the writer, with the future its caller awaits."""
+
+    __slots__ = ("event", "event_json", "exchange_id", "future", "subject_hash")
+
+    def __init__(self, event: dict[str, Any], future: asyncio.Future[int]) -> None:
+        self.event = event
+        # Encoded by the caller, so an event that is not JSON fails its own append only.
+        self.event_json = canonical_json(event)
+        self.exchange_id, self.subject_hash = index_columns(event)
+        self.future = future
+
+
+class SqliteAuditLog:
+    """An `AuditLog` in one SQLite file, written by one thread with its own connection."""
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        node: str,
+        signing_key: Ed25519PrivateKey,
+        max_batch: int,
+        executor: ThreadPoolExecutor,
+        connection: sqlite3.Connection,
+        next_seq: int,
+        last_hash: str,
+    ) -> None:
+        self._path = path
+        self._node = node
+        self._signing_key = signing_key
+        self._max_batch = max_batch
+        self._executor = executor
+        self._connection = connection
+        self._next_seq = next_seq
+        self._last_hash = last_hash
+        self._loop = asyncio.get_running_loop()
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._refusal: str | None = None
+        self._closed = False
+        self._writer = self._loop.create_task(self._run_writer(), name="concordat-audit-writer")
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, node: str, signing_key: Ed25519PrivateKey, max_batch: int = 1024
+    ) -> SqliteAuditLog:
+        """Opens or creates the log at `path` and resumes its chain from the last entry."""
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        public_key = signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        # The connection is created on the writer thread and only ever used there.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="concordat-audit")
+        try:
+            connection, next_seq, last_hash = await asyncio.get_running_loop().run_in_executor(
+                executor, _open_store, path, node, public_key
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(
+            path=path,
+            node=node,
+            signing_key=signing_key,
+            max_batch=max_batch,
+            executor=executor,
+            connection=connection,
+            next_seq=next_seq,
+            last_hash=last_hash,
+        )
+
+    async def append(self, event: Mapping[str, Any]) -> int:
+        """Stores one event and returns its sequence number once the entry is committed to disk."""
+        if self._refusal is not None:
+            raise InternalError(self._refusal)
+        pending = _Pending(dict(event), self._loop.create_future())
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.future
+
+    async def close(self) -> None:
+        """Writes what is still queued, then stops the writer and closes the file."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._refusal is None:
+            self._refusal = "the audit log is closed"
+        self._wakeup.set()
+        await self._writer
+        await self._loop.run_in_executor(self._executor, self._connection.close)
+        self._executor.shutdown(wait=True)
+
+    def entries_for_exchange(self, exchange_id: str) -> list[dict[str, Any]]:
+        """Returns the committed entries of one exchange, oldest first."""
+        return self._read(f"{_SELECT_ENTRIES} WHERE exchange_id = ? ORDER BY seq", exchange_id)
+
+    def entries_for_subject(self, subject_hash: str) -> list[dict[str, Any]]:
+        """Returns the committed entries about one subject (by keyed hash), newest first."""
+        return self._read(
+            f"{_SELECT_ENTRIES} WHERE subject_hash = ? ORDER BY seq DESC", subject_hash
+        )
+
+    def _read(self, query: str, parameter: str) -> list[dict[str, Any]]:
+        # A connection of its own per call: the writer's connection never leaves its thread.
+        with closing(_connect_read_only(self._path)) as connection:
+            return [_entry_dict(row) for row in connection.execute(query, (parameter,))]
+
+    async def _run_writer(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while True:
+                if not self._queue:
+                    if self._refusal is not None:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                batch = [
+                    self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
+                ]
+                try:
+                    seqs = await self._loop.run_in_executor(
+                        self._executor, self._write_batch, batch
+                    )
+                except Exception as exc:  # noqa: BLE001 - any writer fault must fail closed
+                    self._fail(batch, exc)
+                    return
+                for pending, seq in zip(batch, seqs, strict=True):
+                    if not pending.future.done():
+                        pending.future.set_result(seq)
+                batch = []
+        finally:
+            # Work is left here only if the writer was cancelled; no append may wait forever.
+            if batch or self._queue:
+                self._fail(batch, None)
+
+    def _write_batch(self, batch: list[_Pending]) -> range:
+        """Stores a batch and its seal in one durable transaction; runs on the writer thread."""
+        first_seq = seq = self._next_seq
+        chain_hash = self._last_hash
+        # One time for the whole batch: its entries are recorded, and sealed, together.
+        recorded_at = timestamp(time.time())
+        rows = []
+        for pending in batch:
+            prev_hash = chain_hash
+            chain_hash = entry_hash(prev_hash, seq, recorded_at, pending.event_json)
+            rows.append(
+                (
+                    seq,
+                    pending.exchange_id,
+                    pending.subject_hash,
+                    recorded_at,
+                    pending.event_json,
+                    prev_hash,
+                    chain_hash,
+                )
+            )
+            seq += 1
+        upto_seq = seq - 1
+        signature = self._signing_key.sign(
+            seal_message(self._node, upto_seq, chain_hash, recorded_at)
+        ).hex()
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(_INSERT_ENTRY, rows)
+            connection.execute(_INSERT_SEAL, (upto_seq, chain_hash, recorded_at, signature))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        self._next_seq = seq
+        self._last_hash = chain_hash
+        # If the log sink raises here the batch fails closed although it is committed: its
+        # callers answer INTERNAL, so the stored entries can only overstate what was released.
+        # Bound once per batch: structlog then skips its per-call configuration lookup.
+        logger = _logger.bind()
+        for pending, row in zip(batch, rows, strict=True):
+            logger.info("audit", **_log_fields(pending.event, row[0], row[6]))
+        return range(first_seq, seq)
+
+    def _fail(self, batch: list[_Pending], cause: BaseException | None) -> None:
+        self._refusal = "the audit log failed to write and refuses appends until it is reopened"
+        if cause is not None:
+            _logger.error("audit write failed", exc_info=cause)
+        for pending in [*batch, *self._queue]:
+            if not pending.future.done():
+                error = InternalError(self._refusal)
+                error.__cause__ = cause
+                pending.future.set_exception(error)
+        self._queue.clear()
+
+
+def _open_store(path: Path, node: str, public_key: str) -> tuple[sqlite3.Connection, int, str]:
+    """Opens the file for writing, claims it for this node and finds where the chain ends."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise AuditLogRefused(f"{path}: cannot use write-ahead logging (got {mode!r})")
+        # FULL makes every commit fsync the WAL, so a committed entry survives power loss.
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.executescript(_SCHEMA)
+        _claim(connection, path, node, public_key)
+        last = connection.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1")
+        row = last.fetchone()
+    except BaseException:
+        connection.close()
+        raise
+    if row is None:
+        return connection, 1, GENESIS_HASH
+    return connection, row[0] + 1, row[1]
+
+
+def _claim(connection: sqlite3.Connection, path: Path, node: str, public_key: str) -> None:
+    """Records node and public key in a new log; refuses a log recorded for others."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        stored = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+        if "node" in stored and stored["node"] != node:
+            raise AuditLogRefused(
+                f"{path} is the audit log of node {stored['node']!r}, not {node!r}"
+            )
+        # Seals in one file are checked with one key; rotation needs its own design.
+        if "public_key" in stored and stored["public_key"] != public_key:
+            raise AuditLogRefused(
+                f"{path} was sealed with another signing key ({stored['public_key']})"
+            )
+        connection.executemany(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+            [("node", node), ("public_key", public_key)],
+        )
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _entry_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    seq, exchange_id, subject, recorded_at, event_json, prev_hash, chain_hash = row
+    return {
+        "seq": seq,
+        "exchange_id": exchange_id,
+        "subject_hash": subject,
+        "recorded_at": recorded_at,
+        "event": json.loads(event_json),
+        "prev_hash": prev_hash,
+        "hash": chain_hash,
+    }
+
+
+def _log_fields(event: dict[str, Any], seq: int, chain_hash: str) -> dict[str, Any]:
+    fields = {
+        (f"event_{key}" if key in _RESERVED_LOG_KEYS else str(key)): value
+        for key, value in event.items()
+    }
+    fields["seq"] = seq
+    fields["hash"] = chain_hash
+    return fields

@@ -1,0 +1,205 @@
+"""Checks an audit log file on its own, without the node that wrote it.
+
+Each entry's hash is recomputed from its content and linked to the entry before it, and each
+seal's signature is checked against the chain hash it names. A valid seal at N vouches for every
+entry up to N, because the chain links them all. What the file alone cannot show is truncation:
+whoever deletes the newest entries together with the seals that cover them leaves a shorter log
+that verifies. Detecting that needs a seal kept elsewhere, such as a peer's receipt or a
+published checkpoint: compare its `upto_seq` with the report's `sealed_upto`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.audit.chain import GENESIS_HASH, entry_hash, index_columns, seal_message
+
+# Problems about the log as a whole rather than one entry carry this sequence number.
+LOG_WIDE = 0
+_ROWS_PER_FETCH = 1000
+_ENTRIES_IN_ORDER = (
+    "SELECT seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash"
+    " FROM entries ORDER BY seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the log, located at the entry (or seal) sequence number `seq`."""
+
+    seq: int
+    what: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """The outcome: `ok` only if there are no problems; `sealed_upto` is the last valid seal."""
+
+    ok: bool
+    entries: int
+    sealed_upto: int
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Seal:
+    upto_seq: int
+    hash: str
+    sealed_at: str
+    signature: str
+
+
+def verify_log(path: Path, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
+    """Verifies the log at `path`, with `public_key` if given, else the key the log records."""
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as connection:
+        # One read transaction, so entries and seals come from the same snapshot.
+        connection.execute("BEGIN")
+        return _Verification(connection, public_key).run()
+
+
+class _Verification:
+    """Walks entries and seals in step, in sequence order, holding one row of each at a time."""
+
+    def __init__(self, connection: sqlite3.Connection, supplied: Ed25519PublicKey | None) -> None:
+        self._connection = connection
+        self._problems: list[Problem] = []
+        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+        self._node = meta.get("node")
+        if self._node is None:
+            self._report(LOG_WIDE, "the log does not name its node")
+        self._key = self._choose_key(meta.get("public_key"), supplied)
+        self._sealed_upto = 0
+
+    def run(self) -> VerifyReport:
+        seals = self._seals()
+        next_seal = next(seals, None)
+        expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
+        for row in self._stream(_ENTRIES_IN_ORDER):
+            seq, exchange_id, subject, recorded_at, event_json, stored_prev, stored_hash = row
+            count += 1
+            if seq != expected_seq:
+                self._report(expected_seq, f"{_span(expected_seq, seq - 1)} missing")
+            elif stored_prev != prev_hash:
+                self._report(
+                    seq,
+                    f"prev_hash does not match the hash of entry {seq - 1}:"
+                    " entries removed or reordered",
+                )
+            if _recompute(stored_prev, seq, recorded_at, event_json) != stored_hash:
+                self._report(seq, "hash does not match the entry's content: entry altered")
+            if isinstance(event_json, str):
+                self._check_index_columns(seq, exchange_id, subject, event_json)
+            while next_seal is not None and next_seal.upto_seq <= seq:
+                if next_seal.upto_seq < seq:
+                    self._report(next_seal.upto_seq, "seal names an entry that is missing")
+                self._check_seal(next_seal, stored_hash if next_seal.upto_seq == seq else None)
+                next_seal = next(seals, None)
+            expected_seq, prev_hash = seq + 1, stored_hash
+        while next_seal is not None:
+            self._report(next_seal.upto_seq, "seal names an entry that is missing")
+            self._check_seal(next_seal, None)
+            next_seal = next(seals, None)
+        last_seq = expected_seq - 1
+        if last_seq > self._sealed_upto:
+            self._report(
+                self._sealed_upto + 1,
+                f"{_span(self._sealed_upto + 1, last_seq)} not covered by a seal",
+            )
+        return VerifyReport(
+            ok=not self._problems,
+            entries=count,
+            sealed_upto=self._sealed_upto,
+            problems=self._problems,
+        )
+
+    def _choose_key(
+        self, recorded: str | None, supplied: Ed25519PublicKey | None
+    ) -> Ed25519PublicKey | None:
+        if supplied is not None:
+            if recorded != _raw_hex(supplied):
+                self._report(LOG_WIDE, "public key in the log does not match the one supplied")
+            return supplied
+        if recorded is None:
+            self._report(LOG_WIDE, "the log records no public key and none was supplied")
+            return None
+        try:
+            return Ed25519PublicKey.from_public_bytes(bytes.fromhex(recorded))
+        except ValueError:
+            self._report(LOG_WIDE, "the public key in the log is malformed")
+            return None
+
+    def _check_index_columns(
+        self, seq: int, exchange_id: str | None, subject: str | None, event_json: str
+    ) -> None:
+        # The index columns decide who finds an entry, so they must say what the event says.
+        try:
+            event = json.loads(event_json)
+        except ValueError:
+            self._report(seq, "event is not valid JSON")
+            return
+        if not isinstance(event, dict):
+            self._report(seq, "event is not a JSON object")
+            return
+        if (exchange_id, subject) != index_columns(event):
+            self._report(seq, "exchange_id or subject_hash column does not match the event")
+
+    def _check_seal(self, seal: _Seal, chain_hash: str | None) -> None:
+        if chain_hash is not None and seal.hash != chain_hash:
+            self._report(seal.upto_seq, "seal does not match the chain hash at its entry")
+            chain_hash = None
+        if self._key is None or self._node is None:
+            return
+        try:
+            self._key.verify(
+                bytes.fromhex(seal.signature),
+                seal_message(self._node, seal.upto_seq, seal.hash, seal.sealed_at),
+            )
+        except (InvalidSignature, ValueError):
+            self._report(seal.upto_seq, "seal signature does not verify")
+            return
+        if chain_hash is not None:
+            self._sealed_upto = seal.upto_seq
+
+    def _seals(self) -> Iterator[_Seal]:
+        for row in self._stream(
+            "SELECT upto_seq, hash, sealed_at, signature FROM seals ORDER BY upto_seq"
+        ):
+            yield _Seal(*row)
+
+    def _stream(self, query: str) -> Iterator[tuple]:
+        cursor = self._connection.execute(query)
+        while rows := cursor.fetchmany(_ROWS_PER_FETCH):
+            yield from rows
+
+    def _report(self, seq: int, what: str) -> None:
+        self._problems.append(Problem(seq, what))
+
+
+def _recompute(prev_hash: object, seq: int, recorded_at: object, event_json: object) -> str | None:
+    """Returns the hash the entry should have, or None if its columns cannot even be hashed."""
+    if not (
+        isinstance(prev_hash, str) and isinstance(recorded_at, str) and isinstance(event_json, str)
+    ):
+        return None
+    try:
+        return entry_hash(prev_hash, seq, recorded_at, event_json)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _span(first: int, last: int) -> str:
+    return f"entry {first} is" if first == last else f"entries {first}..{last} are"
+
+
+def _raw_hex(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
