@@ -1,0 +1,1 @@
+"""Node-to-node federation: the signed directory, peer assertions and receipts, circuit breakers."""

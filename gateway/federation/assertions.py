@@ -1,0 +1,327 @@
+"""On-behalf-of assertions and receipts: the compact JWS two nodes exchange about one request.
+
+The requesting node signs an assertion naming the original caller and a digest of the request;
+the providing node signs a receipt over a digest of what it released. Both are EdDSA, carry the
+signer's key id, and are checked against the keys the signed directory publishes for the signer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from google.protobuf.message import Message
+
+from gateway.domain import Requester
+from gateway.errors import DeadlineExceeded, PeerRejected, Unauthenticated
+from gateway.identity import ReplayCache
+
+DirectoryKeys = Callable[[str, str], Ed25519PublicKey]
+
+ASSERTION_TYPE = "concordat-assertion+jwt"
+RECEIPT_TYPE = "concordat-receipt+jwt"
+_ALGORITHM = "EdDSA"
+_ASSERTION_CLAIMS = ("iss", "aud", "jti", "iat", "nbf", "exp", "nonce", "digest", "requester")
+_RECEIPT_CLAIMS = (
+    "iss",
+    "aud",
+    "jti",
+    "iat",
+    "digest",
+    "record_count",
+    "released_fields",
+    "ingress_decision_id",
+)
+# Header and issuer values are chosen by the sender; only plain ones are echoed into messages.
+_PRINTABLE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_digest(message: Message) -> str:
+    """Hex SHA-256 of the message's deterministic serialisation."""
+    return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+
+
+class AssertionSigner:
+    """Signs short-lived assertions that this node relays a request on a caller's behalf."""
+
+    def __init__(
+        self, node: str, key: Ed25519PrivateKey, kid: str, ttl_seconds: float = 30
+    ) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("assertion ttl must be positive")
+        self._node = node
+        self._key = key
+        self._kid = kid
+        self._ttl = ttl_seconds
+
+    def sign(
+        self,
+        *,
+        exchange_id: str,
+        audience_node: str,
+        requester: Requester,
+        request_digest: str,
+        expires_in: float | None = None,
+    ) -> str:
+        """Sign for one relay of `exchange_id`; `expires_in` (the deadline left) caps its life."""
+        lifetime = self._ttl if expires_in is None else min(self._ttl, expires_in)
+        if lifetime <= 0:
+            raise DeadlineExceeded("the deadline ran out before the request could be relayed")
+        now = time.time()
+        claims = {
+            "iss": self._node,
+            "aud": audience_node,
+            "jti": exchange_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            # Each signature is unique, so a retried relay of the same exchange is not a replay.
+            "nonce": secrets.token_urlsafe(12),
+            "digest": request_digest,
+            "requester": requester.as_policy_input(),
+        }
+        return jwt.encode(
+            claims,
+            self._key,
+            algorithm=_ALGORITHM,
+            headers={"kid": self._kid, "typ": ASSERTION_TYPE},
+        )
+
+
+class AssertionVerifier:
+    """Checks a peer's assertion and returns the caller it speaks for, or raises PeerRejected."""
+
+    def __init__(
+        self,
+        node: str,
+        directory_keys: DirectoryKeys,
+        leeway_seconds: float = 5,
+        *,
+        max_lifetime_seconds: float = 120,
+        replay_cache: ReplayCache | None = None,
+    ) -> None:
+        if leeway_seconds < 0 or max_lifetime_seconds <= 0:
+            raise ValueError("leeway must be >= 0 and max lifetime > 0 seconds")
+        self._node = node
+        self._directory_keys = directory_keys
+        self._leeway = leeway_seconds
+        self._max_lifetime = max_lifetime_seconds
+        self._replay_cache = (
+            replay_cache if replay_cache is not None else ReplayCache(leeway_seconds=leeway_seconds)
+        )
+
+    def verify(
+        self, token: str, *, peer_node: str, exchange_id: str, request_digest: str
+    ) -> Requester:
+        """Check signer, signature, audience, freshness, exchange and digest; return the caller.
+
+        `peer_node` is the identity from the peer's mTLS certificate: one node cannot speak for
+        another.
+        """
+        claims = _verified_claims(
+            token,
+            kind="assertion",
+            token_type=ASSERTION_TYPE,
+            signer=peer_node,
+            signer_role="the calling peer",
+            directory_keys=self._directory_keys,
+            audience=self._node,
+            leeway=self._leeway,
+            required=_ASSERTION_CLAIMS,
+        )
+        for name in ("iat", "nbf", "exp"):
+            if not _is_number(claims[name]):
+                raise PeerRejected(f"assertion claim {name!r} must be a number")
+        if claims["exp"] - claims["iat"] > self._max_lifetime:
+            raise PeerRejected(f"assertion lifetime exceeds the allowed {self._max_lifetime:g}s")
+        if claims["jti"] != exchange_id:
+            raise PeerRejected("assertion was issued for a different exchange")
+        if claims["digest"] != request_digest:
+            raise PeerRejected("assertion does not cover this request")
+        requester = _requester_from(claims["requester"])
+        if requester.administration != peer_node:
+            raise PeerRejected(
+                f"assertion speaks for a caller of {_shown(requester.administration)}, "
+                f"not of the issuing node {peer_node}"
+            )
+        nonce = claims["nonce"]
+        if not isinstance(nonce, str) or not nonce:
+            raise PeerRejected("assertion claim 'nonce' must be a non-empty string")
+        # Only a genuine, current assertion may use up its id.
+        try:
+            self._replay_cache.check_and_remember(f"{exchange_id} {nonce}", claims["exp"])
+        except Unauthenticated:
+            raise PeerRejected("assertion has already been used") from None
+        return requester
+
+
+class ReceiptSigner:
+    """Signs the receipt a providing node returns over a digest of what it released."""
+
+    def __init__(self, node: str, key: Ed25519PrivateKey, kid: str) -> None:
+        self._node = node
+        self._key = key
+        self._kid = kid
+
+    def sign(
+        self,
+        *,
+        exchange_id: str,
+        requesting_node: str,
+        response_digest: str,
+        record_count: int,
+        released_fields: Sequence[str],
+        ingress_decision_id: str,
+    ) -> str:
+        """Sign a receipt; it names only a digest of the records, never the records."""
+        claims = {
+            "iss": self._node,
+            "aud": requesting_node,
+            "jti": exchange_id,
+            "iat": time.time(),
+            "digest": response_digest,
+            "record_count": record_count,
+            "released_fields": list(released_fields),
+            "ingress_decision_id": ingress_decision_id,
+        }
+        return jwt.encode(
+            claims, self._key, algorithm=_ALGORITHM, headers={"kid": self._kid, "typ": RECEIPT_TYPE}
+        )
+
+
+class ReceiptVerifier:
+    """Checks a providing node's receipt against what was received; returns its claims."""
+
+    def __init__(self, directory_keys: DirectoryKeys) -> None:
+        self._directory_keys = directory_keys
+
+    def verify(
+        self, token: str, *, provider_node: str, exchange_id: str, response_digest: str
+    ) -> dict[str, Any]:
+        """Raise PeerRejected unless `provider_node` signed this receipt for these records."""
+        claims = _verified_claims(
+            token,
+            kind="receipt",
+            token_type=RECEIPT_TYPE,
+            signer=provider_node,
+            signer_role="the providing node",
+            directory_keys=self._directory_keys,
+            # A receipt is evidence, not a credential: it never expires, a provider clock running
+            # ahead must not void it, and the exchange id and digest already bind it to us.
+            audience=None,
+            leeway=None,
+            required=_RECEIPT_CLAIMS,
+        )
+        if not _is_number(claims["iat"]):
+            raise PeerRejected("receipt claim 'iat' must be a number")
+        if claims["jti"] != exchange_id:
+            raise PeerRejected("receipt is for a different exchange")
+        if claims["digest"] != response_digest:
+            raise PeerRejected("receipt does not match the records received")
+        count = claims["record_count"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise PeerRejected("receipt claim 'record_count' must be a non-negative integer")
+        fields = claims["released_fields"]
+        if not isinstance(fields, list) or not all(isinstance(field, str) for field in fields):
+            raise PeerRejected("receipt claim 'released_fields' must be a list of strings")
+        if not isinstance(claims["ingress_decision_id"], str):
+            raise PeerRejected("receipt claim 'ingress_decision_id' must be a string")
+        return claims
+
+
+def _verified_claims(
+    token: str,
+    *,
+    kind: str,
+    token_type: str,
+    signer: str,
+    signer_role: str,
+    directory_keys: DirectoryKeys,
+    audience: str | None,
+    leeway: float | None,
+    required: Sequence[str],
+) -> dict[str, Any]:
+    """Decode a token `signer` signed; `leeway=None` skips the freshness checks."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise PeerRejected(f"{kind} is malformed") from exc
+    if header.get("alg") != _ALGORITHM:
+        raise PeerRejected(f"{kind} must be signed with {_ALGORITHM}")
+    # The type stops an assertion being passed off as a receipt, or the reverse.
+    if header.get("typ") != token_type:
+        raise PeerRejected(f"{kind} has the wrong token type")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise PeerRejected(f"{kind} header has no 'kid'")
+    # Checked before the signature so the message says who spoke, not merely that a key failed.
+    issuer = unverified.get("iss")
+    if issuer != signer:
+        raise PeerRejected(f"{kind} issuer {_shown(issuer)} does not match {signer_role} {signer}")
+    key = directory_keys(signer, kid)
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[_ALGORITHM],
+            audience=audience,
+            issuer=signer,
+            leeway=leeway or 0,
+            options={
+                "require": list(required),
+                "verify_aud": audience is not None,
+                "verify_iat": leeway is not None,
+            },
+        )
+    except jwt.PyJWTError as exc:
+        raise _decode_error(kind, exc, audience) from exc
+
+
+def _decode_error(kind: str, exc: jwt.PyJWTError, audience: str | None) -> PeerRejected:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return PeerRejected(f"{kind} is missing required claim {exc.claim!r}")
+    messages: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+        (jwt.InvalidSignatureError, f"{kind} signature is invalid"),
+        (jwt.ExpiredSignatureError, f"{kind} has expired"),
+        (jwt.ImmatureSignatureError, f"{kind} is not yet valid"),
+        (jwt.InvalidAudienceError, f"{kind} is addressed to another node, not {audience}"),
+    )
+    for error_type, message in messages:
+        if isinstance(exc, error_type):
+            return PeerRejected(message)
+    return PeerRejected(f"{kind} is malformed")
+
+
+def _requester_from(value: object) -> Requester:
+    if not isinstance(value, dict):
+        raise PeerRejected("assertion claim 'requester' must be an object")
+    for name in ("organisation", "system", "administration"):
+        if not isinstance(value.get(name), str) or not value[name]:
+            raise PeerRejected(f"assertion requester {name!r} must be a non-empty string")
+    accreditations = value.get("accreditations")
+    if not isinstance(accreditations, list) or not all(
+        isinstance(item, str) for item in accreditations
+    ):
+        raise PeerRejected("assertion requester 'accreditations' must be a list of strings")
+    return Requester(
+        organisation=value["organisation"],
+        system=value["system"],
+        administration=value["administration"],
+        accreditations=frozenset(accreditations),
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value: object) -> str:
+    return value if isinstance(value, str) and _PRINTABLE.fullmatch(value) else "(unprintable)"

@@ -1,0 +1,107 @@
+"""Fail fast on a peer that keeps failing, and retry only what is safe to retry.
+
+A breaker is per peer and used from one event loop, so its state needs no lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from gateway.errors import Unavailable
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """Opens after consecutive failures, refuses calls while open, then lets one trial through."""
+
+    def __init__(
+        self,
+        peer: str,
+        *,
+        failure_threshold: int = 3,
+        reset_after_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1 or reset_after_seconds <= 0:
+            raise ValueError("failure threshold must be >= 1 and reset time > 0 seconds")
+        self._peer = peer
+        self._threshold = failure_threshold
+        self._reset_after = reset_after_seconds
+        self._clock = clock
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._changed_at = 0.0
+
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    def before_call(self) -> None:
+        """Return if a call may go to the peer now; raise Unavailable if not."""
+        if self._state == "closed":
+            return
+        waited = self._clock() - self._changed_at
+        if waited >= self._reset_after:
+            # In half-open this also covers a trial whose outcome was never recorded (say, it
+            # was cancelled): without it the breaker would refuse the peer for ever.
+            self._enter("half_open")
+            return
+        if self._state == "half_open":
+            raise Unavailable(f"{self._peer} is unavailable (circuit half-open; trial in progress)")
+        raise Unavailable(
+            f"{self._peer} is unavailable "
+            f"(circuit open; retrying in {self._reset_after - waited:.1f}s)"
+        )
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._enter("closed")
+
+    def record_failure(self) -> None:
+        if self._state == "half_open":
+            self._enter("open")
+            return
+        self._failures += 1
+        if self._state == "closed" and self._failures >= self._threshold:
+            self._enter("open")
+
+    def _enter(self, state: BreakerState) -> None:
+        self._state = state
+        self._changed_at = self._clock()
+
+
+def retrying(deadline_at: float, attempts: int = 3) -> AsyncRetrying:
+    """Retry our own retryable Unavailable (never one after data was released) within a deadline.
+
+    `deadline_at` is on the `time.monotonic()` clock; no wait may carry a retry past it.
+    """
+    return AsyncRetrying(
+        retry=retry_if_exception(_is_retryable),
+        wait=wait_random_exponential(multiplier=0.05, max=0.5),
+        stop=stop_after_attempt(attempts) | _stop_before(deadline_at),
+        reraise=True,
+    )
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    # Once a peer has released data, sending the request again would be a second disclosure.
+    return isinstance(exc, Unavailable) and exc.metadata.get("released") != "true"
+
+
+def _stop_before(deadline_at: float) -> Callable[[RetryCallState], bool]:
+    def stop(retry_state: RetryCallState) -> bool:
+        # tenacity computes the upcoming wait before it asks whether to stop.
+        return time.monotonic() + retry_state.upcoming_sleep >= deadline_at
+
+    return stop
