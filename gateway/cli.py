@@ -21,7 +21,13 @@ from rich.table import Table
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.config import ADMINISTRATIONS, ConfigError, load_config
-from gateway.devstate import DEFAULT_STATE_DIR, LOCAL_CONFIG_DIR, audience, prepare_node
+from gateway.devstate import (
+    DEFAULT_STATE_DIR,
+    LOCAL_CONFIG_DIR,
+    audience,
+    prepare_federation,
+    prepare_node,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 audit_app = typer.Typer(no_args_is_help=True, help="Inspect and verify audit logs.")
@@ -81,18 +87,22 @@ def _wait_serving(address: str, ca_cert: Path, deadline: float) -> bool:
 
 @app.command()
 def up(
-    state_dir: StateDir = DEFAULT_STATE_DIR,
     nodes: Annotated[str, typer.Option(help="Comma-separated nodes to start.")] = ",".join(
         ADMINISTRATIONS
     ),
 ) -> None:
-    """Start the local federation on loopback with embedded defaults; Ctrl-C stops it."""
+    """Start the local federation on loopback with embedded defaults; Ctrl-C stops it.
+
+    Uses deploy/local/<node>.toml; keys, certificates, demo data, audit logs and the signed
+    directory are made on first run under .state/.
+    """
+    state_dir = DEFAULT_STATE_DIR
     names = [n.strip() for n in nodes.split(",") if n.strip()]
     unknown = [n for n in names if n not in ADMINISTRATIONS]
     if unknown:
         raise _fail(f"unknown node(s): {', '.join(unknown)}")
     console.print(f"preparing development state in {state_dir} ...")
-    states = {name: prepare_node(state_dir, name) for name in names}
+    states = prepare_federation(state_dir)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     logs_dir = state_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)

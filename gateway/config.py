@@ -79,6 +79,32 @@ class LimitsConfig(_Frozen):
     idempotency_ttl_seconds: float = Field(default=600, gt=0)
 
 
+class ServesRule(_Frozen):
+    record_type: str
+    subject_kinds: tuple[str, ...]
+    registration_prefixes: tuple[str, ...] = ()
+
+
+class FederationConfig(_Frozen):
+    # Where peers reach this node's federation service (mutual TLS only).
+    listen: str
+    # Endpoints published in this node's directory entry (default: the listen addresses).
+    advertise_exchange: str | None = None
+    advertise_federation: str | None = None
+    directory: Path
+    # Each administration's directory public key (PEM), pinned: the roots of trust.
+    trust_anchors: dict[str, Path]
+    # This administration's directory signing key, to sign its own entry (operators only).
+    directory_key: Path | None = None
+    serves: tuple[ServesRule, ...] = ()
+    # Extra public signing keys (PEM) to publish in this node's entry while rotating keys.
+    publish_signing_keys: tuple[Path, ...] = ()
+    relay_attempts: int = Field(default=3, ge=1, le=10)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_reset_seconds: float = Field(default=2.0, gt=0)
+    assertion_ttl_seconds: float = Field(default=30, gt=0, le=300)
+
+
 class NodeSection(_Frozen):
     name: str
     listen: str = "127.0.0.1:0"
@@ -99,6 +125,7 @@ class NodeConfig(_Frozen):
     policy: PolicyConfig
     audit: AuditConfig
     limits: LimitsConfig = LimitsConfig()
+    federation: FederationConfig | None = None
     # Adapter configurations, by name; each is validated by the adapter registry at start-up.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -123,6 +150,22 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             value = raw.get(section, {}).get(key)
             if isinstance(value, str):
                 raw[section][key] = str((base / value).resolve())
+    federation = raw.get("federation")
+    if isinstance(federation, dict):
+        for key in ("directory", "directory_key"):
+            if isinstance(federation.get(key), str):
+                federation[key] = str((base / federation[key]).resolve())
+        extra = federation.get("publish_signing_keys")
+        if isinstance(extra, list):
+            federation["publish_signing_keys"] = [
+                str((base / p).resolve()) if isinstance(p, str) else p for p in extra
+            ]
+        anchors = federation.get("trust_anchors")
+        if isinstance(anchors, dict):
+            federation["trust_anchors"] = {
+                name: str((base / path).resolve()) if isinstance(path, str) else path
+                for name, path in anchors.items()
+            }
     bundle = raw.get("policy", {}).get("bundle")
     if isinstance(bundle, list):
         raw["policy"]["bundle"] = [str((base / p).resolve()) for p in bundle]

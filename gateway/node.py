@@ -16,19 +16,36 @@ from grpc_health.v1 import health, health_pb2
 from adapters.base import RecordSource
 from adapters.registry import open_source
 from gateway.audit.sqlite_log import SqliteAuditLog
-from gateway.config import NodeConfig
-from gateway.devpki import load_signing_key
+from gateway.config import ConfigError, FederationConfig, NodeConfig
+from gateway.devpki import load_public_key, load_signing_key
 from gateway.evidence import EvidenceRecorder
+from gateway.federation.assertions import (
+    AssertionSigner,
+    AssertionVerifier,
+    ReceiptSigner,
+    ReceiptVerifier,
+)
+from gateway.federation.directory import Directory, DirectoryError, public_key_kid
+from gateway.federation.peers import PeerClients
+from gateway.federation.relay import Relay, RemoteBatches
+from gateway.federation.service import AuthenticatePeer, FederationService, SignReceipt
 from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
 from gateway.idempotency import IdempotencyCache
-from gateway.pipeline import Pipeline, local_get_stages, local_stream_stages
+from gateway.pipeline import (
+    NodeParts,
+    Pipeline,
+    caller_get_stages,
+    caller_stream_stages,
+    provider_get_stages,
+    provider_stream_stages,
+)
 from gateway.policy import PolicyEngine
 from gateway.policy.bundle import load_bundle
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import OpaServerEngine
-from gateway.server import EXCHANGE_SERVICE, build_exchange_server
+from gateway.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
 from gateway.service import ExchangeService
-from gateway.streaming import LocalBatches, ResumeTokens
+from gateway.streaming import ChooseBatches, LocalBatches, ResumeTokens
 
 log = structlog.get_logger("concordat.node")
 
@@ -44,6 +61,8 @@ class Node:
     engine: PolicyEngine
     audit: SqliteAuditLog
     sources: list[RecordSource] = field(default_factory=list)
+    peers: PeerClients | None = None
+    federation_port: int | None = None
 
     @property
     def address(self) -> str:
@@ -61,6 +80,8 @@ class Node:
         """Stops taking calls, lets running ones finish, then closes what the node opened."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.peers is not None:
+            await self.peers.close()
         await self.audit.close()
         await self.engine.close()
         for source in self.sources:
@@ -122,10 +143,12 @@ async def build_node(
     `sources` (record type -> source) replaces the configured adapters, for tests.
     """
     name = config.node.name
+    federation = _load_federation(config)
     verifier = _build_verifier(config)
     engine = _build_engine(config)
     subject_key = config.keys.subject_hash_key.read_bytes()
     signing_key = load_signing_key(config.keys.signing_key)
+    kid = public_key_kid(name, signing_key.public_key())
     if sources is None:
         opened, sources = await _open_sources(config)
     else:
@@ -140,37 +163,81 @@ async def build_node(
     idempotency = IdempotencyCache(
         max_entries=limits.idempotency_entries, ttl_seconds=limits.idempotency_ttl_seconds
     )
-    common = {
-        "node": name,
-        "verifier": verifier,
-        "engine": engine,
-        "sources": sources,
-        "min_deadline_seconds": limits.min_deadline_seconds,
-        "max_batch_size": limits.max_stream_batch_size,
-    }
+    local_batches = LocalBatches(
+        sources=sources, tokens=ResumeTokens(subject_key),
+        default_batch_size=limits.stream_batch_size,
+    )
+    peers: PeerClients | None = None
+    relay = remote_batches = authenticate_peer = sign_receipt = None
+    if federation is not None:
+        directory, fed = federation
+        peers = PeerClients(
+            directory=directory, tls=config.tls, breaker_failures=fed.breaker_failures,
+            breaker_reset_seconds=fed.breaker_reset_seconds,
+        )
+        assertion_signer = AssertionSigner(name, signing_key, kid, ttl_seconds=fed.assertion_ttl_seconds)
+        receipt_verifier = ReceiptVerifier(directory.signing_key)
+        relay = Relay(peers=peers, signer=assertion_signer, receipts=receipt_verifier,
+                      attempts=fed.relay_attempts)
+        remote_batches = RemoteBatches(peers=peers, signer=assertion_signer,
+                                       receipts=receipt_verifier)
+        authenticate_peer = AuthenticatePeer(
+            node=name, directory=directory,
+            verifier=AssertionVerifier(name, directory.signing_key),
+        )
+        sign_receipt = SignReceipt(ReceiptSigner(name, signing_key, kid))
+    parts = NodeParts(
+        node=name, verifier=verifier, engine=engine, sources=sources, idempotency=idempotency,
+        pseudonym_key=subject_key, limits=limits,
+        directory=federation[0] if federation else None,
+        relay=relay, authenticate_peer=authenticate_peer, sign_receipt=sign_receipt,
+    )
+
+    def pipeline(stage_list: list, *, dedupe: bool = False) -> Pipeline:  # type: ignore[type-arg]
+        return Pipeline(
+            stages=stage_list, evidence=evidence,
+            idempotency=idempotency if dedupe else None,
+            default_deadline_seconds=limits.default_deadline_seconds,
+        )
+
     service = ExchangeService(
-        get_pipeline=Pipeline(
-            stages=local_get_stages(**common, idempotency=idempotency, pseudonym_key=subject_key),
-            evidence=evidence,
-            idempotency=idempotency,
-            default_deadline_seconds=limits.default_deadline_seconds,
-        ),
-        stream_pipeline=Pipeline(
-            stages=local_stream_stages(**common),
-            evidence=evidence,
-            default_deadline_seconds=limits.default_deadline_seconds,
-        ),
-        stream_batches=LocalBatches(
-            sources=sources,
-            tokens=ResumeTokens(subject_key),
-            default_batch_size=limits.stream_batch_size,
-        ),
+        get_pipeline=pipeline(caller_get_stages(parts), dedupe=True),
+        stream_pipeline=pipeline(caller_stream_stages(parts)),
+        stream_batches=ChooseBatches(name, local=local_batches, remote=remote_batches),
     )
     server, port, health_servicer = build_exchange_server(
         service, listen=config.node.listen, tls=config.tls
     )
+    federation_port = None
+    if federation is not None:
+        directory, fed = federation
+        federation_port = add_federation_service(
+            server,
+            FederationService(
+                get_pipeline=pipeline(provider_get_stages(parts)),
+                stream_pipeline=pipeline(provider_stream_stages(parts)),
+                stream_batches=local_batches,
+                receipts=ReceiptSigner(name, signing_key, kid),
+            ),
+            listen=fed.listen, tls=config.tls, client_roots=directory.ca_bundle_pem(),
+        )
     return Node(config=config, server=server, port=port, health=health_servicer,
-                engine=engine, audit=audit, sources=opened)
+                engine=engine, audit=audit, sources=opened, peers=peers,
+                federation_port=federation_port)
+
+
+def _load_federation(config: NodeConfig) -> tuple[Directory, FederationConfig] | None:
+    fed = config.federation
+    if fed is None:
+        return None
+    try:
+        anchors = {node: load_public_key(path) for node, path in fed.trust_anchors.items()}
+        directory = Directory.load(fed.directory, anchors)
+    except (OSError, ValueError, DirectoryError) as exc:
+        raise ConfigError(f"federation directory {fed.directory} cannot be used: {exc}") from exc
+    if config.node.name not in directory.nodes:
+        raise ConfigError(f"the federation directory has no entry for {config.node.name}")
+    return directory, fed
 
 
 async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:

@@ -1,9 +1,14 @@
 """The order of an exchange, in one place.
 
-    local GetRecord:  authenticate → validate → deduplicate → route
-                      → egress decision → ingress decision → fetch → minimise → respond
-    StreamRecords:    authenticate → validate → route → egress decision → ingress decision
-                      → batches (fetch + minimise per batch)
+    GetRecord at the caller's node:
+        authenticate → validate → deduplicate → route → egress decision →
+          local:  ingress decision → fetch → minimise
+          remote: relay (assertion; the peer decides ingress) → verify receipt
+        → respond
+    Relay at the providing node:
+        authenticate peer + assertion → validate → route to self → ingress decision
+        → fetch → minimise → respond → sign receipt
+    StreamRecords: the same stages up to the decisions, then batches (local or relayed).
 
 Whatever happens, `Pipeline` writes exactly one audit entry per exchange, durably, before
 the answer (or the error) goes back to the caller.
@@ -13,72 +18,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from adapters.base import RecordSource
 from gateway import stages
+from gateway.config import LimitsConfig
 from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unavailable
 from gateway.evidence import EvidenceRecorder
 from gateway.exchange import Exchange
+from gateway.federation.directory import Directory
+from gateway.federation.routing import RouteToSelf
 from gateway.identity import TokenVerifier
 from gateway.idempotency import IdempotencyCache
 from gateway.policy import PolicyEngine
 from gateway.responses import Respond
+from gateway.stages import Stage
 from gateway.streaming import StreamBatches
 
 log = structlog.get_logger("concordat.pipeline")
-
-
-class Stage(Protocol):
-    async def __call__(self, exchange: Exchange) -> None: ...
-
-
-def local_get_stages(
-    *,
-    node: str,
-    verifier: TokenVerifier,
-    engine: PolicyEngine,
-    sources: Mapping[str, RecordSource],
-    idempotency: IdempotencyCache,
-    pseudonym_key: bytes,
-    min_deadline_seconds: float,
-    max_batch_size: int,
-) -> list[Stage]:
-    return [
-        stages.Authenticate(verifier),
-        stages.ValidateRequest(
-            min_deadline_seconds=min_deadline_seconds, max_batch_size=max_batch_size
-        ),
-        stages.Deduplicate(idempotency),
-        stages.RouteLocally(node, sources),
-        stages.Decide("egress", node, engine),
-        stages.Decide("ingress", node, engine),
-        stages.Fetch(sources),
-        stages.Minimise(pseudonym_key),
-        Respond(),
-    ]
-
-
-def local_stream_stages(
-    *,
-    node: str,
-    verifier: TokenVerifier,
-    engine: PolicyEngine,
-    sources: Mapping[str, RecordSource],
-    min_deadline_seconds: float,
-    max_batch_size: int,
-) -> list[Stage]:
-    return [
-        stages.Authenticate(verifier),
-        stages.ValidateRequest(
-            min_deadline_seconds=min_deadline_seconds, max_batch_size=max_batch_size
-        ),
-        stages.RouteLocally(node, sources),
-        stages.Decide("egress", node, engine),
-        stages.Decide("ingress", node, engine),
-    ]
 
 
 class Pipeline:
@@ -186,3 +146,94 @@ def _as_error(failure: BaseException, exchange: Exchange) -> ConcordatError:
         f"internal error; quote exchange id {exchange.exchange_id} to the operator"
     )
 
+
+
+@dataclass(frozen=True)
+class NodeParts:
+    """The collaborators the stages are built from (assembled by gateway/node.py)."""
+
+    node: str
+    verifier: TokenVerifier
+    engine: PolicyEngine
+    sources: Mapping[str, RecordSource]
+    idempotency: IdempotencyCache
+    pseudonym_key: bytes
+    limits: LimitsConfig
+    directory: Directory | None = None
+    relay: Stage | None = None
+    authenticate_peer: Stage | None = None
+    sign_receipt: Stage | None = None
+
+
+def _validate(parts: NodeParts) -> Stage:
+    return stages.ValidateRequest(
+        min_deadline_seconds=parts.limits.min_deadline_seconds,
+        max_batch_size=parts.limits.max_stream_batch_size,
+    )
+
+
+def _route(parts: NodeParts) -> Stage:
+    return stages.Route(parts.node, frozenset(parts.sources), parts.directory)
+
+
+def _remote(parts: NodeParts) -> list[Stage]:
+    return [parts.relay] if parts.relay is not None else []
+
+
+def caller_get_stages(parts: NodeParts) -> list[Stage]:
+    """GetRecord from a departmental system at its own administration's node."""
+    return [
+        stages.Authenticate(parts.verifier),
+        _validate(parts),
+        stages.Deduplicate(parts.idempotency),
+        _route(parts),
+        stages.Decide("egress", parts.node, parts.engine),
+        stages.Branch(
+            parts.node,
+            local=[
+                stages.Decide("ingress", parts.node, parts.engine),
+                stages.Fetch(parts.sources),
+                stages.Minimise(parts.pseudonym_key),
+            ],
+            remote=_remote(parts),
+        ),
+        Respond(),
+    ]
+
+
+def caller_stream_stages(parts: NodeParts) -> list[Stage]:
+    """StreamRecords up to the first batch; the batches come from local or remote batches."""
+    return [
+        stages.Authenticate(parts.verifier),
+        _validate(parts),
+        _route(parts),
+        stages.Decide("egress", parts.node, parts.engine),
+        stages.Branch(
+            parts.node, local=[stages.Decide("ingress", parts.node, parts.engine)], remote=[]
+        ),
+    ]
+
+
+def provider_get_stages(parts: NodeParts) -> list[Stage]:
+    """A GetRecord relayed by a peer node, for records this node holds."""
+    assert parts.authenticate_peer and parts.sign_receipt  # noqa: S101 - federation configured
+    return [
+        parts.authenticate_peer,
+        _validate(parts),
+        RouteToSelf(parts.node, frozenset(parts.sources)),
+        stages.Decide("ingress", parts.node, parts.engine),
+        stages.Fetch(parts.sources),
+        stages.Minimise(parts.pseudonym_key),
+        Respond(),
+        parts.sign_receipt,
+    ]
+
+
+def provider_stream_stages(parts: NodeParts) -> list[Stage]:
+    assert parts.authenticate_peer is not None  # noqa: S101 - federation configured
+    return [
+        parts.authenticate_peer,
+        _validate(parts),
+        RouteToSelf(parts.node, frozenset(parts.sources)),
+        stages.Decide("ingress", parts.node, parts.engine),
+    ]

@@ -35,6 +35,10 @@ class Respond:
             released_fields=list(exchange.released_fields),
             obligations=obligations_to_proto(exchange.obligations),
             egress_decision_id=exchange.egress.decision_id if exchange.egress else "",
-            ingress_decision_id=exchange.ingress.decision_id if exchange.ingress else "",
+            ingress_decision_id=(
+                exchange.ingress.decision_id
+                if exchange.ingress
+                else exchange.notes.get("ingress_decision_id", "")
+            ),
             provider_node=exchange.providing_node,
         )

@@ -7,7 +7,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from concordat.federation.v1 import federation_pb2_grpc
 from gateway.config import TlsConfig
+from gateway.federation.service import FederationService
 from gateway.service import ExchangeService
 
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -44,3 +46,28 @@ def build_exchange_server(
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, port, health_servicer
+
+
+def add_federation_service(
+    server: grpc.aio.Server,
+    service: FederationService,
+    *,
+    listen: str,
+    tls: TlsConfig,
+    client_roots: bytes,
+) -> int:
+    """Adds the federation service on its own port, which demands a client certificate.
+
+    The exchange API's port stays without client certificates; the federation service checks
+    the peer identity itself, so a call reaching it on the wrong port is refused there.
+    """
+    federation_pb2_grpc.add_FederationServiceServicer_to_server(service, server)
+    credentials = grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        root_certificates=client_roots,
+        require_client_auth=True,
+    )
+    port = server.add_secure_port(listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return port

@@ -11,7 +11,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.base import AdapterError, RecordSource, SourceDataInvalid, SourceUnavailable
 from gateway import records
@@ -30,6 +30,13 @@ from gateway.identifiers import validate_subject
 from gateway.identity import TokenVerifier, bearer_token
 from gateway.idempotency import IdempotencyCache
 from gateway.policy import PolicyEngine
+
+if TYPE_CHECKING:
+    from gateway.federation.directory import Directory
+
+
+class Stage(Protocol):
+    async def __call__(self, exchange: Exchange) -> None: ...
 
 _AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{0,128}$")
@@ -119,18 +126,67 @@ class Deduplicate:
             exchange.released_fields = tuple(getattr(response, "released_fields", ()))
 
 
-class RouteLocally:
-    """Finds the local source for the record type; federation routing replaces this later."""
+class Route:
+    """Chooses the node that holds the records: this one, or a peer from the directory."""
 
-    def __init__(self, node: str, sources: Mapping[str, RecordSource]) -> None:
+    def __init__(
+        self, node: str, local_types: frozenset[str], directory: Directory | None = None
+    ) -> None:
         self._node = node
-        self._sources = sources
+        self._local_types = local_types
+        self._directory = directory
 
     async def __call__(self, exchange: Exchange) -> None:
-        if exchange.record_type not in self._sources:
-            raise NoRoute(f"no node serves {exchange.record_type} records for this subject")
         exchange.requesting_node = self._node
-        exchange.providing_node = self._node
+        exchange.providing_node = self._choose(exchange)
+
+    def _choose(self, exchange: Exchange) -> str:
+        record_type = exchange.record_type
+        if self._directory is None:
+            candidates = [self._node] if record_type in self._local_types else []
+        else:
+            candidates = self._directory_candidates(exchange)
+            if record_type not in self._local_types and self._node in candidates:
+                candidates.remove(self._node)
+        wanted = exchange.request.provider_node
+        if wanted:
+            if wanted not in candidates:
+                raise NoRoute(f"{wanted} does not serve {record_type} records for this subject")
+            return wanted
+        if not candidates:
+            raise NoRoute(f"no node serves {record_type} records for this subject")
+        if self._node in candidates:
+            return self._node
+        if len(candidates) > 1:
+            raise NoRoute(
+                f"several nodes serve {record_type} records for this subject; set provider_node "
+                f"to one of {', '.join(candidates)}"
+            )
+        return candidates[0]
+
+    def _directory_candidates(self, exchange: Exchange) -> list[str]:
+        assert self._directory is not None  # noqa: S101 - only called with a directory
+        subject = exchange.subject or (exchange.subjects[0] if exchange.subjects else None)
+        if subject is not None:
+            return self._directory.providers(exchange.record_type, subject.kind, subject.value)
+        return [
+            node
+            for node in self._directory.nodes
+            if any(r.record_type == exchange.record_type for r in self._directory.entry(node).serves)
+        ]
+
+
+class Branch:
+    """Runs one list of stages when the records are local, another when a peer holds them."""
+
+    def __init__(self, node: str, *, local: Sequence[Stage], remote: Sequence[Stage]) -> None:
+        self._node = node
+        self._local = list(local)
+        self._remote = list(remote)
+
+    async def __call__(self, exchange: Exchange) -> None:
+        for stage in self._local if exchange.providing_node == self._node else self._remote:
+            await stage(exchange)
 
 
 class Decide:
@@ -157,7 +213,7 @@ class Decide:
                 },
             )
         exchange.released_fields = _narrow(exchange.released_fields, decision)
-        exchange.obligations = _merge(exchange.obligations, decision.obligations)
+        exchange.obligations = merge_obligations(exchange.obligations, decision.obligations)
 
 
 def policy_input_for(exchange: Exchange, direction: Direction, node: str) -> dict[str, Any]:
@@ -189,7 +245,7 @@ def _narrow(released: Sequence[str], decision: Decision) -> tuple[str, ...]:
     return tuple(f for f in released if f in allowed)
 
 
-def _merge(
+def merge_obligations(
     current: tuple[Obligation, ...], added: tuple[Obligation, ...]
 ) -> tuple[Obligation, ...]:
     seen = {(o.code, tuple(sorted(o.parameters.items()))) for o in current}

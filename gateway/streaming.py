@@ -146,3 +146,17 @@ class LocalBatches:
                 exchange.ingress.decision_id if exchange.ingress else ""
             )
         return response
+
+
+class ChooseBatches:
+    """Local batches when this node holds the records, relayed batches when a peer does."""
+
+    def __init__(self, node: str, *, local: StreamBatches, remote: StreamBatches | None) -> None:
+        self._node = node
+        self._local = local
+        self._remote = remote
+
+    def __call__(self, exchange: Exchange) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+        if exchange.providing_node == self._node or self._remote is None:
+            return self._local(exchange)
+        return self._remote(exchange)

@@ -79,7 +79,7 @@ class Obligation(_message.Message):
     def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetRecordRequest(_message.Message):
-    __slots__ = ("idempotency_key", "record_type", "subject", "purpose", "agreement_id", "field_mask", "case_reference")
+    __slots__ = ("idempotency_key", "record_type", "subject", "purpose", "agreement_id", "field_mask", "case_reference", "provider_node")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RECORD_TYPE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class GetRecordRequest(_message.Message):
     AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     FIELD_MASK_FIELD_NUMBER: _ClassVar[int]
     CASE_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_NODE_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     record_type: RecordType
     subject: SubjectIdentifier
@@ -94,7 +95,8 @@ class GetRecordRequest(_message.Message):
     agreement_id: str
     field_mask: _field_mask_pb2.FieldMask
     case_reference: str
-    def __init__(self, idempotency_key: _Optional[str] = ..., record_type: _Optional[_Union[RecordType, str]] = ..., subject: _Optional[_Union[SubjectIdentifier, _Mapping]] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., agreement_id: _Optional[str] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., case_reference: _Optional[str] = ...) -> None: ...
+    provider_node: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., record_type: _Optional[_Union[RecordType, str]] = ..., subject: _Optional[_Union[SubjectIdentifier, _Mapping]] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., agreement_id: _Optional[str] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., case_reference: _Optional[str] = ..., provider_node: _Optional[str] = ...) -> None: ...
 
 class GetRecordResponse(_message.Message):
     __slots__ = ("exchange_id", "records", "released_fields", "obligations", "egress_decision_id", "ingress_decision_id", "provider_node")
@@ -115,7 +117,7 @@ class GetRecordResponse(_message.Message):
     def __init__(self, exchange_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_records_pb2.Record, _Mapping]]] = ..., released_fields: _Optional[_Iterable[str]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., egress_decision_id: _Optional[str] = ..., ingress_decision_id: _Optional[str] = ..., provider_node: _Optional[str] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
-    __slots__ = ("idempotency_key", "record_type", "subjects", "purpose", "agreement_id", "field_mask", "case_reference", "batch_size", "resume_token")
+    __slots__ = ("idempotency_key", "record_type", "subjects", "purpose", "agreement_id", "field_mask", "case_reference", "batch_size", "resume_token", "provider_node")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RECORD_TYPE_FIELD_NUMBER: _ClassVar[int]
     SUBJECTS_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +127,7 @@ class StreamRecordsRequest(_message.Message):
     CASE_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_NODE_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     record_type: RecordType
     subjects: _containers.RepeatedCompositeFieldContainer[SubjectIdentifier]
@@ -134,7 +137,8 @@ class StreamRecordsRequest(_message.Message):
     case_reference: str
     batch_size: int
     resume_token: str
-    def __init__(self, idempotency_key: _Optional[str] = ..., record_type: _Optional[_Union[RecordType, str]] = ..., subjects: _Optional[_Iterable[_Union[SubjectIdentifier, _Mapping]]] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., agreement_id: _Optional[str] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., case_reference: _Optional[str] = ..., batch_size: _Optional[int] = ..., resume_token: _Optional[str] = ...) -> None: ...
+    provider_node: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., record_type: _Optional[_Union[RecordType, str]] = ..., subjects: _Optional[_Iterable[_Union[SubjectIdentifier, _Mapping]]] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., agreement_id: _Optional[str] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., case_reference: _Optional[str] = ..., batch_size: _Optional[int] = ..., resume_token: _Optional[str] = ..., provider_node: _Optional[str] = ...) -> None: ...
 
 class StreamRecordsResponse(_message.Message):
     __slots__ = ("exchange_id", "records", "released_fields", "obligations", "egress_decision_id", "ingress_decision_id", "provider_node", "resume_token")

@@ -1,0 +1,229 @@
+"""The requesting node's side of a federated exchange: relay, retry, verify the receipt.
+
+Retries happen only for failures that released nothing (the peer was unreachable, or
+answered UNAVAILABLE), with jittered backoff inside the caller's deadline; while a peer keeps
+failing its circuit breaker answers UNAVAILABLE at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from concordat.exchange.v1 import exchange_pb2
+from concordat.federation.v1 import federation_pb2
+from gateway import errors
+from gateway.exchange import Exchange
+from gateway.federation.assertions import AssertionSigner, ReceiptVerifier, request_digest
+from gateway.federation.breaker import retrying
+from gateway.federation.peers import Peer, PeerClients
+from gateway.responses import obligations_from_proto
+from gateway.stages import merge_obligations
+from gateway.status import error_info
+
+_RETRYABLE_CODES = {grpc.StatusCode.UNAVAILABLE}
+_BREAKER_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def remote_error(error: grpc.aio.AioRpcError, peer: str) -> errors.ConcordatError:
+    """Translates a peer's status into our error tree, keeping the peer's rule and reason."""
+    code = error.code()
+    info = error_info(error)
+    metadata = {k: v for k, v in info.items() if k in ("rule", "decision_id", "agreement_id",
+                                                          "node", "reason")}
+    metadata["peer"] = peer
+    detail = error.details() or code.name
+    if code == grpc.StatusCode.PERMISSION_DENIED and info.get("reason") == "policy-denied":
+        return errors.PolicyDenied(detail, metadata=metadata)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return errors.RecordNotFound(detail, metadata=metadata)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.InvalidRequest(f"{peer} refused the request: {detail}", metadata=metadata)
+    if code in _RETRYABLE_CODES:
+        return errors.Unavailable(f"{peer} is unavailable: {detail}", metadata=metadata)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.DeadlineExceeded(f"{peer} did not answer within the deadline",
+                                       metadata=metadata)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return errors.PeerRejected(f"{peer} refused this node: {detail}", metadata=metadata)
+    # Anything else: the peer may have done work; never retried.
+    return errors.Unavailable(
+        f"{peer} could not complete the exchange ({code.name})",
+        metadata={**metadata, "released": "true"},
+    )
+
+
+class Relay:
+    """Sends the exchange to the providing node and takes back records and a signed receipt."""
+
+    def __init__(
+        self,
+        *,
+        peers: PeerClients,
+        signer: AssertionSigner,
+        receipts: ReceiptVerifier,
+        attempts: int,
+    ) -> None:
+        self._peers = peers
+        self._signer = signer
+        self._receipts = receipts
+        self._attempts = attempts
+
+    async def __call__(self, exchange: Exchange) -> None:
+        peer = self._peers.get(exchange.providing_node)
+        request = relayed_request(exchange)
+        digest = request_digest(request)
+        deadline_at = time.monotonic() + remaining_seconds(exchange)
+        reply: federation_pb2.RelayResponse | None = None
+        async for attempt in retrying(deadline_at, self._attempts):
+            with attempt:
+                reply = await self._call_once(exchange, peer, request, digest, deadline_at)
+        assert reply is not None  # noqa: S101 - retrying re-raises when no attempt succeeded
+        response = reply.response
+        response_digest = request_digest(response)
+        self._receipts.verify(
+            reply.receipt,
+            provider_node=peer.node,
+            exchange_id=exchange.exchange_id,
+            response_digest=response_digest,
+        )
+        allowed = set(exchange.released_fields)
+        if not set(response.released_fields) <= allowed:
+            raise errors.PeerRejected(f"{peer.node} released fields this node did not ask for")
+        exchange.records = list(response.records)
+        exchange.record_count = len(exchange.records)
+        exchange.bytes_released = sum(r.ByteSize() for r in exchange.records)
+        exchange.released_fields = tuple(response.released_fields)
+        exchange.obligations = merge_obligations(
+            exchange.obligations, obligations_from_proto(response.obligations)
+        )
+        exchange.notes["ingress_decision_id"] = response.ingress_decision_id
+        exchange.notes["evidence"] = {
+            "peer": peer.node,
+            "receipt": reply.receipt,
+            "response_digest": response_digest,
+            "ingress_decision_id": response.ingress_decision_id,
+        }
+
+    async def _call_once(
+        self,
+        exchange: Exchange,
+        peer: Peer,
+        request: exchange_pb2.GetRecordRequest,
+        digest: str,
+        deadline_at: float,
+    ) -> federation_pb2.RelayResponse:
+        peer.breaker.before_call()
+        remaining = deadline_at - time.monotonic()
+        if remaining <= 0:
+            raise errors.DeadlineExceeded("the call's deadline ran out before the relay")
+        assert exchange.requester is not None  # noqa: S101 - authenticated before routing
+        assertion = self._signer.sign(
+            exchange_id=exchange.exchange_id,
+            audience_node=peer.node,
+            requester=exchange.requester,
+            request_digest=digest,
+            expires_in=remaining,
+        )
+        try:
+            reply = await peer.stub.Relay(
+                federation_pb2.RelayRequest(
+                    exchange_id=exchange.exchange_id, assertion=assertion, request=request
+                ),
+                timeout=remaining,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _BREAKER_CODES:
+                peer.breaker.record_failure()
+            else:
+                peer.breaker.record_success()
+            raise remote_error(exc, peer.node) from exc
+        peer.breaker.record_success()
+        return reply
+
+
+def relayed_request(exchange: Exchange) -> Any:
+    """The caller's request as relayed: narrowed to the fields our egress policy released."""
+    request = type(exchange.request)()
+    request.CopyFrom(exchange.request)
+    del request.field_mask.paths[:]
+    request.field_mask.paths.extend(exchange.released_fields)
+    request.provider_node = exchange.providing_node
+    return request
+
+
+def remaining_seconds(exchange: Exchange) -> float:
+    budget = exchange.deadline_seconds if exchange.deadline_seconds is not None else 10.0
+    return max(0.0, budget - (time.monotonic() - exchange.started))
+
+
+class RemoteBatches:
+    """Relays a bulk extract from the providing node, batch by batch, checking each receipt.
+
+    Each batch is pulled from the peer only after the previous one was handed to our caller,
+    so a slow caller slows the provider (gRPC flow control end to end).
+    """
+
+    def __init__(
+        self, *, peers: PeerClients, signer: AssertionSigner, receipts: ReceiptVerifier
+    ) -> None:
+        self._peers = peers
+        self._signer = signer
+        self._receipts = receipts
+
+    async def __call__(
+        self, exchange: Exchange
+    ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+        peer = self._peers.get(exchange.providing_node)
+        request = relayed_request(exchange)
+        digest = request_digest(request)
+        peer.breaker.before_call()
+        assert exchange.requester is not None  # noqa: S101 - authenticated before routing
+        assertion = self._signer.sign(
+            exchange_id=exchange.exchange_id,
+            audience_node=peer.node,
+            requester=exchange.requester,
+            request_digest=digest,
+            expires_in=remaining_seconds(exchange),
+        )
+        call = peer.stub.RelayStream(
+            federation_pb2.RelayStreamRequest(
+                exchange_id=exchange.exchange_id, assertion=assertion, request=request
+            ),
+            timeout=remaining_seconds(exchange) or None,
+        )
+        receipts = 0
+        try:
+            async for item in call:
+                batch = item.batch
+                self._receipts.verify(
+                    item.receipt,
+                    provider_node=peer.node,
+                    exchange_id=exchange.exchange_id,
+                    response_digest=request_digest(batch),
+                )
+                receipts += 1
+                exchange.record_count += len(batch.records)
+                exchange.bytes_released += sum(r.ByteSize() for r in batch.records)
+                if batch.released_fields:
+                    exchange.released_fields = tuple(batch.released_fields)
+                    exchange.notes["ingress_decision_id"] = batch.ingress_decision_id
+                exchange.notes["evidence"] = {
+                    "peer": peer.node,
+                    "receipts": receipts,
+                    "last_receipt": item.receipt,
+                }
+                batch.exchange_id = exchange.exchange_id
+                if batch.released_fields:
+                    batch.egress_decision_id = (
+                        exchange.egress.decision_id if exchange.egress else ""
+                    )
+                yield batch
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _BREAKER_CODES:
+                peer.breaker.record_failure()
+            raise remote_error(exc, peer.node) from exc
+        peer.breaker.record_success()

@@ -1,0 +1,147 @@
+"""The providing node's side: the federation service peers call over mutual TLS.
+
+A peer is who its certificate says, checked against its own CA in the directory; the
+request is the caller's, as the peer's signed assertion vouches. The providing node then
+decides for itself, under its own policy, what to disclose.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import grpc
+
+from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
+from gateway.errors import ConcordatError, InvalidRequest, NoRoute
+from gateway.exchange import Exchange, new_exchange_id
+from gateway.federation.assertions import (
+    AssertionVerifier,
+    ReceiptSigner,
+    request_digest,
+)
+from gateway.federation.directory import Directory
+from gateway.federation.peers import peer_identity
+from gateway.pipeline import Pipeline
+from gateway.status import to_grpc_status
+from gateway.streaming import StreamBatches
+
+_EXCHANGE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class AuthenticatePeer:
+    """The calling peer from its certificate; the original caller from the peer's assertion."""
+
+    def __init__(self, *, node: str, directory: Directory, verifier: AssertionVerifier) -> None:
+        self._node = node
+        self._directory = directory
+        self._verifier = verifier
+
+    async def __call__(self, exchange: Exchange) -> None:
+        peer = peer_identity(exchange.notes.get("peer_certificate"), self._directory)
+        exchange.requesting_node = peer
+        exchange.providing_node = self._node
+        if exchange.notes.pop("exchange_id_invalid", False):
+            raise InvalidRequest("exchange_id must be 32 lowercase hex characters")
+        exchange.requester = self._verifier.verify(
+            exchange.notes.get("assertion", ""),
+            peer_node=peer,
+            exchange_id=exchange.exchange_id,
+            request_digest=request_digest(exchange.request),
+        )
+
+
+class SignReceipt:
+    """Signs what was released (a digest, never the data) for the requesting node to keep."""
+
+    def __init__(self, signer: ReceiptSigner) -> None:
+        self._signer = signer
+
+    async def __call__(self, exchange: Exchange) -> None:
+        response = exchange.response
+        digest = request_digest(response)
+        receipt = self._signer.sign(
+            exchange_id=exchange.exchange_id,
+            requesting_node=exchange.requesting_node,
+            response_digest=digest,
+            record_count=len(response.records),
+            released_fields=list(response.released_fields),
+            ingress_decision_id=response.ingress_decision_id,
+        )
+        exchange.notes["receipt"] = receipt
+        exchange.notes["evidence"] = {
+            "peer": exchange.requesting_node,
+            "receipt": receipt,
+            "response_digest": digest,
+            "assertion": exchange.notes.get("assertion", ""),
+        }
+
+
+def _provider_exchange(
+    rpc: str, relay_request: federation_pb2.RelayRequest | federation_pb2.RelayStreamRequest,
+    context: grpc.aio.ServicerContext,
+) -> Exchange:
+    valid_id = bool(_EXCHANGE_ID.match(relay_request.exchange_id))
+    certificates = context.auth_context().get("x509_pem_cert") or [None]
+    exchange = Exchange(
+        rpc=rpc,  # type: ignore[arg-type]
+        role="provider",
+        request=relay_request.request,
+        metadata=(),
+        deadline_seconds=context.time_remaining(),
+        exchange_id=relay_request.exchange_id if valid_id else new_exchange_id(),
+    )
+    exchange.notes["peer_certificate"] = certificates[0]
+    exchange.notes["assertion"] = relay_request.assertion
+    if not valid_id:
+        exchange.notes["exchange_id_invalid"] = True
+    return exchange
+
+
+class FederationService(federation_pb2_grpc.FederationServiceServicer):
+    def __init__(
+        self,
+        *,
+        get_pipeline: Pipeline,
+        stream_pipeline: Pipeline,
+        stream_batches: StreamBatches,
+        receipts: ReceiptSigner,
+    ) -> None:
+        self._get = get_pipeline
+        self._stream = stream_pipeline
+        self._batches = stream_batches
+        self._receipts = receipts
+
+    async def Relay(  # noqa: N802 - the name gRPC generates
+        self, request: federation_pb2.RelayRequest, context: grpc.aio.ServicerContext
+    ) -> federation_pb2.RelayResponse:
+        exchange = _provider_exchange("GetRecord", request, context)
+        try:
+            response = await self._get.run(exchange)
+        except ConcordatError as error:
+            await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))
+            raise
+        return federation_pb2.RelayResponse(response=response, receipt=exchange.notes["receipt"])
+
+    async def RelayStream(  # noqa: N802 - the name gRPC generates
+        self, request: federation_pb2.RelayStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
+        exchange = _provider_exchange("StreamRecords", request, context)
+        try:
+            async for batch in self._stream.stream(exchange, self._batches):
+                receipt = self._receipts.sign(
+                    exchange_id=exchange.exchange_id,
+                    requesting_node=exchange.requesting_node,
+                    response_digest=request_digest(batch),
+                    record_count=len(batch.records),
+                    released_fields=list(batch.released_fields),
+                    ingress_decision_id=batch.ingress_decision_id,
+                )
+                exchange.notes["evidence"] = {
+                    "peer": exchange.requesting_node,
+                    "last_receipt": receipt,
+                    "assertion": request.assertion,
+                }
+                yield federation_pb2.RelayStreamResponse(batch=batch, receipt=receipt)
+        except ConcordatError as error:
+            await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))
