@@ -6,6 +6,7 @@ configs can be moved or checked out anywhere.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -191,10 +192,12 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> NodeConfig:
 
 
 def load_config(path: Path) -> NodeConfig:
+    """Loads a TOML config file (or JSON, when the name ends in .json)."""
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be parsed: {exc}") from exc
     return parse_config(raw, base=path.resolve().parent)

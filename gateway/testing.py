@@ -1,7 +1,7 @@
 """Test helpers for Concordat and for projects that build on it.
 
 `running_node` starts a real node (real gRPC server on loopback, TLS, embedded policy engine,
-SQLite audit log) in the current event loop; `TestNode.call` mints a fresh token per call.
+SQLite audit log) in the current event loop; `RunningNode.call` mints a fresh token per call.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def node_config_dict(state: LocalNodeState, state_dir: Path, **overrides: Any) -
 
 
 @dataclass
-class TestNode:
+class RunningNode:
     node: Node
     state: LocalNodeState
     config: NodeConfig
@@ -106,13 +106,13 @@ async def running_node(
     *,
     sources: Mapping[str, RecordSource] | None = None,
     **overrides: Any,
-) -> AsyncIterator[TestNode]:
+) -> AsyncIterator[RunningNode]:
     state = prepare_node(state_dir, name)
     config = parse_config(node_config_dict(state, state_dir, **overrides), base=state_dir)
     node = await build_node(config, sources=sources)
     await node.start()
     try:
-        yield TestNode(node=node, state=state, config=config)
+        yield RunningNode(node=node, state=state, config=config)
     finally:
         await node.stop(grace=0.5)
 

@@ -1,0 +1,131 @@
+"""Strict parsing of decision documents: anything but a well-formed allow is a denial.
+
+Both engines hand their raw result here, so the embedded engine and an OPA server can
+never disagree about what a given document means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from gateway.domain import Decision, Obligation
+
+UNDEFINED_RULE = "concordat.decision_undefined"
+MALFORMED_RULE = "concordat.decision_malformed"
+UNREQUESTED_FIELDS_RULE = "concordat.decision_released_unrequested_fields"
+ENGINE_ERROR_RULE = "concordat.engine_error"
+ENGINE_UNAVAILABLE_RULE = "concordat.engine_unavailable"
+
+
+class _Malformed(Exception):
+    """Raised while reading a document; the message says what was wrong."""
+
+
+def parse_decision(raw: Any, *, decision_id: str, requested_fields: Collection[str]) -> Decision:
+    """Turn a raw decision document into a `Decision`, failing closed on any doubt.
+
+    `raw` is None when the policy left the decision undefined. An allow may release only
+    fields the request asked for (`requested_fields`, the input's `fields`).
+    """
+    if raw is None:
+        return deny(decision_id, UNDEFINED_RULE, "the policy defines no decision for this input")
+    try:
+        decision = _read(raw, decision_id)
+    except _Malformed as exc:
+        return deny(decision_id, MALFORMED_RULE, str(exc))
+    if not decision.allow:
+        return decision
+    unrequested = sorted(set(decision.released_fields) - set(requested_fields))
+    if unrequested:
+        return deny(
+            decision_id,
+            UNREQUESTED_FIELDS_RULE,
+            f"{decision.rule} released fields not asked for: {', '.join(unrequested)}",
+            agreement_id=decision.agreement_id,
+        )
+    return decision
+
+
+def requested_fields(policy_input: Mapping[str, Any]) -> frozenset[str]:
+    """The fields a policy input asks for; nothing when the input does not say clearly."""
+    fields = policy_input.get("fields")
+    if not isinstance(fields, list | tuple) or not all(isinstance(f, str) for f in fields):
+        return frozenset()
+    return frozenset(fields)
+
+
+def deny(decision_id: str, rule: str, reason: str, *, agreement_id: str = "") -> Decision:
+    """A denial made by the gateway itself rather than by a policy."""
+    return Decision(
+        allow=False,
+        decision_id=decision_id,
+        rule=rule,
+        agreement_id=agreement_id,
+        reasons=(reason,),
+    )
+
+
+def _read(raw: Any, decision_id: str) -> Decision:
+    if not isinstance(raw, Mapping):
+        raise _Malformed(f"decision is a {type(raw).__name__}, not an object")
+    allow = raw.get("allow")
+    if not isinstance(allow, bool):
+        raise _Malformed("'allow' is missing or not a boolean")
+    rule = raw.get("rule")
+    if not isinstance(rule, str) or not rule:
+        raise _Malformed("'rule' is missing or not a non-empty string")
+    agreement_id = _optional(raw, "agreement_id", str, "")
+    fields = tuple(dict.fromkeys(_strings(raw, "fields")))
+    obligations = _obligations(raw.get("obligations", []))
+    reasons = _strings(raw, "reasons")
+    pseudonymise = _optional(raw, "pseudonymise", bool, False)
+    return Decision(
+        allow=allow,
+        decision_id=decision_id,
+        rule=rule,
+        agreement_id=agreement_id,
+        # A denial releases nothing, whatever else the document carries.
+        released_fields=fields if allow else (),
+        obligations=obligations if allow else (),
+        reasons=reasons,
+        pseudonymise=pseudonymise and allow,
+    )
+
+
+def _optional(raw: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = raw.get(key, default)
+    if not isinstance(value, kind):
+        raise _Malformed(f"'{key}' is not a {kind.__name__}")
+    return value
+
+
+def _strings(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _Malformed(f"'{key}' is not a list of strings")
+    return tuple(value)
+
+
+def _obligations(raw: Any) -> tuple[Obligation, ...]:
+    if not isinstance(raw, list):
+        raise _Malformed("'obligations' is not a list")
+    return tuple(_obligation(item, index) for index, item in enumerate(raw))
+
+
+def _obligation(item: Any, index: int) -> Obligation:
+    where = f"obligations[{index}]"
+    if not isinstance(item, Mapping):
+        raise _Malformed(f"{where} is not an object")
+    code = item.get("code")
+    if not isinstance(code, str) or not code:
+        raise _Malformed(f"{where}.code is missing or not a non-empty string")
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        raise _Malformed(f"{where}.description is not a string")
+    parameters = item.get("parameters", {})
+    if not isinstance(parameters, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in parameters.items()
+    ):
+        raise _Malformed(f"{where}.parameters is not an object of strings")
+    return Obligation(code=code, description=description, parameters=dict(parameters))

@@ -1,0 +1,31 @@
+# A deliberately small bundle for the node's mechanics tests: one agreement register, one
+# rule per outcome. The real jurisdictions' policies are tested in tests/unit/test_rego_bundles.py
+# and end to end in tests/e2e.
+package concordat.egress
+
+import rego.v1
+
+default decision := {
+	"allow": false,
+	"rule": "test.egress.no_such_agreement",
+	"agreement_id": "",
+	"fields": [],
+	"obligations": [],
+	"reasons": ["test.egress.no_such_agreement"],
+	"pseudonymise": false,
+}
+
+decision := d if {
+	agreement := data.register.agreements[input.agreement_id]
+	input.purpose == agreement.purpose
+	input.requester.organisation in agreement.parties
+	d := {
+		"allow": true,
+		"rule": "test.egress.allow",
+		"agreement_id": input.agreement_id,
+		"fields": input.fields,
+		"obligations": [],
+		"reasons": [],
+		"pseudonymise": false,
+	}
+}
