@@ -58,8 +58,8 @@ class Exchange:
 
     @property
     def done(self) -> bool:
-        """True once a stage has produced the answer (e.g. an idempotent replay)."""
-        return self.response is not None
+        """True once the answer is an earlier exchange's (an idempotent replay)."""
+        return bool(self.replay_of)
 
     def elapsed_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
