@@ -25,7 +25,8 @@ from gateway.federation.assertions import (
     ReceiptSigner,
     ReceiptVerifier,
 )
-from gateway.federation.directory import Directory, DirectoryError, public_key_kid
+from gateway.federation.directory import DirectoryError, public_key_kid
+from gateway.federation.live_directory import LiveDirectory
 from gateway.federation.peers import PeerClients
 from gateway.federation.relay import Relay, RemoteBatches
 from gateway.federation.service import AuthenticatePeer, FederationService, SignReceipt
@@ -226,13 +227,13 @@ async def build_node(
                 federation_port=federation_port)
 
 
-def _load_federation(config: NodeConfig) -> tuple[Directory, FederationConfig] | None:
+def _load_federation(config: NodeConfig) -> tuple[LiveDirectory, FederationConfig] | None:
     fed = config.federation
     if fed is None:
         return None
     try:
         anchors = {node: load_public_key(path) for node, path in fed.trust_anchors.items()}
-        directory = Directory.load(fed.directory, anchors)
+        directory = LiveDirectory(fed.directory, anchors)
     except (OSError, ValueError, DirectoryError) as exc:
         raise ConfigError(f"federation directory {fed.directory} cannot be used: {exc}") from exc
     if config.node.name not in directory.nodes:
