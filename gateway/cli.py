@@ -32,6 +32,8 @@ from gateway.devstate import (
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 audit_app = typer.Typer(no_args_is_help=True, help="Inspect and verify audit logs.")
 app.add_typer(audit_app, name="audit")
+directory_app = typer.Typer(no_args_is_help=True, help="Make and assemble the signed directory.")
+app.add_typer(directory_app, name="directory")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -323,6 +325,32 @@ def audit_verify(
     for problem in report.problems:
         err_console.print(f"[red]entry {problem.seq}[/]: {problem.what}")
     raise _fail(f"audit log {db} failed verification ({len(report.problems)} problem(s))")
+
+
+@directory_app.command("entry")
+def directory_entry(
+    config: Annotated[Path, typer.Option(help="This node's configuration.")],
+    serial: Annotated[int, typer.Option(help="Increase on every change of the entry.")] = 1,
+) -> None:
+    """Print this node's directory entry, signed with its administration's directory key."""
+    from gateway.federation.enrolment import signed_directory_entry
+
+    try:
+        typer.echo(json.dumps(signed_directory_entry(load_config(config), serial=serial), indent=2))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@directory_app.command("assemble")
+def directory_assemble(
+    entries: Annotated[list[Path], typer.Argument(help="Signed entry files, one per node.")],
+    out: Annotated[Path, typer.Option(help="The directory file to write.")],
+) -> None:
+    """Assemble signed entries into the directory file every node loads."""
+    from gateway.federation.directory import write_directory
+
+    write_directory(out, [json.loads(path.read_text()) for path in entries])
+    console.print(f"wrote {out} with {len(entries)} entries")
 
 
 if __name__ == "__main__":
