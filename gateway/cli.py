@@ -127,7 +127,7 @@ def up(
                 raise _fail(f"{name} did not become ready; see {logs_dir / (name + '.log')}")
             table.add_row(name, address, str(logs_dir / f"{name}.log"))
         console.print(table)
-        console.print(_example_call(names[0]))
+        console.print(_example_call(state_dir))
         console.print("[bold]Ctrl-C stops every node.[/]")
         while all(p.poll() is None for p in processes.values()):
             time.sleep(0.5)
@@ -146,10 +146,19 @@ def up(
                 process.kill()
 
 
-def _example_call(node_name: str) -> str:
-    from gateway.demo_examples import example_call
+def _example_call(state_dir: Path) -> str:
+    from gateway.demo import demo_subjects
 
-    return "Try a call (in another terminal):\n  " + example_call(node_name)
+    births = demo_subjects(f"sqlite:///{state_dir / 'holyrood' / 'demo.db'}", "holyrood")
+    registration = next(v for k, v in births["BIRTH_REGISTRATION"] if k == "registration_id")
+    return (
+        "Try a call from another terminal (DWP at whitehall asks holyrood for a birth):\n"
+        "  .venv/bin/concordat call --node whitehall --organisation dwp "
+        "--record-type BIRTH_REGISTRATION \\\n"
+        f"    --subject registration_id={registration} --purpose CIVIL_REGISTRATION "
+        "--agreement cr-dwp-nrs-births-2026 \\\n"
+        "    --fields registration_id,given_name,family_name,date_of_birth"
+    )
 
 
 @app.command()

@@ -23,8 +23,10 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
+import psycopg
 from psycopg import sql as pgsql
 from sqlalchemy import (
     BigInteger,
@@ -528,13 +530,8 @@ def _health_rows(
         if facts.health_subject == "chi_number":
             # Every fourth CHI number carries the newer modulus 10 check digit.
             luhn = person.number % 4 == 0
-            number = _unique(
-                rng,
-                lambda r, p=person, luhn=luhn: synthetic_chi_number(
-                    r, p.born, female=p.female, luhn=luhn
-                ),
-                seen,
-            )
+            chi = partial(synthetic_chi_number, born=person.born, female=person.female, luhn=luhn)
+            number = _unique(rng, chi, seen)
         elif facts.health_subject == "hc_number":
             number = _unique(rng, synthetic_hc_number, seen)
         else:
@@ -619,7 +616,7 @@ def _append_awards(connection: Connection, rows: list[dict[str, Any]]) -> None:
         pgsql.Identifier(_benefit_awards.name),
         pgsql.SQL(", ").join(pgsql.Identifier(name) for name in columns),
     )
-    raw = connection.connection.driver_connection
+    raw = cast(psycopg.Connection[Any], connection.connection.driver_connection)
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([row[name] for name in columns])
@@ -635,7 +632,7 @@ def seed_bulk(url: str, administration: str, rows: int, *, seed: int = 7) -> Non
         _benefit_awards.create(engine, checkfirst=True)
         with engine.connect() as connection:
             start = (connection.execute(select(func.max(_benefit_awards.c.id))).scalar() or 0) + 1
-        rng = random.Random(f"bulk:{administration}:{seed}:{start}")  # noqa: S311
+        rng = random.Random(f"bulk:{administration}:{seed}:{start}")  # noqa: S311 (as above)
         for first in range(start, start + rows, _BULK_CHUNK):
             last = min(first + _BULK_CHUNK, start + rows)
             chunk = [

@@ -1,0 +1,474 @@
+"""Records read from a SQL database through a declarative mapping, on SQLAlchemy Core.
+
+One code path serves SQLite and PostgreSQL: a synchronous engine whose calls run on a small
+thread pool sized like the connection pool, so the event loop never blocks on the database.
+Every statement is built from reflected tables with bound parameters; subject values and
+cursors only ever travel as data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    inspect,
+    literal_column,
+    select,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, RowMapping, make_url
+from sqlalchemy.sql import FromClause
+
+from adapters.base import AdapterError, Batch, Row, SourceUnavailable
+from adapters.mapping import (
+    RECORD_FIELDS,
+    Converter,
+    MappingMismatch,
+    SourceMisconfigured,
+    SqlRecordMapping,
+    SqlSourceConfig,
+    split_column_ref,
+    value_converter,
+)
+
+_T = TypeVar("_T")
+_CURSOR_KEY = "_cursor_key"
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_INT64 = range(-(2**63), 2**63)
+# Rows of a one-to-many join are read for at most this many parents per statement, which
+# keeps the IN list far below every driver's bound-parameter limit.
+_LINKS_PER_QUERY = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldPlan:
+    column: Column[Any]
+    join: str | None
+    many: str | None
+    convert: Converter
+
+
+@dataclass(frozen=True, slots=True)
+class _JoinPlan:
+    table: FromClause
+    on: tuple[tuple[Column[Any], Column[Any]], ...]
+    many: bool
+    order: tuple[Column[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordPlan:
+    record_type: str
+    table: Table
+    key: Column[Any]
+    subjects: Mapping[str, tuple[Column[Any], str | None]]
+    fields: Mapping[str, _FieldPlan]
+    joins: Mapping[str, _JoinPlan]
+
+
+class SqlSource:
+    """A RecordSource over one SQL database, checked against its live schema when opened."""
+
+    def __init__(self, engine: Engine, plans: Mapping[str, _RecordPlan], *, workers: int) -> None:
+        self._engine = engine
+        self._plans = dict(plans)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sql-source")
+        self.record_types = frozenset(self._plans)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @classmethod
+    def open(cls, config: SqlSourceConfig) -> SqlSource:
+        """Connects, reflects every mapped table and refuses a mapping the schema lacks.
+
+        Blocks on the database: call it from a thread when an event loop is running.
+        """
+        engine = _create_engine(config)
+        try:
+            with _database_errors("could not be reached to read its schema"):
+                with engine.connect() as connection:
+                    plans = _reflect_plans(connection, config.records)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, plans, workers=config.pool_size + config.max_overflow)
+
+    async def fetch(
+        self, record_type: str, subject_kind: str, subject_value: str, fields: Sequence[str]
+    ) -> list[Row]:
+        plan = self._plan(record_type)
+        wanted = _wanted_fields(plan, fields)
+        if subject_kind not in plan.subjects:
+            raise AdapterError(f"{record_type} cannot be looked up by {subject_kind} here")
+        column, join = plan.subjects[subject_kind]
+        value = _as_column_value(column, subject_value)
+        if value is None:
+            return []
+        return await self._run(self._read_subject, plan, wanted, column, join, value)
+
+    async def stream(
+        self, record_type: str, fields: Sequence[str], *, batch_size: int, after: str | None
+    ) -> AsyncIterator[Batch]:
+        plan = self._plan(record_type)
+        wanted = _wanted_fields(plan, fields)
+        if batch_size < 1:
+            raise AdapterError("batch_size must be at least 1")
+        position = None if after is None else _as_column_value(plan.key, after)
+        if after is not None and position is None:
+            raise AdapterError(f"cursor for {record_type} was not issued by this source")
+        while True:
+            rows, last_key = await self._run(self._read_batch, plan, wanted, position, batch_size)
+            if not rows:
+                return
+            yield Batch(rows=rows, cursor=str(last_key))
+            if len(rows) < batch_size:
+                return
+            position = last_key
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._shut_down)
+
+    def _shut_down(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._engine.dispose()
+
+    def _plan(self, record_type: str) -> _RecordPlan:
+        plan = self._plans.get(record_type)
+        if plan is None:
+            raise AdapterError(f"this source does not serve {record_type}")
+        return plan
+
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(function, *args))
+
+    def _read_subject(
+        self,
+        plan: _RecordPlan,
+        wanted: Mapping[str, _FieldPlan],
+        column: Column[Any],
+        join: str | None,
+        value: Any,
+    ) -> list[Row]:
+        statement = (
+            _select_fields(plan, wanted, extra_joins={join} - {None})
+            .where(column == bindparam("subject_value", value, type_=column.type))
+            .order_by(plan.key)
+        )
+        with _database_errors("could not be read"), self._engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+            many = _read_many(connection, plan, wanted, rows)
+        return [_record(wanted, row, many) for row in rows]
+
+    def _read_batch(
+        self, plan: _RecordPlan, wanted: Mapping[str, _FieldPlan], after: Any, batch_size: int
+    ) -> tuple[list[Row], Any]:
+        statement = (
+            _select_fields(plan, wanted, extra_joins=set(), key=True)
+            .order_by(plan.key)
+            .limit(batch_size)
+        )
+        if after is not None:
+            statement = statement.where(plan.key > bindparam("after", after, type_=plan.key.type))
+        with _database_errors("could not be read"), self._engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+            many = _read_many(connection, plan, wanted, rows)
+        last_key = rows[-1][_CURSOR_KEY] if rows else after
+        return [_record(wanted, row, many) for row in rows], last_key
+
+
+def _create_engine(config: SqlSourceConfig) -> Engine:
+    try:
+        url = make_url(config.url)
+    except sa_exc.ArgumentError:
+        # SQLAlchemy's message quotes the whole URL, password included: keep it out.
+        raise SourceMisconfigured("database url is not a SQLAlchemy URL") from None
+    backend = url.get_backend_name()
+    database = url.database or ""
+    if backend == "sqlite" and database not in ("", ":memory:"):
+        # SQLite would quietly create an empty file in its place; nothing is there to read.
+        if not database.startswith("file:") and not Path(database).is_file():
+            raise SourceUnavailable("local database file does not exist")
+    timeout_seconds = config.statement_timeout_ms / 1000
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "postgresql":
+        # The adapter only ever reads, so its sessions refuse writes as a second line.
+        options["connect_args"] = {
+            "connect_timeout": config.connect_timeout_seconds,
+            "options": (
+                f"-c statement_timeout={config.statement_timeout_ms} "
+                "-c default_transaction_read_only=on"
+            ),
+        }
+    elif backend == "sqlite":
+        options["connect_args"] = {"timeout": timeout_seconds}
+    # An in-memory SQLite database lives in one connection, which takes no pool sizes.
+    if not (backend == "sqlite" and database in ("", ":memory:")):
+        options.update(
+            pool_size=config.pool_size,
+            max_overflow=config.max_overflow,
+            pool_timeout=timeout_seconds,
+        )
+    try:
+        return create_engine(url, **options)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
+        raise SourceMisconfigured(f"database url names no usable driver ({backend})") from exc
+
+
+@contextmanager
+def _database_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        sa_exc.DisconnectionError,
+    ) as exc:
+        raise SourceUnavailable(f"local database {doing}: unavailable or timed out") from exc
+    except sa_exc.DBAPIError as exc:
+        raise AdapterError(
+            f"local database {doing}: it refused the query ({type(exc.orig).__name__})"
+        ) from exc
+    except sa_exc.SQLAlchemyError as exc:
+        raise AdapterError(f"local database {doing}: {type(exc).__name__}") from exc
+
+
+class _Schema:
+    """The live tables a mapping refers to, each reflected once."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._inspector = inspect(connection)
+        self._names = set(self._inspector.get_table_names())
+        self._views = set(self._inspector.get_view_names())
+        self._metadata = MetaData()
+        self._tables: dict[str, Table] = {}
+
+    def table(self, name: str, record_type: str, use: str) -> Table:
+        if name not in self._names | self._views:
+            raise MappingMismatch(
+                f"{record_type} {use} uses table {name!r}, which the local database lacks"
+            )
+        if name not in self._tables:
+            self._tables[name] = Table(name, self._metadata, autoload_with=self._connection)
+        return self._tables[name]
+
+    def is_key(self, table: str, column: Column[Any]) -> bool:
+        """Whether `column` alone identifies a row: the primary key, or unique and NOT NULL."""
+        if table in self._views:
+            # A view has no constraints to inspect; its key is the operator's promise.
+            return True
+        if self._inspector.get_pk_constraint(table)["constrained_columns"] == [column.name]:
+            return True
+        alone = [column.name]
+        unique = any(
+            u["column_names"] == alone for u in self._inspector.get_unique_constraints(table)
+        ) or any(
+            i["unique"] and i["column_names"] == alone for i in self._inspector.get_indexes(table)
+        )
+        return unique and not column.nullable
+
+
+def _column(table: FromClause, table_name: str, column: str, record_type: str, use: str) -> Any:
+    found = table.c.get(column)
+    if found is None:
+        raise MappingMismatch(
+            f"{record_type} {use} maps to column {column!r} of table {table_name!r}, "
+            "which has no such column"
+        )
+    return found
+
+
+def _reflect_plans(
+    connection: Connection, records: Mapping[str, SqlRecordMapping]
+) -> dict[str, _RecordPlan]:
+    schema = _Schema(connection)
+    return {rt: _reflect_plan(schema, rt, mapping) for rt, mapping in records.items()}
+
+
+def _reflect_plan(schema: _Schema, record_type: str, mapping: SqlRecordMapping) -> _RecordPlan:
+    main = schema.table(mapping.table, record_type, "main table")
+    key = _column(main, mapping.table, mapping.key, record_type, "key")
+    _require_lookup_type(key, mapping.table, record_type, "key")
+    if not schema.is_key(mapping.table, key):
+        raise MappingMismatch(
+            f"{record_type} key column {mapping.key!r} of table {mapping.table!r} is neither "
+            "its primary key nor unique and NOT NULL; paging needs a unique key"
+        )
+    joins: dict[str, _JoinPlan] = {}
+    tables: dict[str | None, tuple[FromClause, str]] = {None: (main, mapping.table)}
+    for join in mapping.joins:
+        use = f"join {join.name!r}"
+        reflected = schema.table(join.table, record_type, use)
+        aliased = reflected.alias(join.name)
+        on = tuple(
+            (
+                _column(main, mapping.table, local, record_type, use),
+                _column(aliased, join.table, foreign, record_type, use),
+            )
+            for local, foreign in join.on.items()
+        )
+        order = tuple(aliased.c[column.name] for column in reflected.primary_key.columns)
+        joins[join.name] = _JoinPlan(table=aliased, on=on, many=join.many, order=order)
+        tables[join.name] = (aliased, join.table)
+
+    def resolve(ref: str, use: str) -> tuple[Column[Any], str | None]:
+        prefix, column = split_column_ref(ref)
+        table, table_name = tables[prefix]
+        return _column(table, table_name, column, record_type, use), prefix
+
+    subjects: dict[str, tuple[Column[Any], str | None]] = {
+        kind: resolve(ref, f"subject {kind!r}") for kind, ref in mapping.subjects.items()
+    }
+    for kind, (column, prefix) in subjects.items():
+        _require_lookup_type(column, tables[prefix][1], record_type, f"subject {kind!r}")
+    fields: dict[str, _FieldPlan] = {}
+    for field, source in mapping.fields.items():
+        column, prefix = resolve(source.column, f"field {field!r}")
+        many = prefix is not None and joins[prefix].many
+        fields[field] = _FieldPlan(
+            column=column,
+            join=None if many else prefix,
+            many=prefix if many else None,
+            convert=value_converter(record_type, field, list_separator=source.list_separator),
+        )
+    return _RecordPlan(record_type, main, key, subjects, fields, joins)
+
+
+def _wanted_fields(plan: _RecordPlan, fields: Sequence[str]) -> dict[str, _FieldPlan]:
+    known = RECORD_FIELDS[plan.record_type]
+    for field in fields:
+        if field not in known:
+            raise AdapterError(f"{plan.record_type} has no field {field!r}")
+    # A field the local system does not hold is left out of the rows, as a NULL would be.
+    return {field: plan.fields[field] for field in dict.fromkeys(fields) if field in plan.fields}
+
+
+def _link_label(join: str) -> str:
+    return f"_link_{join}"
+
+
+def _select_fields(
+    plan: _RecordPlan,
+    wanted: Mapping[str, _FieldPlan],
+    *,
+    extra_joins: set[str | None],
+    key: bool = False,
+) -> Select[Any]:
+    columns: list[Any] = [plan.key.label(_CURSOR_KEY)] if key else []
+    columns += [f.column.label(name) for name, f in wanted.items() if f.many is None]
+    many = dict.fromkeys(f.many for f in wanted.values() if f.many is not None)
+    columns += [plan.joins[name].on[0][0].label(_link_label(name)) for name in many]
+    if not columns:
+        # Nothing requested is held here; match rows without reading any column.
+        columns = [literal_column("1").label("_match")]
+    needed = {f.join for f in wanted.values()} | extra_joins
+    source: FromClause = plan.table
+    for name, join in plan.joins.items():
+        if name in needed and not join.many:
+            source = source.outerjoin(join.table, and_(*(a == b for a, b in join.on)))
+    return select(*columns).select_from(source)
+
+
+def _read_many(
+    connection: Connection,
+    plan: _RecordPlan,
+    wanted: Mapping[str, _FieldPlan],
+    rows: Sequence[RowMapping],
+) -> dict[str, dict[Any, dict[str, list[Any]]]]:
+    """Values of one-to-many fields per join, per parent link value, in child key order."""
+    found: dict[str, dict[Any, dict[str, list[Any]]]] = {}
+    for name in dict.fromkeys(f.many for f in wanted.values() if f.many is not None):
+        join = plan.joins[name]
+        child_link = join.on[0][1]
+        here = {field: f.column for field, f in wanted.items() if f.many == name}
+        links = (row[_link_label(name)] for row in rows)
+        parents = list(dict.fromkeys(link for link in links if link is not None))
+        grouped: dict[Any, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        for start in range(0, len(parents), _LINKS_PER_QUERY):
+            chunk = parents[start : start + _LINKS_PER_QUERY]
+            statement = (
+                select(child_link.label("_link"), *(c.label(f) for f, c in here.items()))
+                .where(child_link.in_(chunk))
+                .order_by(child_link, *join.order)
+            )
+            for child in connection.execute(statement).mappings():
+                for field in here:
+                    grouped[child["_link"]][field].append(child[field])
+        found[name] = grouped
+    return found
+
+
+def _record(
+    wanted: Mapping[str, _FieldPlan],
+    row: RowMapping,
+    many: Mapping[str, Mapping[Any, Mapping[str, list[Any]]]],
+) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for field, source in wanted.items():
+        if source.many is None:
+            raw = row[field]
+        else:
+            children = many[source.many].get(row[_link_label(source.many)], {})
+            raw = children.get(field)
+        value = source.convert(raw)
+        if value is not None:
+            record[field] = value
+    return record
+
+
+def _require_lookup_type(column: Column[Any], table_name: str, record_type: str, use: str) -> None:
+    """Keys and subjects are compared with values given as text: integers, text or UUIDs."""
+    if _lookup_type(column) is None:
+        raise MappingMismatch(
+            f"{record_type} {use} maps to column {column.name!r} of table {table_name!r}, "
+            f"whose type {column.type} holds no identifiers (integers, text or UUIDs)"
+        )
+
+
+def _lookup_type(column: Column[Any]) -> type | None:
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        # A type SQLAlchemy does not know (a domain, citext): compared as text.
+        return str
+    for kind in (bool, int, str, uuid.UUID):
+        if issubclass(python_type, kind):
+            return None if kind is bool else kind
+    return None
+
+
+def _as_column_value(column: Column[Any], value: str) -> Any:
+    """`value` as the column's Python type, or None when it cannot equal any stored value."""
+    kind = _lookup_type(column)
+    if kind is int:
+        if not _INTEGER.fullmatch(value) or int(value) not in _INT64:
+            return None
+        return int(value)
+    if kind is uuid.UUID:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return None
+    return value

@@ -1,0 +1,305 @@
+"""The bare baselines: the same processes, hops, TLS and payloads as Concordat, and nothing else.
+
+No authentication, policy, audit or minimisation: a one-hop ExchangeService answering a fixed
+response, and a relay chain (caller -> relay -> provider) whose relay forwards over mutual TLS
+to a FederationService, re-streaming bulk batches as they arrive. Each server is a child
+process started as `python -m bench.bare --role ...`; the parent side is `one_hop` and
+`relay_chain`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import grpc
+
+from bench.children import ready_port, spawned
+from bench.clients import Endpoint
+from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
+from concordat.records.v1 import records_pb2
+from gateway.devpki import NodeMaterial, ensure_node_material
+
+FIRST_NODE, SECOND_NODE = "whitehall", "holyrood"
+# The same limits as the node's own server (gateway/server.py), which this module cannot import
+# without the whole gateway.
+SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+)
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 16 * 1024 * 1024),)
+
+PERSON_FIELDS = list(records_pb2.Person.DESCRIPTOR.fields_by_name)
+REQUEST = exchange_pb2.GetRecordRequest(
+    record_type=exchange_pb2.RECORD_TYPE_PERSON,
+    subject=exchange_pb2.SubjectIdentifier(nino="ZX481736C"),
+    purpose=exchange_pb2.PURPOSE_PUBLIC_SERVICE_DELIVERY,
+    agreement_id="agr-dwp-sg-psd-2025-01",
+    field_mask={"paths": PERSON_FIELDS},
+    case_reference="SSS-CASE-2025-004817",
+)
+RESPONSE = exchange_pb2.GetRecordResponse(
+    exchange_id="01JC8Z4K7W3T9V5Q2M6N8P0R4S",
+    records=[
+        records_pb2.Record(
+            person=records_pb2.Person(
+                nino="ZX481736C",
+                given_name="Catriona",
+                family_name="MacLennan-Fraser",
+                date_of_birth="1984-07-19",
+                uprn=906700012345,
+                address_line="Flat 3/2, 117 Great Western Road, Hillhead, Glasgow",
+                postcode="G12 8HX",
+            )
+        )
+    ],
+    released_fields=PERSON_FIELDS,
+    obligations=[
+        exchange_pb2.Obligation(
+            code="retain-max-days",
+            description="Delete the records within the agreement's retention period.",
+            parameters={"days": "90"},
+        )
+    ],
+    egress_decision_id="dec-5f0c8a52-3c1e-4f7a-9d2b-7e4a1c9b6d30",
+    ingress_decision_id="dec-a91e4b7c-2d3f-4e5a-8b6c-0f1d2e3a4b5c",
+    provider_node=FIRST_NODE,
+)
+STREAM_RECORD = records_pb2.Record(
+    benefit_award=records_pb2.BenefitAward(
+        award_id="SSS-000481736",
+        nino="ZX481736C",
+        benefit="Adult Disability Payment",
+        weekly_amount_pence=10855,
+        start_date="2024-03-11",
+        end_date="2026-03-10",
+        status="live",
+        administration=SECOND_NODE,
+    )
+)
+# A resume token as long as the node's (a signed, base64-encoded cursor).
+# Not a secret: only its length matters.
+RESUME_TOKEN = "eyJjIjogIjEwMDAwMCIsICJyIjogIjBmM2E5YzJkNGU1YjZhNzgifQ==.q9Zx1bV2c3N4m5L6k7J8hQ=="  # noqa: S105
+
+
+def stream_request(batch_size: int) -> exchange_pb2.StreamRecordsRequest:
+    return exchange_pb2.StreamRecordsRequest(
+        record_type=exchange_pb2.RECORD_TYPE_BENEFIT_AWARD,
+        purpose=exchange_pb2.PURPOSE_STATISTICS,
+        agreement_id="agr-ons-sss-benefits-2025",
+        field_mask={"paths": list(records_pb2.BenefitAward.DESCRIPTOR.fields_by_name)},
+        batch_size=batch_size,
+    )
+
+
+@contextmanager
+def one_hop(workdir: Path, *, stream_records: int, batch_size: int) -> Iterator[Endpoint]:
+    """A bare ExchangeService over server TLS, in a child process."""
+    first, _ = _material(workdir)
+    with ExitStack() as stack:
+        pid, port = _start(stack, workdir, "exchange", stream_records)
+        yield Endpoint(
+            address=f"127.0.0.1:{port}",
+            ca_cert=first.ca_cert,
+            pids=(pid,),
+            request=REQUEST,
+            stream_request=stream_request(batch_size),
+        )
+
+
+@contextmanager
+def relay_chain(workdir: Path, *, stream_records: int, batch_size: int) -> Iterator[Endpoint]:
+    """Caller -> relay (server TLS) -> provider (mutual TLS), each hop its own child process."""
+    first, _ = _material(workdir)
+    with ExitStack() as stack:
+        provider_pid, provider_port = _start(stack, workdir, "provider", stream_records)
+        relay_pid, relay_port = _start(
+            stack, workdir, "relay", stream_records, "--upstream", f"127.0.0.1:{provider_port}"
+        )
+        yield Endpoint(
+            address=f"127.0.0.1:{relay_port}",
+            ca_cert=first.ca_cert,
+            pids=(relay_pid, provider_pid),
+            request=REQUEST,
+            stream_request=stream_request(batch_size),
+        )
+
+
+def payload_sizes() -> dict[str, int]:
+    return {
+        "request_bytes": REQUEST.ByteSize(),
+        "response_bytes": RESPONSE.ByteSize(),
+        "stream_record_bytes": STREAM_RECORD.ByteSize(),
+    }
+
+
+def _material(workdir: Path) -> tuple[NodeMaterial, NodeMaterial]:
+    # Made here, before any child starts, so two children never race to create the same key.
+    state_dir = workdir / "bare-pki"
+    return ensure_node_material(state_dir, FIRST_NODE), ensure_node_material(state_dir, SECOND_NODE)
+
+
+def _start(
+    stack: ExitStack, workdir: Path, role: str, stream_records: int, *extra: str
+) -> tuple[int, int]:
+    log = workdir / f"bare-{role}.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.bare",
+        "--role",
+        role,
+        "--state-dir",
+        str(workdir / "bare-pki"),
+        "--stream-records",
+        str(stream_records),
+        *extra,
+    ]
+    process = stack.enter_context(spawned(argv, log, ready_line=True))
+    return process.pid, ready_port(process, log)
+
+
+class FixedExchange(exchange_pb2_grpc.ExchangeServiceServicer):
+    """Answers every GetRecord with the same response and every extract with the same batches."""
+
+    def __init__(self, stream_records: int) -> None:
+        self._stream_records = stream_records
+
+    async def GetRecord(
+        self, request: exchange_pb2.GetRecordRequest, context: grpc.aio.ServicerContext
+    ) -> exchange_pb2.GetRecordResponse:
+        return RESPONSE
+
+    async def StreamRecords(
+        self, request: exchange_pb2.StreamRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+        for batch in _batches(self._stream_records, request.batch_size):
+            yield batch
+
+
+class FixedProvider(federation_pb2_grpc.FederationServiceServicer):
+    """The providing end of the relay chain: the same fixed answers, wrapped for federation."""
+
+    def __init__(self, stream_records: int) -> None:
+        self._stream_records = stream_records
+
+    async def Relay(
+        self, request: federation_pb2.RelayRequest, context: grpc.aio.ServicerContext
+    ) -> federation_pb2.RelayResponse:
+        return federation_pb2.RelayResponse(response=RESPONSE)
+
+    async def RelayStream(
+        self, request: federation_pb2.RelayStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
+        for batch in _batches(self._stream_records, request.request.batch_size):
+            yield federation_pb2.RelayStreamResponse(batch=batch)
+
+
+class ForwardingRelay(exchange_pb2_grpc.ExchangeServiceServicer):
+    """The requesting end: forwards each call over one reused mutual-TLS channel."""
+
+    def __init__(self, provider: federation_pb2_grpc.FederationServiceStub) -> None:
+        self._provider = provider
+
+    async def GetRecord(
+        self, request: exchange_pb2.GetRecordRequest, context: grpc.aio.ServicerContext
+    ) -> exchange_pb2.GetRecordResponse:
+        reply = await self._provider.Relay(federation_pb2.RelayRequest(request=request))
+        return reply.response
+
+    async def StreamRecords(
+        self, request: exchange_pb2.StreamRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+        async for reply in self._provider.RelayStream(
+            federation_pb2.RelayStreamRequest(request=request)
+        ):
+            yield reply.batch
+
+
+def _batches(total: int, batch_size: int) -> Iterator[exchange_pb2.StreamRecordsResponse]:
+    """`total` records in messages of `batch_size`: built once, serialised per send as usual."""
+    size = batch_size or 1000
+    full = exchange_pb2.StreamRecordsResponse(
+        exchange_id=RESPONSE.exchange_id,
+        records=[STREAM_RECORD] * size,
+        provider_node=SECOND_NODE,
+        resume_token=RESUME_TOKEN,
+    )
+    whole, rest = divmod(total, size)
+    for _ in range(whole):
+        yield full
+    if rest:
+        last = exchange_pb2.StreamRecordsResponse()
+        last.CopyFrom(full)
+        del last.records[rest:]
+        yield last
+
+
+def _trust(*materials: NodeMaterial) -> bytes:
+    # Each administration runs its own CA, so a node that talks to another trusts both.
+    return b"".join(m.ca_cert.read_bytes() for m in materials)
+
+
+async def _serve(arguments: argparse.Namespace) -> None:
+    first = ensure_node_material(arguments.state_dir, FIRST_NODE)
+    second = ensure_node_material(arguments.state_dir, SECOND_NODE)
+    own = second if arguments.role == "provider" else first
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    upstream = None
+    if arguments.role == "exchange":
+        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
+            FixedExchange(arguments.stream_records), server
+        )
+    elif arguments.role == "provider":
+        federation_pb2_grpc.add_FederationServiceServicer_to_server(
+            FixedProvider(arguments.stream_records), server
+        )
+    else:
+        upstream = grpc.aio.secure_channel(
+            arguments.upstream,
+            grpc.ssl_channel_credentials(
+                root_certificates=_trust(first, second),
+                private_key=first.tls_key.read_bytes(),
+                certificate_chain=first.tls_cert.read_bytes(),
+            ),
+            options=CHANNEL_OPTIONS,
+        )
+        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
+            ForwardingRelay(federation_pb2_grpc.FederationServiceStub(upstream)), server
+        )
+    mutual = arguments.role == "provider"
+    credentials = grpc.ssl_server_credentials(
+        [(own.tls_key.read_bytes(), own.tls_cert.read_bytes())],
+        root_certificates=_trust(first, second) if mutual else None,
+        require_client_auth=mutual,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    await server.start()
+    print(f"READY {port}", flush=True)
+    # The parent closes our stdin to stop us; it also closes when the parent dies.
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
+    await server.stop(0)
+    if upstream is not None:
+        await upstream.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=("exchange", "provider", "relay"), required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--stream-records", type=int, default=0)
+    parser.add_argument("--upstream", help="the provider's host:port (relay only)")
+    arguments = parser.parse_args()
+    if arguments.role == "relay" and not arguments.upstream:
+        parser.error("--role relay needs --upstream")
+    asyncio.run(_serve(arguments))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""One module per measure, each with `run(smoke: bool, workdir: Path) -> dict`.
+
+A result holds the figures, a `summary` of table rows (see `bench.report.row`), or `skipped`
+with the reason the measure cannot run yet.
+"""
+
+MEASURES = (
+    "bare_unary",
+    "bare_stream",
+    "audit_append",
+    "local_exchange",
+    "cross_node",
+    "bulk_stream",
+    "node_resources",
+)
