@@ -33,7 +33,7 @@ from gateway.policy.decision import (
     requested_fields,
 )
 
-log = structlog.get_logger(__name__)
+log = structlog.get_logger("concordat.policy")
 
 ENTRYPOINTS: Mapping[Direction, str] = {
     "egress": "concordat/egress/decision",
@@ -188,7 +188,7 @@ def refuse_rego_cpp_hazards(sources: Mapping[str, str]) -> None:
 
 
 def describe_rego_error(exc: regopy.RegoError, sources: Mapping[str, str]) -> str:
-    """Turn rego-cpp's error tree into 'file:line: message' lines."""
+    """Turn rego-cpp's error tree into 'file:line: message' parts."""
     found = []
     for name, offset, message in _REGO_ERROR.findall(str(exc)):
         source = sources.get(name)
@@ -236,8 +236,11 @@ def _child_failure(completed: subprocess.CompletedProcess[str]) -> str:
         # rego-cpp writes its own diagnostics to stdout before it aborts.
         said = " ".join(completed.stdout.split()[-40:])
         return f"the policy compiler crashed ({name}) checking the bundle: {said}".strip()
-    lines = completed.stderr.strip().splitlines()
-    return lines[-1] if lines else f"checking the bundle failed (exit {completed.returncode})"
+    said = completed.stderr.strip()
+    if said.startswith("Traceback"):
+        # An unexpected exception: its last line names it without the stack.
+        said = said.splitlines()[-1]
+    return said or f"checking the bundle failed (exit {completed.returncode})"
 
 
 def _only_value(output: regopy.Output) -> Any:

@@ -27,7 +27,7 @@ from gateway.policy.decision import (
     requested_fields,
 )
 
-log = structlog.get_logger(__name__)
+log = structlog.get_logger("concordat.policy")
 
 PACKAGES: Mapping[Direction, str] = {"egress": "concordat.egress", "ingress": "concordat.ingress"}
 

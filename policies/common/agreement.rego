@@ -1,0 +1,55 @@
+# Checks on the cited agreement: it is registered, complete, active, in date, for this
+# purpose and record type. The codes of practice for every DEA 2017 Part 5 gateway
+# require a registered agreement naming the bodies, purpose, data items and duration.
+package concordat.common.agreement
+
+import rego.v1
+
+import data.concordat.common.register
+import data.concordat.common.request.req
+
+# Debt (s.48) and fraud (s.56) disclosures run as pilots whose review dates the codes of
+# practice make binding, so an overdue review stops the exchange.
+review_purposes := {"DEBT", "FRAUD"}
+
+# The obligations that travel with an allow are built from these fields, so an entry
+# missing one would release data without them. Other fields fail their own checks when
+# missing; register_check.rego checks the whole entry when a bundle is loaded.
+well_formed if {
+	a := register.agreement
+	is_string(a.power)
+	is_string(a.onward_disclosure)
+	is_string(a.lawful_basis)
+	is_number(a.retention_days)
+	a.retention_days > 0
+}
+
+failures contains "common.agreement_unknown" if not register.agreement
+
+failures contains "common.agreement_malformed" if not well_formed
+
+# Suspended and ended agreements stop at once, whatever their dates say.
+failures contains "common.agreement_not_active" if not register.agreement.status == "active"
+
+failures contains "common.agreement_not_started" if not register.agreement.start <= register.today
+
+failures contains "common.agreement_expired" if not register.today <= register.agreement.end
+
+failures contains "common.agreement_review_overdue" if {
+	req.purpose in review_purposes
+	not register.today <= register.agreement.review
+}
+
+# A request names one purpose; the agreement must be registered for that purpose.
+failures contains "common.purpose_mismatch" if not register.agreement.purpose == req.purpose
+
+failures contains "common.record_type_not_covered" if {
+	not is_array(register.agreement.record_types[req.record_type])
+}
+
+# Bulk extracts need an agreement that says so: one-off lookups versus ongoing extracts
+# is one of the terms the register records.
+failures contains "common.bulk_not_agreed" if {
+	req.bulk == true
+	not register.agreement.bulk == true
+}

@@ -1,0 +1,22 @@
+# Civil registration: registrars (GRO for England and Wales under the Registration Service
+# Act 1953 s.19AA as inserted by DEA 2017 s.44, NRS for Scotland, GRONI for Northern
+# Ireland) may disclose registration records to public bodies that need them for their
+# functions. Only registrars disclose under this purpose, and only registration records.
+package concordat.common.civil_registration
+
+import rego.v1
+
+import data.concordat.common.register
+import data.concordat.common.request.req
+
+registration_record_types := {"BIRTH_REGISTRATION", "DEATH_REGISTRATION", "MARRIAGE_REGISTRATION"}
+
+failures contains "common.civil_registration_record_type" if {
+	req.purpose == "CIVIL_REGISTRATION"
+	not req.record_type in registration_record_types
+}
+
+failures contains "common.civil_registration_provider_not_registrar" if {
+	req.purpose == "CIVIL_REGISTRATION"
+	not "registrar" in register.provider_body.roles
+}

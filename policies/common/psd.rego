@@ -1,0 +1,15 @@
+# Public service delivery, DEA 2017 ss.35-45: disclosure only for an objective that the
+# relevant national authority has set (UK ministers, Scottish ministers, Welsh ministers,
+# a Northern Ireland department). Each administration's register lists the objectives its
+# own authority has set, so a node checks the objective against its own law only.
+package concordat.common.psd
+
+import rego.v1
+
+import data.concordat.common.register
+import data.concordat.common.request.req
+
+failures contains "common.psd_objective_not_listed" if {
+	req.purpose == "PUBLIC_SERVICE_DELIVERY"
+	not register.agreement.objective in data.register.objectives
+}

@@ -1,0 +1,26 @@
+# Lookups into the deciding administration's register of data sharing agreements.
+package concordat.common.register
+
+import rego.v1
+
+import data.concordat.common.request
+
+# A body is named "organisation@administration" in every register, so the same body is
+# spelt the same way by every administration and bodies of different administrations
+# never collide. (concat, not sprintf: rego-cpp 1.5's sprintf quotes a string that
+# reached it through a function argument.)
+requester := concat("@", [request.req.requester.organisation, request.req.requester.administration])
+
+# The register is keyed by agreement id so the lookup is an index, never a scan.
+agreement := data.register.agreements[request.req.agreement_id]
+
+provider := agreement.provider
+
+provider_administration := split(provider, "@")[1]
+
+requester_body := data.register.bodies[requester]
+
+provider_body := data.register.bodies[provider]
+
+# ISO 8601 dates compare correctly as strings, so no time parsing is needed.
+today := substring(request.req.now, 0, 10)

@@ -1,0 +1,149 @@
+# A whole-register consistency check, evaluated when a bundle is tested or loaded rather
+# than on every request: each jurisdiction's Rego tests assert it finds no problems, and
+# an operator can query `data.concordat.common.register_check.problems` directly.
+package concordat.common.register_check
+
+import rego.v1
+
+import data.concordat.common.request
+
+agreement_string_fields := [
+	"id", "provider", "purpose", "power", "lawful_basis",
+	"start", "end", "review", "onward_disclosure", "status",
+]
+
+agreement_date_fields := ["start", "end", "review"]
+
+agreement_statuses := {"active", "suspended", "ended"}
+
+body_statuses := {"active", "suspended"}
+
+# Party ids are "organisation@administration" (see register.rego).
+party_pattern := `^[a-z0-9-]+@[a-z]+$`
+
+date_pattern := `^\d{4}-\d{2}-\d{2}$`
+
+administration := data.register.administration
+
+problems contains "register: administration must be a string" if not is_string(administration)
+
+problems contains sprintf("register: %s must be a list", [key]) if {
+	some key in ["objectives", "statistics_authorities"]
+	not is_array(data.register[key])
+}
+
+problems contains sprintf("register: %s must be an object", [key]) if {
+	some key in ["agreements", "bodies", "accredited_projects"]
+	not is_object(data.register[key])
+}
+
+problems contains sprintf("agreement %s: %s must be a string", [id, key]) if {
+	some id, a in data.register.agreements
+	some key in agreement_string_fields
+	not is_string(a[key])
+}
+
+problems contains sprintf("agreement %s: id does not match its register key", [id]) if {
+	some id, a in data.register.agreements
+	not a.id == id
+}
+
+problems contains sprintf("agreement %s: %s is not an ISO date", [id, key]) if {
+	some id, a in data.register.agreements
+	some key in agreement_date_fields
+	not regex.match(date_pattern, a[key])
+}
+
+problems contains sprintf("agreement %s: ends before it starts", [id]) if {
+	some id, a in data.register.agreements
+	a.end < a.start
+}
+
+problems contains sprintf("agreement %s: status must be active, suspended or ended", [id]) if {
+	some id, a in data.register.agreements
+	not a.status in agreement_statuses
+}
+
+problems contains sprintf("agreement %s: purpose is not a known purpose", [id]) if {
+	some id, a in data.register.agreements
+	not a.purpose in request.purposes
+}
+
+problems contains sprintf("agreement %s: %s must be true or false", [id, key]) if {
+	some id, a in data.register.agreements
+	some key in ["special_category", "bulk"]
+	not is_boolean(a[key])
+}
+
+problems contains sprintf("agreement %s: retention_days must be a positive number", [id]) if {
+	some id, a in data.register.agreements
+	not a.retention_days > 0
+}
+
+problems contains sprintf("agreement %s: record_types must map record types to field lists", [id]) if {
+	some id, a in data.register.agreements
+	not record_types_well_formed(a.record_types)
+}
+
+record_types_well_formed(record_types) if {
+	is_object(record_types)
+	every fields in record_types {
+		is_array(fields)
+	}
+}
+
+problems contains sprintf("agreement %s: party %s is not organisation@administration", [id, party]) if {
+	some id, a in data.register.agreements
+	some party in a.parties
+	not regex.match(party_pattern, party)
+}
+
+problems contains sprintf("agreement %s: party %s is not a registered body", [id, party]) if {
+	some id, a in data.register.agreements
+	some party in a.parties
+	not data.register.bodies[party]
+}
+
+problems contains sprintf("agreement %s: the provider is not one of its parties", [id]) if {
+	some id, a in data.register.agreements
+	not a.provider in a.parties
+}
+
+# An administration registers only the agreements it is party to.
+problems contains sprintf("agreement %s: no party belongs to %s", [id, administration]) if {
+	some id, a in data.register.agreements
+	not own_party(a)
+}
+
+own_party(a) if {
+	some party in a.parties
+	endswith(party, concat("", ["@", administration]))
+}
+
+problems contains sprintf("agreement %s: public service delivery needs an objective", [id]) if {
+	some id, a in data.register.agreements
+	a.purpose == "PUBLIC_SERVICE_DELIVERY"
+	not is_string(a.objective)
+}
+
+problems contains sprintf("agreement %s: research needs an accredited_project", [id]) if {
+	some id, a in data.register.agreements
+	a.purpose == "RESEARCH"
+	not is_string(a.accredited_project)
+}
+
+problems contains sprintf("body %s: status must be active or suspended", [id]) if {
+	some id, body in data.register.bodies
+	not body.status in body_statuses
+}
+
+problems contains sprintf("body %s: %s must be a list", [id, key]) if {
+	some id, body in data.register.bodies
+	some key in ["listed_for", "roles"]
+	not is_array(body[key])
+}
+
+problems contains sprintf("body %s: is not organisation@administration", [id]) if {
+	some id, _ in data.register.bodies
+	not regex.match(party_pattern, id)
+}

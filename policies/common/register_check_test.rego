@@ -1,0 +1,77 @@
+package concordat.common.tests.register_check
+
+import rego.v1
+
+import data.concordat.common.register_check
+import data.concordat.common.tests.fixtures
+
+problems(reg) := p if {
+	p := register_check.problems with data.register as reg
+}
+
+test_fixture_register_has_no_problems if {
+	count(problems(fixtures.register)) == 0
+}
+
+test_incomplete_agreement_is_reported if {
+	reg := fixtures.with_agreement({
+		"id": "other",
+		"end": "2025-01-01",
+		"status": "paused",
+		"purpose": "MARKETING",
+		"special_category": "no",
+		"retention_days": -1,
+		"record_types": {"BENEFIT_AWARD": "nino"},
+		"parties": ["requester@alpha", "Provider Beta"],
+		"review": "soon",
+	})
+	expected := {
+		"agreement fraud-pilot: id does not match its register key",
+		"agreement fraud-pilot: ends before it starts",
+		"agreement fraud-pilot: status must be active, suspended or ended",
+		"agreement fraud-pilot: purpose is not a known purpose",
+		"agreement fraud-pilot: special_category must be true or false",
+		"agreement fraud-pilot: retention_days must be a positive number",
+		"agreement fraud-pilot: record_types must map record types to field lists",
+		"agreement fraud-pilot: party Provider Beta is not organisation@administration",
+		"agreement fraud-pilot: party Provider Beta is not a registered body",
+		"agreement fraud-pilot: the provider is not one of its parties",
+		"agreement fraud-pilot: review is not an ISO date",
+	}
+	expected - problems(reg) == set()
+}
+
+test_agreement_with_none_of_this_administration_parties_is_reported if {
+	reg := fixtures.with_agreement({"parties": ["provider@beta"]})
+	"agreement fraud-pilot: no party belongs to alpha" in problems(reg)
+}
+
+test_purpose_specific_terms_are_required if {
+	psd := fixtures.with_agreement({"purpose": "PUBLIC_SERVICE_DELIVERY"})
+	"agreement fraud-pilot: public service delivery needs an objective" in problems(psd)
+	research := fixtures.with_agreement({"purpose": "RESEARCH"})
+	"agreement fraud-pilot: research needs an accredited_project" in problems(research)
+}
+
+test_missing_string_term_is_reported if {
+	reg := fixtures.with_agreement({"power": null})
+	"agreement fraud-pilot: power must be a string" in problems(reg)
+}
+
+test_malformed_bodies_and_register_sections_are_reported if {
+	reg := json.patch(fixtures.register, [
+		{"op": "add", "path": "/bodies/Bad Body", "value": {"status": "closed", "listed_for": "FRAUD", "roles": []}},
+		{"op": "add", "path": "/objectives", "value": "fuel-poverty"},
+		{"op": "remove", "path": "/accredited_projects"},
+		{"op": "add", "path": "/administration", "value": 1},
+	])
+	expected := {
+		"body Bad Body: status must be active or suspended",
+		"body Bad Body: listed_for must be a list",
+		"body Bad Body: is not organisation@administration",
+		"register: objectives must be a list",
+		"register: accredited_projects must be an object",
+		"register: administration must be a string",
+	}
+	expected - problems(reg) == set()
+}

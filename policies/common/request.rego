@@ -1,0 +1,67 @@
+# The request being decided, and checks on the request itself: its shape, and whether
+# this node is the one that should be deciding it.
+#
+# Every rule reads the request through `req`, never `input`, so tests replace it with
+# `with data.concordat.common.request.req as {...}`: rego-cpp 1.5 crashes the process on
+# `with input as {...}` once the rule under test depends on other rules.
+#
+# Checks are written as `not <condition holds>` so that a missing or mistyped value fails
+# the check instead of silently skipping it.
+package concordat.common.request
+
+import rego.v1
+
+req := input
+
+purposes := {
+	"PUBLIC_SERVICE_DELIVERY",
+	"CIVIL_REGISTRATION",
+	"DEBT",
+	"FRAUD",
+	"RESEARCH",
+	"STATISTICS",
+}
+
+# Only the values whose absence could slip past a later check are checked here; the rest
+# fail their own checks when missing. Without `identifying_fields` a research release
+# could not know what to withhold, and a date-less `now` could fall inside any agreement.
+well_formed if {
+	is_array(req.identifying_fields)
+	is_boolean(req.bulk)
+	is_string(req.now)
+	count(req.now) >= 10
+	substring(req.now, 4, 1) == "-"
+	substring(req.now, 7, 1) == "-"
+}
+
+# A node decides egress for its own requesters and ingress for its own data, and only
+# with its own administration's register loaded.
+deciding_node("egress") if {
+	req.node == data.register.administration
+	req.node == req.requesting_node
+}
+
+deciding_node("ingress") if {
+	req.node == data.register.administration
+	req.node == req.providing_node
+}
+
+failures contains "common.request_malformed" if not well_formed
+
+# A node may only ask on behalf of bodies of its own administration.
+failures contains "common.requester_administration_mismatch" if {
+	not req.requester.administration == req.requesting_node
+}
+
+failures contains "common.purpose_unknown" if not req.purpose in purposes
+
+# The checks that depend on which decision document is evaluated: it must be the one for
+# the request's own direction, on the node that direction belongs to.
+direction_failures(direction) := {id |
+	some id in ["common.direction_mismatch", "common.not_deciding_node"]
+	direction_failing(id, direction)
+}
+
+direction_failing("common.direction_mismatch", direction) if not req.direction == direction
+
+direction_failing("common.not_deciding_node", direction) if not deciding_node(direction)

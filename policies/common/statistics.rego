@@ -1,0 +1,14 @@
+# Statistics, DEA 2017 s.80 (Statistics and Registration Service Act 2007 s.45A onwards):
+# public bodies may disclose to the UK Statistics Authority for official statistics, so
+# only a statistics authority may ask under this purpose.
+package concordat.common.statistics
+
+import rego.v1
+
+import data.concordat.common.register
+import data.concordat.common.request.req
+
+failures contains "common.statistics_requester_not_authority" if {
+	req.purpose == "STATISTICS"
+	not register.requester in data.register.statistics_authorities
+}

@@ -1,0 +1,14 @@
+# Stormont egress: may a Northern Ireland public body ask for this, under this agreement?
+package concordat.egress
+
+import rego.v1
+
+import data.concordat.common.checks
+import data.concordat.common.decision as common_decision
+import data.concordat.local
+
+decision := common_decision.make(
+	"stormont.egress.allow_under_agreement",
+	local.order,
+	checks.failures("egress") | local.failures,
+)

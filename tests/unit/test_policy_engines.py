@@ -1,0 +1,435 @@
+"""Both policy engines, through the PolicyEngine seam: what they decide and how they fail."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import regopy
+
+from gateway.domain import Decision
+from gateway.policy import embedded
+from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle
+from gateway.policy.decision import parse_decision
+from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
+from gateway.policy.opa import OpaServerEngine
+from tests.support.opa_server import OpaDataApiServer
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+def directories(jurisdiction: str) -> list[Path]:
+    return [POLICIES / "common", POLICIES / jurisdiction]
+
+
+@pytest.fixture(scope="module")
+def whitehall() -> PolicyBundle:
+    return load_bundle(directories("whitehall"))
+
+
+@pytest.fixture(scope="module")
+def stormont() -> PolicyBundle:
+    return load_bundle(directories("stormont"))
+
+
+def policy_input(**changes: Any) -> dict[str, Any]:
+    """DWP's fraud team asking, at Whitehall, for a Northern Ireland benefit award."""
+    base: dict[str, Any] = {
+        "direction": "egress",
+        "node": "whitehall",
+        "requesting_node": "whitehall",
+        "providing_node": "stormont",
+        "requester": {
+            "organisation": "dwp",
+            "system": "fraud-referrals",
+            "administration": "whitehall",
+            "accreditations": [],
+        },
+        "record_type": "BENEFIT_AWARD",
+        "subject_kind": "nino",
+        "purpose": "FRAUD",
+        "agreement_id": "fraud-dwp-dfc-benefits-2026",
+        "fields": ["nino", "benefit", "weekly_amount_pence"],
+        "field_sensitivity": {
+            "nino": "PERSONAL",
+            "benefit": "PERSONAL",
+            "weekly_amount_pence": "PERSONAL",
+        },
+        "identifying_fields": ["nino"],
+        "bulk": False,
+        "now": "2026-11-21T10:00:00Z",
+    }
+    return {**base, **changes}
+
+
+def without_id(decision: Decision) -> tuple[Any, ...]:
+    return (
+        decision.allow,
+        decision.rule,
+        decision.agreement_id,
+        decision.released_fields,
+        decision.obligations,
+        decision.reasons,
+        decision.pseudonymise,
+    )
+
+
+def write_bundle(root: Path, egress: str, ingress: str | None = None) -> list[Path]:
+    """A throwaway bundle whose egress decision is `egress` (Rego rule text)."""
+    root.mkdir()
+    header = "import rego.v1\n\n"
+    (root / "egress.rego").write_text(f"package concordat.egress\n\n{header}{egress}\n")
+    if ingress is not None:
+        (root / "ingress.rego").write_text(f"package concordat.ingress\n\n{header}{ingress}\n")
+    return [root]
+
+
+DENY_ALL = 'decision := {"allow": false, "rule": "test.deny_all"}'
+
+
+# --- the embedded engine decides ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(whitehall: PolicyBundle) -> EmbeddedEngine:
+    return EmbeddedEngine.compile(whitehall)
+
+
+async def test_request_under_a_registered_agreement_is_allowed(engine: EmbeddedEngine) -> None:
+    decision = await engine.decide("egress", policy_input())
+    assert decision.allow
+    assert decision.rule == "whitehall.egress.allow_under_agreement"
+    assert decision.agreement_id == "fraud-dwp-dfc-benefits-2026"
+    assert decision.released_fields == ("benefit", "nino", "weekly_amount_pence")
+    assert [o.code for o in decision.obligations] == ["no-onward-disclosure", "retain-max-days"]
+    assert decision.obligations[1].parameters == {"days": "365"}
+    assert re.fullmatch(r"[0-9a-f]{32}", decision.decision_id)
+
+
+async def test_expired_agreement_is_denied_with_its_rule(engine: EmbeddedEngine) -> None:
+    decision = await engine.decide(
+        "egress",
+        policy_input(agreement_id="fraud-dwp-sss-benefits-2023", providing_node="holyrood"),
+    )
+    assert not decision.allow
+    assert decision.rule == "common.agreement_expired"
+    assert decision.released_fields == ()
+    assert decision.obligations == ()
+
+
+async def test_suspended_body_is_denied_with_its_rule(engine: EmbeddedEngine) -> None:
+    requester = {**policy_input()["requester"], "organisation": "fraud-pilot-partner"}
+    decision = await engine.decide(
+        "egress",
+        policy_input(agreement_id="fraud-fpp-dfc-benefits-2026", requester=requester),
+    )
+    assert decision.rule == "common.requester_not_fit_and_proper"
+
+
+async def test_providing_node_decides_ingress_under_its_own_law(stormont: PolicyBundle) -> None:
+    engine = EmbeddedEngine.compile(stormont)
+    decision = await engine.decide("ingress", policy_input(direction="ingress", node="stormont"))
+    assert decision.rule == "stormont.ingress.allow_under_agreement"
+    refused = await engine.decide(
+        "egress",
+        policy_input(
+            node="stormont",
+            requesting_node="stormont",
+            providing_node="whitehall",
+            requester={
+                **policy_input()["requester"],
+                "organisation": "dfc-ni",
+                "administration": "stormont",
+            },
+            purpose="PUBLIC_SERVICE_DELIVERY",
+            agreement_id="psd-dfc-dwp-fuel-poverty-2026",
+        ),
+    )
+    assert refused.rule == "stormont.psd_not_available"
+
+
+async def test_every_decision_gets_its_own_id(engine: EmbeddedEngine) -> None:
+    first = await engine.decide("egress", policy_input())
+    second = await engine.decide("egress", policy_input())
+    assert first.decision_id != second.decision_id
+
+
+async def test_engine_compiles_once_and_never_per_decision(
+    whitehall: PolicyBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = EmbeddedEngine.compile(whitehall)
+
+    def rebuild(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the bundle was rebuilt for a decision")
+
+    monkeypatch.setattr(regopy.Interpreter, "build", rebuild)
+    monkeypatch.setattr(regopy.Interpreter, "add_module", rebuild)
+    for _ in range(3):
+        assert (await engine.decide("egress", policy_input())).allow
+    assert engine.revision == whitehall.revision
+
+
+async def test_closed_engine_denies(whitehall: PolicyBundle) -> None:
+    engine = EmbeddedEngine.compile(whitehall)
+    await engine.close()
+    decision = await engine.decide("egress", policy_input())
+    assert decision.rule == "concordat.engine_unavailable"
+
+
+async def test_input_the_engine_cannot_take_is_an_engine_error(engine: EmbeddedEngine) -> None:
+    decision = await engine.decide("egress", policy_input(now=object()))
+    assert not decision.allow
+    assert decision.rule == "concordat.engine_error"
+
+
+async def test_unknown_direction_is_an_engine_error(engine: EmbeddedEngine) -> None:
+    decision = await engine.decide("sideways", policy_input())  # type: ignore[arg-type]
+    assert decision.rule == "concordat.engine_error"
+
+
+# --- malformed decisions fail closed -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule_text", "expected_rule"),
+    [
+        ('decision := "allow"', "concordat.decision_malformed"),
+        ('decision := {"allow": "yes", "rule": "t"}', "concordat.decision_malformed"),
+        ('decision := {"allow": true}', "concordat.decision_malformed"),
+        ('decision := {"allow": true, "rule": ""}', "concordat.decision_malformed"),
+        (
+            'decision := {"allow": true, "rule": "t", "fields": "nino"}',
+            "concordat.decision_malformed",
+        ),
+        ('decision := {"allow": true, "rule": "t", "fields": [1]}', "concordat.decision_malformed"),
+        (
+            'decision := {"allow": true, "rule": "t", "obligations": [{"code": 1}]}',
+            "concordat.decision_malformed",
+        ),
+        (
+            'decision := {"allow": true, "rule": "t", '
+            '"obligations": [{"code": "retain", "parameters": {"days": 30}}]}',
+            "concordat.decision_malformed",
+        ),
+        (
+            'decision := {"allow": true, "rule": "t", "pseudonymise": "no"}',
+            "concordat.decision_malformed",
+        ),
+        (
+            'decision := {"allow": true, "rule": "t", "fields": ["nino", "address_line"]}',
+            "concordat.decision_released_unrequested_fields",
+        ),
+        ('decision := {"allow": true, "rule": "t"} if input.never', "concordat.decision_undefined"),
+    ],
+)
+async def test_malformed_decision_is_a_denial_with_the_right_rule(
+    tmp_path: Path, rule_text: str, expected_rule: str
+) -> None:
+    engine = EmbeddedEngine.compile(load_bundle(write_bundle(tmp_path / "b", rule_text, DENY_ALL)))
+    decision = await engine.decide("egress", policy_input())
+    assert not decision.allow
+    assert decision.rule == expected_rule
+    assert decision.released_fields == ()
+    assert decision.reasons
+
+
+async def test_unknown_keys_in_a_decision_are_ignored(tmp_path: Path) -> None:
+    rule_text = 'decision := {"allow": true, "rule": "t.ok", "fields": ["nino"], "colour": "blue"}'
+    engine = EmbeddedEngine.compile(load_bundle(write_bundle(tmp_path / "b", rule_text, DENY_ALL)))
+    decision = await engine.decide("egress", policy_input())
+    assert decision.allow
+    assert decision.released_fields == ("nino",)
+
+
+async def test_conflicting_decisions_are_an_engine_error(tmp_path: Path) -> None:
+    rule_text = (
+        'decision := {"allow": true, "rule": "a"} if input.bulk == false\n'
+        'decision := {"allow": false, "rule": "b"} if input.bulk == false'
+    )
+    engine = EmbeddedEngine.compile(load_bundle(write_bundle(tmp_path / "b", rule_text, DENY_ALL)))
+    decision = await engine.decide("egress", policy_input())
+    assert decision.rule == "concordat.engine_error"
+
+
+def test_denial_never_releases_what_it_lists() -> None:
+    decision = parse_decision(
+        {"allow": False, "rule": "x.deny", "fields": ["nino"], "pseudonymise": True},
+        decision_id="d1",
+        requested_fields={"nino"},
+    )
+    assert decision == Decision(allow=False, decision_id="d1", rule="x.deny")
+
+
+# --- bundles the engine refuses ----------------------------------------------------------
+
+
+def test_missing_entrypoint_is_refused_at_compile(tmp_path: Path) -> None:
+    bundle = load_bundle(write_bundle(tmp_path / "b", DENY_ALL))
+    with pytest.raises(
+        PolicyBundleError, match=r"does not define data\.concordat\.ingress\.decision"
+    ):
+        EmbeddedEngine.compile(bundle)
+
+
+def test_syntax_error_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    bundle = load_bundle(write_bundle(tmp_path / "b", "decision := {", DENY_ALL))
+    with pytest.raises(PolicyBundleError, match=r"b/egress\.rego:5: "):
+        EmbeddedEngine.compile(bundle)
+
+
+def test_rego_that_would_crash_rego_cpp_is_refused(tmp_path: Path) -> None:
+    rule_text = f"{DENY_ALL}\nprobe if {{ decision.allow with input as {{}} }}"
+    bundle = load_bundle(write_bundle(tmp_path / "b", rule_text, DENY_ALL))
+    with pytest.raises(PolicyBundleError, match=r"egress\.rego:6: `with input as` crashes"):
+        EmbeddedEngine.compile(bundle)
+
+
+def test_compile_in_subprocess_accepts_a_jurisdiction_bundle() -> None:
+    compile_in_subprocess(directories("cardiff"))
+
+
+def test_compile_in_subprocess_refuses_a_syntax_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyBundleError, match=r"b/egress\.rego:5: "):
+        compile_in_subprocess(write_bundle(tmp_path / "b", "decision := {", DENY_ALL))
+
+
+def test_compile_in_subprocess_refuses_failing_rego_tests(tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b", DENY_ALL, DENY_ALL)
+    (root[0] / "egress_test.rego").write_text(
+        "package concordat.egress_test\n\nimport rego.v1\n\n"
+        "test_allows if data.concordat.egress.decision.allow\n"
+        "test_denies if not data.concordat.egress.decision.allow\n"
+    )
+    with pytest.raises(
+        PolicyBundleError, match=r"Rego tests failed: concordat\.egress_test\.test_allows$"
+    ):
+        compile_in_subprocess(root)
+
+
+def test_compile_in_subprocess_survives_a_crashing_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "_CHILD_PROGRAM", "import os\nprint('boom')\nos.abort()\n")
+    with pytest.raises(PolicyBundleError, match=r"crashed \(SIGABRT\).*boom"):
+        compile_in_subprocess(directories("cardiff"))
+
+
+# --- the OPA server engine ---------------------------------------------------------------
+
+
+@pytest.fixture
+def opa(whitehall: PolicyBundle) -> Iterator[OpaDataApiServer]:
+    with OpaDataApiServer(whitehall) as server:
+        yield server
+
+
+SAMPLES = [
+    ("egress", policy_input()),
+    ("egress", policy_input(agreement_id="fraud-dwp-sss-benefits-2023", providing_node="holyrood")),
+    ("egress", policy_input(agreement_id="no-such-agreement")),
+    ("egress", policy_input(fields=["address_line"])),
+    ("egress", policy_input(purpose="DEBT")),
+    (
+        "ingress",
+        policy_input(
+            direction="ingress",
+            providing_node="whitehall",
+            agreement_id="cr-dwp-gro-deaths-2026",
+            purpose="CIVIL_REGISTRATION",
+            record_type="DEATH_REGISTRATION",
+            fields=["nino", "date_of_death", "cause_of_death"],
+            field_sensitivity={
+                "nino": "PERSONAL",
+                "date_of_death": "PERSONAL",
+                "cause_of_death": "SPECIAL_CATEGORY",
+            },
+        ),
+    ),
+    ("ingress", policy_input(direction="ingress")),
+]
+
+
+async def test_opa_server_gives_the_same_decisions_as_the_embedded_engine(
+    engine: EmbeddedEngine, opa: OpaDataApiServer
+) -> None:
+    remote = OpaServerEngine(url=opa.url, revision=engine.revision)
+    try:
+        for direction, sample in SAMPLES:
+            expected = await engine.decide(direction, sample)  # type: ignore[arg-type]
+            got = await remote.decide(direction, sample)  # type: ignore[arg-type]
+            assert without_id(got) == without_id(expected), sample
+    finally:
+        await remote.close()
+    assert [path for path, _ in opa.seen][:2] == [
+        "concordat/egress/decision",
+        "concordat/egress/decision",
+    ]
+    assert opa.seen[0][1] == SAMPLES[0][1]
+
+
+async def test_unreachable_opa_is_a_denial(whitehall: PolicyBundle) -> None:
+    with OpaDataApiServer(whitehall) as server:
+        url = server.url
+    remote = OpaServerEngine(url=url, timeout_seconds=0.5)
+    try:
+        decision = await remote.decide("egress", policy_input())
+    finally:
+        await remote.close()
+    assert not decision.allow
+    assert decision.rule == "concordat.engine_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected_rule"),
+    [
+        ({"fail_with": 500}, "concordat.engine_unavailable"),
+        ({"fail_with": 404}, "concordat.engine_unavailable"),
+        ({"delay_seconds": 0.5}, "concordat.engine_unavailable"),
+        ({"respond_with": b"this is not json"}, "concordat.decision_malformed"),
+        ({"respond_with": b"[1, 2]"}, "concordat.decision_malformed"),
+        (
+            {"respond_with": b'{"result": {"allow": 1, "rule": "x"}}'},
+            "concordat.decision_malformed",
+        ),
+        ({"respond_with": b"{}"}, "concordat.decision_undefined"),
+    ],
+)
+async def test_opa_faults_are_denials_with_the_right_rule(
+    opa: OpaDataApiServer, fault: dict[str, Any], expected_rule: str
+) -> None:
+    for name, value in fault.items():
+        setattr(opa, name, value)
+    remote = OpaServerEngine(url=opa.url, timeout_seconds=0.2)
+    try:
+        decision = await remote.decide("egress", policy_input())
+    finally:
+        await remote.close()
+    assert not decision.allow
+    assert decision.rule == expected_rule
+
+
+async def test_opa_decision_id_is_kept_when_opa_logs_decisions(opa: OpaDataApiServer) -> None:
+    opa.respond_with = b'{"decision_id": "opa-42", "result": {"allow": false, "rule": "x.no"}}'
+    remote = OpaServerEngine(url=opa.url)
+    try:
+        decision = await remote.decide("egress", policy_input())
+    finally:
+        await remote.close()
+    assert (decision.decision_id, decision.rule) == ("opa-42", "x.no")
+
+
+async def test_closed_opa_engine_denies(opa: OpaDataApiServer) -> None:
+    remote = OpaServerEngine(url=opa.url)
+    await remote.close()
+    decision = await remote.decide("egress", policy_input())
+    assert decision.rule == "concordat.engine_unavailable"
+    assert opa.seen == []
+
+
+@pytest.mark.parametrize("url", ["opa:8181", "ftp://opa:8181", "http://opa:8181/v1"])
+def test_opa_url_must_be_a_plain_http_origin(url: str) -> None:
+    with pytest.raises(ValueError, match="OPA url"):
+        OpaServerEngine(url=url)
