@@ -112,9 +112,16 @@ def up(
         for name in names:
             log_file = (logs_dir / f"{name}.log").open("ab")
             processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "gateway.cli", "node", "--config",
-                 str(states[name].config_path)],
-                stdout=log_file, stderr=log_file,
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "node",
+                    "--config",
+                    str(states[name].config_path),
+                ],
+                stdout=log_file,
+                stderr=log_file,
             )
         table = Table(title="Concordat federation (local)")
         for column in ("node", "exchange API", "log"):
@@ -328,7 +335,8 @@ def audit_verify(
     report = verify_log(db, key)
     if report.ok:
         console.print(
-            f"[green]ok[/]: {report.entries} entries, chain intact, sealed up to {report.sealed_upto}"
+            f"[green]ok[/]: {report.entries} entries, chain intact, "
+            f"sealed up to {report.sealed_upto}"
         )
         return
     for problem in report.problems:

@@ -12,7 +12,9 @@ from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 TokenSource = Callable[[], str]
 
 
-def secure_channel(address: str, ca_cert: Path, *, server_name: str | None = None) -> grpc.aio.Channel:
+def secure_channel(
+    address: str, ca_cert: Path, *, server_name: str | None = None
+) -> grpc.aio.Channel:
     options = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))

@@ -172,8 +172,10 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         raw["policy"]["bundle"] = [str((base / p).resolve()) for p in bundle]
     for source in raw.get("sources", {}).values():
         url = source.get("url") if isinstance(source, dict) else None
-        if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith(
-            "sqlite:////"
+        if (
+            isinstance(url, str)
+            and url.startswith("sqlite:///")
+            and not url.startswith("sqlite:////")
         ):
             source["url"] = "sqlite:///" + str((base / url.removeprefix("sqlite:///")).resolve())
     return raw

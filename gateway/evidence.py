@@ -35,7 +35,12 @@ def outcome_of(exchange: Exchange) -> str:
         return "released"
     if exchange.error.code == "policy-denied":
         return "denied"
-    if exchange.error.code in ("unauthenticated", "invalid-request", "peer-rejected", "idempotency-conflict"):
+    if exchange.error.code in (
+        "unauthenticated",
+        "invalid-request",
+        "peer-rejected",
+        "idempotency-conflict",
+    ):
         return "refused"
     return "failed"
 

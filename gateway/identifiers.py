@@ -164,7 +164,9 @@ def synthetic_hc_number(rng: random.Random) -> str:
             return number
 
 
-def synthetic_chi_number(rng: random.Random, born: date, *, female: bool, luhn: bool = False) -> str:
+def synthetic_chi_number(
+    rng: random.Random, born: date, *, female: bool, luhn: bool = False
+) -> str:
     while True:
         sex_digit = rng.choice("02468" if female else "13579")
         first_nine = born.strftime("%d%m%y") + f"{rng.randrange(100):02d}" + sex_digit

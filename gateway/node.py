@@ -30,8 +30,8 @@ from gateway.federation.live_directory import LiveDirectory
 from gateway.federation.peers import PeerClients
 from gateway.federation.relay import Relay, RemoteBatches
 from gateway.federation.service import AuthenticatePeer, FederationService, SignReceipt
-from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
 from gateway.idempotency import IdempotencyCache
+from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
 from gateway.pipeline import (
     NodeParts,
     Pipeline,
@@ -74,8 +74,12 @@ class Node:
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(EXCHANGE_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-        log.info("node_started", node=self.config.node.name, address=self.address,
-                 policy_revision=self.engine.revision)
+        log.info(
+            "node_started",
+            node=self.config.node.name,
+            address=self.address,
+            policy_revision=self.engine.revision,
+        )
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stops taking calls, lets running ones finish, then closes what the node opened."""
@@ -126,8 +130,9 @@ async def _open_sources(config: NodeConfig) -> tuple[list[RecordSource], dict[st
             opened.append(source)
             for record_type in source.record_types:
                 if record_type in by_type:
-                    raise ValueError(f"sources.{name}: {record_type} is already served by "
-                                     "another source")
+                    raise ValueError(
+                        f"sources.{name}: {record_type} is already served by another source"
+                    )
                 by_type[record_type] = source
     except BaseException:
         for source in opened:
@@ -165,7 +170,8 @@ async def build_node(
         max_entries=limits.idempotency_entries, ttl_seconds=limits.idempotency_ttl_seconds
     )
     local_batches = LocalBatches(
-        sources=sources, tokens=ResumeTokens(subject_key),
+        sources=sources,
+        tokens=ResumeTokens(subject_key),
         default_batch_size=limits.stream_batch_size,
     )
     peers: PeerClients | None = None
@@ -173,30 +179,48 @@ async def build_node(
     if federation is not None:
         directory, fed = federation
         peers = PeerClients(
-            directory=directory, tls=config.tls, breaker_failures=fed.breaker_failures,
+            directory=directory,
+            tls=config.tls,
+            breaker_failures=fed.breaker_failures,
             breaker_reset_seconds=fed.breaker_reset_seconds,
         )
-        assertion_signer = AssertionSigner(name, signing_key, kid, ttl_seconds=fed.assertion_ttl_seconds)
+        assertion_signer = AssertionSigner(
+            name, signing_key, kid, ttl_seconds=fed.assertion_ttl_seconds
+        )
         receipt_verifier = ReceiptVerifier(directory.signing_key)
-        relay = Relay(peers=peers, signer=assertion_signer, receipts=receipt_verifier,
-                      attempts=fed.relay_attempts)
-        remote_batches = RemoteBatches(peers=peers, signer=assertion_signer,
-                                       receipts=receipt_verifier)
+        relay = Relay(
+            peers=peers,
+            signer=assertion_signer,
+            receipts=receipt_verifier,
+            attempts=fed.relay_attempts,
+        )
+        remote_batches = RemoteBatches(
+            peers=peers, signer=assertion_signer, receipts=receipt_verifier
+        )
         authenticate_peer = AuthenticatePeer(
-            node=name, directory=directory,
+            node=name,
+            directory=directory,
             verifier=AssertionVerifier(name, directory.signing_key),
         )
         sign_receipt = SignReceipt(ReceiptSigner(name, signing_key, kid))
     parts = NodeParts(
-        node=name, verifier=verifier, engine=engine, sources=sources, idempotency=idempotency,
-        pseudonym_key=subject_key, limits=limits,
+        node=name,
+        verifier=verifier,
+        engine=engine,
+        sources=sources,
+        idempotency=idempotency,
+        pseudonym_key=subject_key,
+        limits=limits,
         directory=federation[0] if federation else None,
-        relay=relay, authenticate_peer=authenticate_peer, sign_receipt=sign_receipt,
+        relay=relay,
+        authenticate_peer=authenticate_peer,
+        sign_receipt=sign_receipt,
     )
 
     def pipeline(stage_list: list, *, dedupe: bool = False) -> Pipeline:  # type: ignore[type-arg]
         return Pipeline(
-            stages=stage_list, evidence=evidence,
+            stages=stage_list,
+            evidence=evidence,
             idempotency=idempotency if dedupe else None,
             default_deadline_seconds=limits.default_deadline_seconds,
         )
@@ -220,11 +244,21 @@ async def build_node(
                 stream_batches=local_batches,
                 receipts=ReceiptSigner(name, signing_key, kid),
             ),
-            listen=fed.listen, tls=config.tls, client_roots=directory.ca_bundle_pem(),
+            listen=fed.listen,
+            tls=config.tls,
+            client_roots=directory.ca_bundle_pem(),
         )
-    return Node(config=config, server=server, port=port, health=health_servicer,
-                engine=engine, audit=audit, sources=opened, peers=peers,
-                federation_port=federation_port)
+    return Node(
+        config=config,
+        server=server,
+        port=port,
+        health=health_servicer,
+        engine=engine,
+        audit=audit,
+        sources=opened,
+        peers=peers,
+        federation_port=federation_port,
+    )
 
 
 def _load_federation(config: NodeConfig) -> tuple[LiveDirectory, FederationConfig] | None:
@@ -251,4 +285,3 @@ async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> No
         await node.server.wait_for_termination()
     finally:
         await asyncio.shield(node.stop())
-

@@ -31,8 +31,8 @@ from gateway.evidence import EvidenceRecorder
 from gateway.exchange import Exchange
 from gateway.federation.directory import Directory
 from gateway.federation.routing import RouteToSelf
-from gateway.identity import TokenVerifier
 from gateway.idempotency import IdempotencyCache
+from gateway.identity import TokenVerifier
 from gateway.policy import PolicyEngine
 from gateway.responses import Respond
 from gateway.stages import Stage
@@ -71,16 +71,14 @@ class Pipeline:
         await self._record(exchange, None)
         return exchange.response
 
-    async def stream(
-        self, exchange: Exchange, batches: StreamBatches
-    ) -> AsyncIterator[Any]:
+    async def stream(self, exchange: Exchange, batches: StreamBatches) -> AsyncIterator[Any]:
         """Runs the stages, then yields batches; audits once when the stream ends, however."""
         failure: BaseException | None = None
         try:
             await self._run_stages(exchange)
             async for response in batches(exchange):
                 yield response
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised below
             failure = exc
         finally:
             await self._record(exchange, failure)
@@ -98,8 +96,9 @@ class Pipeline:
                     if exchange.done:
                         return
         except TimeoutError as exc:
-            raise DeadlineExceeded("the exchange did not finish within the call's deadline") \
-                from exc
+            raise DeadlineExceeded(
+                "the exchange did not finish within the call's deadline"
+            ) from exc
 
     def _settle_idempotency(self, exchange: Exchange, response: Any) -> None:
         owner = exchange.notes.get("idempotency_owner")
@@ -121,8 +120,9 @@ class Pipeline:
             if not cancelled:
                 raise
         except Exception as exc:
-            log.error("audit_append_failed", exchange_id=exchange.exchange_id,
-                      error=type(exc).__name__)
+            log.error(
+                "audit_append_failed", exchange_id=exchange.exchange_id, error=type(exc).__name__
+            )
             # No evidence, no answer: the node fails closed.
             exchange.error = InternalError(
                 f"the exchange could not be recorded; quote exchange id {exchange.exchange_id}"
@@ -145,7 +145,6 @@ def _as_error(failure: BaseException, exchange: Exchange) -> ConcordatError:
     return InternalError(
         f"internal error; quote exchange id {exchange.exchange_id} to the operator"
     )
-
 
 
 @dataclass(frozen=True)

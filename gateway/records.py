@@ -45,7 +45,10 @@ class RecordShape:
 
 def record_type_name(value: int) -> str:
     """The record type's name without prefix ('BENEFIT_AWARD'), or InvalidRequest."""
-    if value == exchange_pb2.RECORD_TYPE_UNSPECIFIED or value not in exchange_pb2.RecordType.values():
+    if (
+        value == exchange_pb2.RECORD_TYPE_UNSPECIFIED
+        or value not in exchange_pb2.RecordType.values()
+    ):
         raise InvalidRequest("record_type must name a known record type")
     return exchange_pb2.RecordType.Name(value).removeprefix("RECORD_TYPE_")
 

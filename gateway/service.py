@@ -26,7 +26,7 @@ class ExchangeService(exchange_pb2_grpc.ExchangeServiceServicer):
         self._stream = stream_pipeline
         self._batches = stream_batches
 
-    async def GetRecord(  # noqa: N802 - the name gRPC generates
+    async def GetRecord(
         self, request: exchange_pb2.GetRecordRequest, context: grpc.aio.ServicerContext
     ) -> exchange_pb2.GetRecordResponse:
         exchange = Exchange(
@@ -42,7 +42,7 @@ class ExchangeService(exchange_pb2_grpc.ExchangeServiceServicer):
             await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))
             raise  # unreachable: abort_with_status raises
 
-    async def StreamRecords(  # noqa: N802 - the name gRPC generates
+    async def StreamRecords(
         self, request: exchange_pb2.StreamRecordsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
         exchange = Exchange(

@@ -26,9 +26,9 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.exchange import Exchange
+from gateway.idempotency import IdempotencyCache
 from gateway.identifiers import validate_subject
 from gateway.identity import TokenVerifier, bearer_token
-from gateway.idempotency import IdempotencyCache
 from gateway.policy import PolicyEngine
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 class Stage(Protocol):
     async def __call__(self, exchange: Exchange) -> None: ...
+
 
 _AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{0,128}$")
@@ -111,8 +112,10 @@ class Deduplicate:
     async def __call__(self, exchange: Exchange) -> None:
         if not exchange.idempotency_key or exchange.requester is None:
             return
-        owner = f"{exchange.requester.administration}/{exchange.requester.organisation}/" \
+        owner = (
+            f"{exchange.requester.administration}/{exchange.requester.organisation}/"
             f"{exchange.requester.system}"
+        )
         digest = hashlib.sha256(exchange.request.SerializeToString(deterministic=True)).hexdigest()
         earlier = self._cache.claim(owner, exchange.idempotency_key, digest, exchange.exchange_id)
         if earlier is None:
@@ -172,7 +175,9 @@ class Route:
         return [
             node
             for node in self._directory.nodes
-            if any(r.record_type == exchange.record_type for r in self._directory.entry(node).serves)
+            if any(
+                r.record_type == exchange.record_type for r in self._directory.entry(node).serves
+            )
         ]
 
 
@@ -280,7 +285,7 @@ class Fetch:
             raise RecordNotFound(f"no {exchange.record_type} record is held for this subject")
 
 
-class translate_adapter_errors:  # noqa: N801 - used as a context manager, reads as a phrase
+class translate_adapter_errors:
     """Turns an adapter's failure into our error, never showing the local system's detail."""
 
     def __init__(self, record_type: str) -> None:
@@ -289,7 +294,9 @@ class translate_adapter_errors:  # noqa: N801 - used as a context manager, reads
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
         if exc is None:
             return False
         if isinstance(exc, SourceDataInvalid):
@@ -313,11 +320,16 @@ class Minimise:
         pseudonymise = bool(exchange.ingress and exchange.ingress.pseudonymise)
         pseudonym = ""
         if pseudonymise and exchange.subject is not None:
-            pseudonym = pseudonym_for(self._pseudonym_key, exchange.agreement_id,
-                                      exchange.subject.kind, exchange.subject.value)
+            pseudonym = pseudonym_for(
+                self._pseudonym_key,
+                exchange.agreement_id,
+                exchange.subject.kind,
+                exchange.subject.value,
+            )
         exchange.records = [
-            records.build_record(exchange.record_type, row, exchange.released_fields,
-                                 pseudonym=pseudonym)
+            records.build_record(
+                exchange.record_type, row, exchange.released_fields, pseudonym=pseudonym
+            )
             for row in exchange.rows
         ]
         exchange.rows = []

@@ -24,8 +24,7 @@ from gateway.stages import translate_adapter_errors
 
 
 class StreamBatches(Protocol):
-    def __call__(self, exchange: Exchange) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
-        ...
+    def __call__(self, exchange: Exchange) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]: ...
 
 
 class ResumeTokens:
@@ -44,7 +43,9 @@ class ResumeTokens:
     def issue(self, request: exchange_pb2.StreamRecordsRequest, cursor: str) -> str:
         body = json.dumps({"c": cursor, "r": self._request_digest(request)}).encode()
         mac = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(body).decode() + "." + base64.urlsafe_b64encode(mac).decode()
+        return (
+            base64.urlsafe_b64encode(body).decode() + "." + base64.urlsafe_b64encode(mac).decode()
+        )
 
     def open(self, request: exchange_pb2.StreamRecordsRequest) -> str | None:
         token = request.resume_token
@@ -142,9 +143,7 @@ class LocalBatches:
             response.released_fields.extend(exchange.released_fields)
             response.obligations.extend(obligations_to_proto(exchange.obligations))
             response.egress_decision_id = exchange.egress.decision_id if exchange.egress else ""
-            response.ingress_decision_id = (
-                exchange.ingress.decision_id if exchange.ingress else ""
-            )
+            response.ingress_decision_id = exchange.ingress.decision_id if exchange.ingress else ""
         return response
 
 

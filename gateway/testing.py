@@ -127,7 +127,7 @@ def get_request(
     idempotency_key: str = "",
     **subject: str | int,
 ) -> exchange_pb2.GetRecordRequest:
-    """A GetRecordRequest from plain names: get_request("PERSON", nino=..., purpose="FRAUD", ...)."""
+    """A GetRecordRequest from plain names: get_request("PERSON", nino=..., purpose=...)."""
     request = exchange_pb2.GetRecordRequest(
         record_type=exchange_pb2.RecordType.Value(f"RECORD_TYPE_{record_type}"),
         purpose=exchange_pb2.Purpose.Value(f"PURPOSE_{purpose}"),

@@ -39,8 +39,11 @@ def _key(key: str) -> str:
 
 
 def _table(lines: list[str], name: str, body: dict[str, Any]) -> None:
-    scalars = {k: v for k, v in body.items() if not isinstance(v, dict) or not v or
-               not all(isinstance(x, dict) for x in v.values())}
+    scalars = {
+        k: v
+        for k, v in body.items()
+        if not isinstance(v, dict) or not v or not all(isinstance(x, dict) for x in v.values())
+    }
     tables = {k: v for k, v in body.items() if k not in scalars}
     lines.append(f"[{name}]")
     lines.extend(f"{_key(k)} = {_value(v)}" for k, v in scalars.items())
@@ -54,8 +57,13 @@ def serves_rules(node: str, source: dict[str, Any]) -> list[dict[str, Any]]:
     for record_type, mapping in source["records"].items():
         kinds = sorted(mapping["subjects"])
         if record_type in REGISTRATIONS:
-            rules.append({"record_type": record_type, "subject_kinds": ["registration_id"],
-                          "registration_prefixes": [REGISTRATION_PREFIX[node]]})
+            rules.append(
+                {
+                    "record_type": record_type,
+                    "subject_kinds": ["registration_id"],
+                    "registration_prefixes": [REGISTRATION_PREFIX[node]],
+                }
+            )
             kinds = [k for k in kinds if k != "registration_id"]
         if kinds:
             rules.append({"record_type": record_type, "subject_kinds": kinds})
@@ -72,23 +80,52 @@ def config_text(node: str) -> str:
         "",
     ]
     _table(lines, "node", {"name": node, "listen": f"127.0.0.1:{EXCHANGE_PORTS[node]}"})
-    _table(lines, "tls", {"ca_cert": f"{state}/{node}/ca.pem", "cert": f"{state}/{node}/tls.pem",
-                          "key": f"{state}/{node}/tls_key.pem"})
-    _table(lines, "auth", {"issuer": f"https://id.{node}.concordat.test",
-                           "audience": f"concordat:{node}",
-                           "jwks_file": f"{state}/{node}/issuer/jwks.json"})
-    _table(lines, "keys", {"signing_key": f"{state}/{node}/signing_key.pem",
-                           "subject_hash_key": f"{state}/{node}/subject_hash.key"})
-    _table(lines, "policy", {"engine": "embedded",
-                             "bundle": ["../../policies/common", f"../../policies/{node}"]})
+    _table(
+        lines,
+        "tls",
+        {
+            "ca_cert": f"{state}/{node}/ca.pem",
+            "cert": f"{state}/{node}/tls.pem",
+            "key": f"{state}/{node}/tls_key.pem",
+        },
+    )
+    _table(
+        lines,
+        "auth",
+        {
+            "issuer": f"https://id.{node}.concordat.test",
+            "audience": f"concordat:{node}",
+            "jwks_file": f"{state}/{node}/issuer/jwks.json",
+        },
+    )
+    _table(
+        lines,
+        "keys",
+        {
+            "signing_key": f"{state}/{node}/signing_key.pem",
+            "subject_hash_key": f"{state}/{node}/subject_hash.key",
+        },
+    )
+    _table(
+        lines,
+        "policy",
+        {"engine": "embedded", "bundle": ["../../policies/common", f"../../policies/{node}"]},
+    )
     _table(lines, "audit", {"path": f"{state}/{node}/audit.db"})
-    _table(lines, "federation", {
-        "listen": f"127.0.0.1:{FEDERATION_PORTS[node]}",
-        "directory": f"{state}/directory.json",
-        "directory_key": f"{state}/{node}/directory_key.pem",
-    })
-    _table(lines, "federation.trust_anchors",
-           {n: f"{state}/{n}/directory_public.pem" for n in ADMINISTRATIONS})
+    _table(
+        lines,
+        "federation",
+        {
+            "listen": f"127.0.0.1:{FEDERATION_PORTS[node]}",
+            "directory": f"{state}/directory.json",
+            "directory_key": f"{state}/{node}/directory_key.pem",
+        },
+    )
+    _table(
+        lines,
+        "federation.trust_anchors",
+        {n: f"{state}/{n}/directory_public.pem" for n in ADMINISTRATIONS},
+    )
     for rule in serves_rules(node, source):
         lines.append("[[federation.serves]]")
         lines.extend(f"{k} = {_value(v)}" for k, v in rule.items())

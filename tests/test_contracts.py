@@ -58,7 +58,9 @@ def _all_subclasses(cls: type) -> set[type]:
 
 
 def test_every_error_class_maps_to_a_grpc_status() -> None:
-    unmapped = [c.__name__ for c in _all_subclasses(errors.ConcordatError) if c not in STATUS_FOR_ERROR]
+    unmapped = [
+        c.__name__ for c in _all_subclasses(errors.ConcordatError) if c not in STATUS_FOR_ERROR
+    ]
     assert not unmapped, f"add these to gateway/status.py: {unmapped}"
 
 
@@ -80,7 +82,9 @@ def _imports(path: Path) -> set[str]:
 
 def test_adapters_never_import_gateway() -> None:
     offenders = {
-        str(path.relative_to(ROOT)): sorted(n for n in _imports(path) if n.split(".")[0] == "gateway")
+        str(path.relative_to(ROOT)): sorted(
+            n for n in _imports(path) if n.split(".")[0] == "gateway"
+        )
         for path in (ROOT / "adapters").rglob("*.py")
     }
     assert not {k: v for k, v in offenders.items() if v}
@@ -88,8 +92,12 @@ def test_adapters_never_import_gateway() -> None:
 
 def test_only_the_composition_root_imports_concrete_engines_adapters_and_stores() -> None:
     concrete = {
-        "adapters.sql", "adapters.rest", "adapters.registry", "gateway.policy.embedded",
-        "gateway.policy.opa", "gateway.audit.sqlite_log",
+        "adapters.sql",
+        "adapters.rest",
+        "adapters.registry",
+        "gateway.policy.embedded",
+        "gateway.policy.opa",
+        "gateway.audit.sqlite_log",
     }
     allowed = {"gateway/node.py", "gateway/cli.py", "gateway/testing.py"}
     offenders = {}
@@ -110,3 +118,16 @@ def test_no_bare_or_blanket_except_in_the_gateway() -> None:
             if isinstance(node, ast.ExceptHandler) and node.type is None:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders
+
+
+def test_ruff_finds_nothing_to_fix() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    paths = ["gateway", "adapters", "tests", "bench", "scripts"]
+    check = subprocess.run(
+        [ruff, "check", *paths], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout
+    formatted = subprocess.run(
+        [ruff, "format", "--check", *paths], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert formatted.returncode == 0, formatted.stdout

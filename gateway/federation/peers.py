@@ -63,8 +63,10 @@ class PeerClients:
             channel = grpc.aio.secure_channel(
                 entry.federation_endpoint,
                 credentials,
-                options=(*PEER_CHANNEL_OPTIONS,
-                         ("grpc.ssl_target_name_override", peer_server_name(node))),
+                options=(
+                    *PEER_CHANNEL_OPTIONS,
+                    ("grpc.ssl_target_name_override", peer_server_name(node)),
+                ),
             )
             peer = Peer(
                 node=node,

@@ -32,8 +32,11 @@ def remote_error(error: grpc.aio.AioRpcError, peer: str) -> errors.ConcordatErro
     """Translates a peer's status into our error tree, keeping the peer's rule and reason."""
     code = error.code()
     info = error_info(error)
-    metadata = {k: v for k, v in info.items() if k in ("rule", "decision_id", "agreement_id",
-                                                          "node", "reason")}
+    metadata = {
+        k: v
+        for k, v in info.items()
+        if k in ("rule", "decision_id", "agreement_id", "node", "reason")
+    }
     metadata["peer"] = peer
     detail = error.details() or code.name
     if code == grpc.StatusCode.PERMISSION_DENIED and info.get("reason") == "policy-denied":
@@ -45,8 +48,9 @@ def remote_error(error: grpc.aio.AioRpcError, peer: str) -> errors.ConcordatErro
     if code in _RETRYABLE_CODES:
         return errors.Unavailable(f"{peer} is unavailable: {detail}", metadata=metadata)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return errors.DeadlineExceeded(f"{peer} did not answer within the deadline",
-                                       metadata=metadata)
+        return errors.DeadlineExceeded(
+            f"{peer} did not answer within the deadline", metadata=metadata
+        )
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return errors.PeerRejected(f"{peer} refused this node: {detail}", metadata=metadata)
     # Anything else: the peer may have done work; never retried.

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
-from gateway.errors import ConcordatError, InvalidRequest, NoRoute
+from gateway.errors import ConcordatError, InvalidRequest
 from gateway.exchange import Exchange, new_exchange_id
 from gateway.federation.assertions import (
     AssertionVerifier,
@@ -78,7 +78,8 @@ class SignReceipt:
 
 
 def _provider_exchange(
-    rpc: str, relay_request: federation_pb2.RelayRequest | federation_pb2.RelayStreamRequest,
+    rpc: str,
+    relay_request: federation_pb2.RelayRequest | federation_pb2.RelayStreamRequest,
     context: grpc.aio.ServicerContext,
 ) -> Exchange:
     valid_id = bool(_EXCHANGE_ID.match(relay_request.exchange_id))
@@ -112,7 +113,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         self._batches = stream_batches
         self._receipts = receipts
 
-    async def Relay(  # noqa: N802 - the name gRPC generates
+    async def Relay(
         self, request: federation_pb2.RelayRequest, context: grpc.aio.ServicerContext
     ) -> federation_pb2.RelayResponse:
         exchange = _provider_exchange("GetRecord", request, context)
@@ -123,7 +124,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             raise
         return federation_pb2.RelayResponse(response=response, receipt=exchange.notes["receipt"])
 
-    async def RelayStream(  # noqa: N802 - the name gRPC generates
+    async def RelayStream(
         self, request: federation_pb2.RelayStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
         exchange = _provider_exchange("StreamRecords", request, context)

@@ -66,9 +66,11 @@ class Federation:
 
     def start(self, node: str) -> None:
         log = (self.state_dir / f"{node}.log").open("ab")
-        self.processes[node] = subprocess.Popen(  # noqa: S603 - our own module
+        self.processes[node] = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "node", "--config", str(self.config_path(node))],
-            stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         _wait_serving(self.address(node), self.states[node].material.ca_cert)
 
@@ -88,13 +90,20 @@ class Federation:
         self.processes.clear()
 
     def client(
-        self, node: str, organisation: str, *, system: str = "e2e", accreditations: Sequence[str] = ()
+        self,
+        node: str,
+        organisation: str,
+        *,
+        system: str = "e2e",
+        accreditations: Sequence[str] = (),
     ) -> ExchangeClient:
         issuer = self.states[node].issuer
         return ExchangeClient(
             secure_channel(self.address(node), self.states[node].material.ca_cert),
             lambda: issuer.mint(
-                audience=audience(node), organisation=organisation, system=system,
+                audience=audience(node),
+                organisation=organisation,
+                system=system,
                 accreditations=accreditations,
             ),
         )
@@ -113,8 +122,9 @@ def build_federation(state_dir: Path) -> Federation:
             "listen": f"127.0.0.1:{free_port()}",
             "directory": str(state_dir / "directory.json"),
             "directory_key": str(state_dir / node / "directory_key.pem"),
-            "trust_anchors": {n: str(state_dir / n / "directory_public.pem")
-                              for n in ADMINISTRATIONS},
+            "trust_anchors": {
+                n: str(state_dir / n / "directory_public.pem") for n in ADMINISTRATIONS
+            },
             "serves": local["federation"]["serves"],
             "breaker_reset_seconds": 1.0,
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from gateway.audit.verify import verify_log
 from gateway.config import ADMINISTRATIONS
 from gateway.demo import demo_subjects
 from gateway.status import error_info
@@ -27,7 +26,9 @@ async def test_whitehall_gets_a_scottish_birth_registration_from_holyrood(
     client = federation.client("whitehall", "dwp")
     response = await client.get_record(
         get_request(
-            "BIRTH_REGISTRATION", registration_id=str(registration), purpose="CIVIL_REGISTRATION",
+            "BIRTH_REGISTRATION",
+            registration_id=str(registration),
+            purpose="CIVIL_REGISTRATION",
             agreement_id="cr-dwp-nrs-births-2026",
             fields=["registration_id", "given_name", "family_name", "date_of_birth"],
         )
@@ -36,10 +37,16 @@ async def test_whitehall_gets_a_scottish_birth_registration_from_holyrood(
     assert response.provider_node == "holyrood"
     assert response.records[0].birth_registration.registration_id == registration
     assert response.egress_decision_id and response.ingress_decision_id
-    requester_side = [e for e in read_audit(federation.audit_path("whitehall"))
-                      if e["exchange_id"] == response.exchange_id]
-    provider_side = [e for e in read_audit(federation.audit_path("holyrood"))
-                     if e["exchange_id"] == response.exchange_id]
+    requester_side = [
+        e
+        for e in read_audit(federation.audit_path("whitehall"))
+        if e["exchange_id"] == response.exchange_id
+    ]
+    provider_side = [
+        e
+        for e in read_audit(federation.audit_path("holyrood"))
+        if e["exchange_id"] == response.exchange_id
+    ]
     assert len(requester_side) == len(provider_side) == 1
     assert requester_side[0]["role"] == "requester" or requester_side[0]["role"] == "local"
     assert provider_side[0]["role"] == "provider"
@@ -48,28 +55,88 @@ async def test_whitehall_gets_a_scottish_birth_registration_from_holyrood(
 
 # (requester node, organisation, provider node, record type, subject kind, agreement)
 PAIRS = [
-    ("whitehall", "dwp", "holyrood", "BIRTH_REGISTRATION", "registration_id",
-     "cr-dwp-nrs-births-2026"),
+    (
+        "whitehall",
+        "dwp",
+        "holyrood",
+        "BIRTH_REGISTRATION",
+        "registration_id",
+        "cr-dwp-nrs-births-2026",
+    ),
     ("whitehall", "dwp", "stormont", "BENEFIT_AWARD", "nino", "fraud-dwp-dfc-benefits-2026"),
-    ("whitehall", "hmrc", "cardiff", "COUNCIL_TAX_ACCOUNT", "uprn",
-     "debt-hmrc-cardiff-council-ctax-2026"),
-    ("holyrood", "social-security-scotland", "whitehall", "DEATH_REGISTRATION",
-     "registration_id", "cr-sss-gro-deaths-2026"),
-    ("holyrood", "nrs", "stormont", "DEATH_REGISTRATION", "registration_id",
-     "cr-nrs-groni-deaths-2026"),
-    ("holyrood", "social-security-scotland", "cardiff", "COUNCIL_TAX_ACCOUNT", "uprn",
-     "debt-sss-cardiff-council-ctax-2026"),
+    (
+        "whitehall",
+        "hmrc",
+        "cardiff",
+        "COUNCIL_TAX_ACCOUNT",
+        "uprn",
+        "debt-hmrc-cardiff-council-ctax-2026",
+    ),
+    (
+        "holyrood",
+        "social-security-scotland",
+        "whitehall",
+        "DEATH_REGISTRATION",
+        "registration_id",
+        "cr-sss-gro-deaths-2026",
+    ),
+    (
+        "holyrood",
+        "nrs",
+        "stormont",
+        "DEATH_REGISTRATION",
+        "registration_id",
+        "cr-nrs-groni-deaths-2026",
+    ),
+    (
+        "holyrood",
+        "social-security-scotland",
+        "cardiff",
+        "COUNCIL_TAX_ACCOUNT",
+        "uprn",
+        "debt-sss-cardiff-council-ctax-2026",
+    ),
     ("stormont", "dfc-ni", "whitehall", "BENEFIT_AWARD", "nino", "fraud-dfc-dwp-benefits-2026"),
-    ("stormont", "groni", "holyrood", "BIRTH_REGISTRATION", "registration_id",
-     "cr-groni-nrs-births-2026"),
-    ("stormont", "dfc-ni", "cardiff", "COUNCIL_TAX_ACCOUNT", "uprn",
-     "debt-dfc-cardiff-council-ctax-2026"),
-    ("cardiff", "cardiff-council", "whitehall", "DEATH_REGISTRATION", "registration_id",
-     "cr-cardiff-council-gro-deaths-2026"),
-    ("cardiff", "cardiff-council", "holyrood", "DEATH_REGISTRATION", "registration_id",
-     "cr-cardiff-council-nrs-deaths-2026"),
-    ("cardiff", "cardiff-council", "stormont", "DEATH_REGISTRATION", "registration_id",
-     "cr-cardiff-council-groni-deaths-2026"),
+    (
+        "stormont",
+        "groni",
+        "holyrood",
+        "BIRTH_REGISTRATION",
+        "registration_id",
+        "cr-groni-nrs-births-2026",
+    ),
+    (
+        "stormont",
+        "dfc-ni",
+        "cardiff",
+        "COUNCIL_TAX_ACCOUNT",
+        "uprn",
+        "debt-dfc-cardiff-council-ctax-2026",
+    ),
+    (
+        "cardiff",
+        "cardiff-council",
+        "whitehall",
+        "DEATH_REGISTRATION",
+        "registration_id",
+        "cr-cardiff-council-gro-deaths-2026",
+    ),
+    (
+        "cardiff",
+        "cardiff-council",
+        "holyrood",
+        "DEATH_REGISTRATION",
+        "registration_id",
+        "cr-cardiff-council-nrs-deaths-2026",
+    ),
+    (
+        "cardiff",
+        "cardiff-council",
+        "stormont",
+        "DEATH_REGISTRATION",
+        "registration_id",
+        "cr-cardiff-council-groni-deaths-2026",
+    ),
 ]
 FIELDS = {
     "BIRTH_REGISTRATION": ["registration_id", "family_name"],
@@ -91,14 +158,22 @@ def test_every_administration_is_paired_with_every_other() -> None:
     ids=[f"{a}-to-{b}" for a, _, b, *_ in PAIRS],
 )
 async def test_a_request_crosses_from_one_administration_to_another(
-    federation: Federation, requester: str, organisation: str, provider: str,
-    record_type: str, kind: str, agreement: str,
+    federation: Federation,
+    requester: str,
+    organisation: str,
+    provider: str,
+    record_type: str,
+    kind: str,
+    agreement: str,
 ) -> None:
     value = subject(federation, provider, record_type, kind)
     client = federation.client(requester, organisation)
     request = get_request(
-        record_type, purpose=PURPOSES[agreement.split("-")[0]], agreement_id=agreement,
-        fields=FIELDS[record_type], **{kind: value},
+        record_type,
+        purpose=PURPOSES[agreement.split("-")[0]],
+        agreement_id=agreement,
+        fields=FIELDS[record_type],
+        **{kind: value},
     )
     request.provider_node = provider
     response = await client.get_record(request)
@@ -106,10 +181,16 @@ async def test_a_request_crosses_from_one_administration_to_another(
     assert response.provider_node == provider
     assert response.records and set(response.released_fields) <= set(FIELDS[record_type])
     assert {o.code for o in response.obligations} >= {"no-onward-disclosure"}
-    mine = [e for e in read_audit(federation.audit_path(requester))
-            if e["exchange_id"] == response.exchange_id]
-    theirs = [e for e in read_audit(federation.audit_path(provider))
-              if e["exchange_id"] == response.exchange_id]
+    mine = [
+        e
+        for e in read_audit(federation.audit_path(requester))
+        if e["exchange_id"] == response.exchange_id
+    ]
+    theirs = [
+        e
+        for e in read_audit(federation.audit_path(provider))
+        if e["exchange_id"] == response.exchange_id
+    ]
     assert [e["outcome"] for e in mine] == [e["outcome"] for e in theirs] == ["released"]
     assert mine[0]["egress"]["allow"] and theirs[0]["ingress"]["allow"]
     assert mine[0]["receipt"] and theirs[0]["receipt"] == mine[0]["receipt"]
@@ -120,8 +201,13 @@ async def test_egress_denial_at_the_requesting_node_names_its_rule(
 ) -> None:
     value = subject(federation, "holyrood", "BENEFIT_AWARD", "nino")
     client = federation.client("whitehall", "dwp")
-    request = get_request("BENEFIT_AWARD", nino=str(value), purpose="FRAUD",
-                          agreement_id="fraud-dwp-sss-benefits-2023", fields=["benefit"])
+    request = get_request(
+        "BENEFIT_AWARD",
+        nino=str(value),
+        purpose="FRAUD",
+        agreement_id="fraud-dwp-sss-benefits-2023",
+        fields=["benefit"],
+    )
     request.provider_node = "holyrood"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await client.get_record(request)
@@ -130,8 +216,9 @@ async def test_egress_denial_at_the_requesting_node_names_its_rule(
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert info["node"] == "whitehall" and "expired" in info["rule"]
     exchange = info["exchange_id"]
-    assert not [e for e in read_audit(federation.audit_path("holyrood"))
-                if e["exchange_id"] == exchange]
+    assert not [
+        e for e in read_audit(federation.audit_path("holyrood")) if e["exchange_id"] == exchange
+    ]
 
 
 async def test_ingress_denial_at_the_providing_node_names_its_rule(
@@ -140,15 +227,23 @@ async def test_ingress_denial_at_the_providing_node_names_its_rule(
     # Registered at whitehall only: holyrood has never agreed to it, so holyrood refuses.
     value = subject(federation, "holyrood", "MARRIAGE_REGISTRATION", "registration_id")
     client = federation.client("whitehall", "dwp")
-    request = get_request("MARRIAGE_REGISTRATION", registration_id=str(value),
-                          purpose="CIVIL_REGISTRATION", agreement_id="cr-dwp-nrs-marriages-2026",
-                          fields=["registration_id", "date_of_ceremony"])
+    request = get_request(
+        "MARRIAGE_REGISTRATION",
+        registration_id=str(value),
+        purpose="CIVIL_REGISTRATION",
+        agreement_id="cr-dwp-nrs-marriages-2026",
+        fields=["registration_id", "date_of_ceremony"],
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await client.get_record(request)
     await client.close()
     info = error_info(caught.value)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert info["node"] == "holyrood" and info["rule"]
-    both = [e["outcome"] for n in ("whitehall", "holyrood")
-            for e in read_audit(federation.audit_path(n)) if e["exchange_id"] == info["exchange_id"]]
+    both = [
+        e["outcome"]
+        for n in ("whitehall", "holyrood")
+        for e in read_audit(federation.audit_path(n))
+        if e["exchange_id"] == info["exchange_id"]
+    ]
     assert both == ["denied", "denied"]

@@ -33,7 +33,8 @@ def _channel(federation: Federation, target: str, cert: Path, key: Path) -> grpc
         certificate_chain=cert.read_bytes(),
     )
     return grpc.aio.secure_channel(
-        federation.federation_address(target), credentials,
+        federation.federation_address(target),
+        credentials,
         options=(("grpc.ssl_target_name_override", peer_server_name(target)),),
     )
 
@@ -41,8 +42,11 @@ def _channel(federation: Federation, target: str, cert: Path, key: Path) -> grpc
 def _birth_request(federation: Federation) -> exchange_pb2.GetRecordRequest:
     value = subject(federation, "holyrood", "BIRTH_REGISTRATION", "registration_id")
     request = get_request(
-        "BIRTH_REGISTRATION", registration_id=str(value), purpose="CIVIL_REGISTRATION",
-        agreement_id="cr-dwp-nrs-births-2026", fields=["registration_id", "family_name"],
+        "BIRTH_REGISTRATION",
+        registration_id=str(value),
+        purpose="CIVIL_REGISTRATION",
+        agreement_id="cr-dwp-nrs-births-2026",
+        fields=["registration_id", "family_name"],
     )
     request.provider_node = "holyrood"
     return request
@@ -50,12 +54,15 @@ def _birth_request(federation: Federation) -> exchange_pb2.GetRecordRequest:
 
 def _whitehall_signer(federation: Federation, ttl: float = 30) -> AssertionSigner:
     key = load_signing_key(federation.states["whitehall"].material.signing_key)
-    return AssertionSigner("whitehall", key, public_key_kid("whitehall", key.public_key()),
-                           ttl_seconds=ttl)
+    return AssertionSigner(
+        "whitehall", key, public_key_kid("whitehall", key.public_key()), ttl_seconds=ttl
+    )
 
 
 async def _relay(
-    channel: grpc.aio.Channel, assertion: str, request: exchange_pb2.GetRecordRequest,
+    channel: grpc.aio.Channel,
+    assertion: str,
+    request: exchange_pb2.GetRecordRequest,
     exchange_id: str,
 ) -> federation_pb2.RelayResponse:
     stub = federation_pb2_grpc.FederationServiceStub(channel)
@@ -72,7 +79,9 @@ async def test_the_real_whitehall_identity_and_assertion_are_accepted(
     request = _birth_request(federation)
     exchange_id = new_exchange_id()
     assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id, audience_node="holyrood", requester=DWP,
+        exchange_id=exchange_id,
+        audience_node="holyrood",
+        requester=DWP,
         request_digest=request_digest(request),
     )
     channel = _channel(federation, "holyrood", material.tls_cert, material.tls_key)
@@ -88,7 +97,9 @@ async def test_a_certificate_from_an_unknown_ca_is_refused(
     request = _birth_request(federation)
     exchange_id = new_exchange_id()
     assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id, audience_node="holyrood", requester=DWP,
+        exchange_id=exchange_id,
+        audience_node="holyrood",
+        requester=DWP,
         request_digest=request_digest(request),
     )
     channel = _channel(federation, "holyrood", rogue.tls_cert, rogue.tls_key)
@@ -106,7 +117,9 @@ async def test_a_valid_certificate_claiming_another_nodes_identity_is_refused(
     request = _birth_request(federation)
     exchange_id = new_exchange_id()
     assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id, audience_node="holyrood", requester=DWP,
+        exchange_id=exchange_id,
+        audience_node="holyrood",
+        requester=DWP,
         request_digest=request_digest(request),
     )
     channel = _channel(federation, "holyrood", cert, key)
@@ -122,7 +135,9 @@ async def test_a_tampered_assertion_is_refused(federation: Federation) -> None:
     request = _birth_request(federation)
     exchange_id = new_exchange_id()
     assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id, audience_node="holyrood", requester=DWP,
+        exchange_id=exchange_id,
+        audience_node="holyrood",
+        requester=DWP,
         request_digest=request_digest(request),
     )
     request.field_mask.paths.append("mother_family_name")  # changed after signing
@@ -146,14 +161,24 @@ async def test_an_expired_assertion_is_refused(federation: Federation) -> None:
     exchange_id = new_exchange_id()
     now = time.time()
     claims = {
-        "iss": "whitehall", "aud": "holyrood", "jti": exchange_id, "iat": now - 120,
-        "nbf": now - 120, "exp": now - 60, "nonce": "n", "digest": request_digest(request),
+        "iss": "whitehall",
+        "aud": "holyrood",
+        "jti": exchange_id,
+        "iat": now - 120,
+        "nbf": now - 120,
+        "exp": now - 60,
+        "nonce": "n",
+        "digest": request_digest(request),
         "requester": DWP.as_policy_input(),
     }
     expired = jwt.encode(
-        claims, key, algorithm="EdDSA",
-        headers={"kid": public_key_kid("whitehall", key.public_key()),
-                 "typ": "concordat-assertion+jwt"},
+        claims,
+        key,
+        algorithm="EdDSA",
+        headers={
+            "kid": public_key_kid("whitehall", key.public_key()),
+            "typ": "concordat-assertion+jwt",
+        },
     )
     channel = _channel(federation, "holyrood", material.tls_cert, material.tls_key)
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -16,7 +16,7 @@ BUNDLE = Path(__file__).parent / "bundle"
 
 
 def _people() -> list[dict[str, object]]:
-    rng = random.Random(11)
+    rng = random.Random(11)  # noqa: S311 - synthetic test data, not secrets
     return [
         {
             "nino": synthetic_nino(rng),
@@ -55,7 +55,9 @@ def source(people: list[dict[str, object]]) -> MemorySource:
 @pytest.fixture
 async def node(tmp_path: Path, source: MemorySource) -> AsyncIterator[RunningNode]:
     async with running_node(
-        tmp_path, "whitehall", sources={t: source for t in source.record_types},
+        tmp_path,
+        "whitehall",
+        sources={t: source for t in source.record_types},
         policy={"bundle": [str(BUNDLE)]},
     ) as running:
         yield running

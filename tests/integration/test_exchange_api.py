@@ -109,7 +109,10 @@ async def test_both_chi_check_digit_schemes_are_accepted(node: RunningNode) -> N
     client = node.client(organisation="dwp")
     for chi in ("0105806064", "0105802664"):  # modulus 11, then the newer modulus 10
         request = get_request(
-            "PERSON", chi_number=chi, purpose="FRAUD", agreement_id="TEST-FRAUD-1",
+            "PERSON",
+            chi_number=chi,
+            purpose="FRAUD",
+            agreement_id="TEST-FRAUD-1",
             fields=["nino"],
         )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -154,8 +157,9 @@ async def test_every_request_leaves_one_audit_entry_with_no_identifier_in_clear(
     await good.get_record(fraud_request(nino, ["nino", "family_name"], case_reference="CASE-1"))
     with pytest.raises(grpc.aio.AioRpcError):
         await good.get_record(
-            get_request("PERSON", nino="BAD", purpose="FRAUD", agreement_id="TEST-FRAUD-1",
-                        fields=["nino"])
+            get_request(
+                "PERSON", nino="BAD", purpose="FRAUD", agreement_id="TEST-FRAUD-1", fields=["nino"]
+            )
         )
     await good.close()
     stranger = node.client(organisation="hmrc")
@@ -316,7 +320,10 @@ async def test_hostile_local_data_is_a_clear_error_recorded_in_the_audit(tmp_pat
 def _verify(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", "audit", "verify", *args],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
 
 
@@ -332,8 +339,10 @@ async def test_audit_verify_detects_an_altered_entry_and_says_where(
     assert ok.returncode == 0, ok.stderr
     assert "4 entries" in ok.stdout
     with sqlite3.connect(node.audit_path) as db:
-        db.execute("UPDATE entries SET event = replace(event, 'TEST-FRAUD-1', 'TEST-FRAUD-2') "
-                   "WHERE seq = 3")
+        db.execute(
+            "UPDATE entries SET event = replace(event, 'TEST-FRAUD-1', 'TEST-FRAUD-2') "
+            "WHERE seq = 3"
+        )
     bad = _verify("--db", str(node.audit_path), "--public-key", str(public))
     assert bad.returncode == 1
     assert "entry 3" in bad.stderr
