@@ -202,7 +202,8 @@ async def build_node(
             directory=directory,
             verifier=AssertionVerifier(name, directory.signing_key),
         )
-        sign_receipt = SignReceipt(ReceiptSigner(name, signing_key, kid))
+        receipt_signer = ReceiptSigner(name, signing_key, kid)
+        sign_receipt = SignReceipt(receipt_signer)
     parts = NodeParts(
         node=name,
         verifier=verifier,
@@ -242,7 +243,7 @@ async def build_node(
                 get_pipeline=pipeline(provider_get_stages(parts)),
                 stream_pipeline=pipeline(provider_stream_stages(parts)),
                 stream_batches=local_batches,
-                receipts=ReceiptSigner(name, signing_key, kid),
+                receipts=receipt_signer,
             ),
             listen=fed.listen,
             tls=config.tls,

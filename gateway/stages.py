@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from adapters.base import AdapterError, RecordSource, SourceDataInvalid, SourceUnavailable
+from adapters.base import AdapterError, RecordSource, SourceDataInvalid
 from gateway import records
 from gateway.domain import Decision, Direction, Obligation
 from gateway.errors import (
@@ -285,29 +286,19 @@ class Fetch:
             raise RecordNotFound(f"no {exchange.record_type} record is held for this subject")
 
 
-class translate_adapter_errors:
+@contextmanager
+def translate_adapter_errors(record_type: str) -> Iterator[None]:
     """Turns an adapter's failure into our error, never showing the local system's detail."""
-
-    def __init__(self, record_type: str) -> None:
-        self._record_type = record_type
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> bool:
-        if exc is None:
-            return False
-        if isinstance(exc, SourceDataInvalid):
-            raise LocalDataInvalid(
-                f"the local system returned an invalid {self._record_type} record"
-            ) from exc
-        if isinstance(exc, SourceUnavailable | AdapterError):
-            raise Unavailable(
-                f"the local system that holds {self._record_type} records is unavailable"
-            ) from exc
-        return False
+    try:
+        yield
+    except SourceDataInvalid as exc:
+        raise LocalDataInvalid(
+            f"the local system returned an invalid {record_type} record"
+        ) from exc
+    except AdapterError as exc:  # SourceUnavailable and any other failure of the local system
+        raise Unavailable(
+            f"the local system that holds {record_type} records is unavailable"
+        ) from exc
 
 
 class Minimise:

@@ -32,7 +32,8 @@ class ResumeTokens:
         self._key = hashlib.sha256(b"resume-token:" + key).digest()
 
     @staticmethod
-    def _request_digest(request: exchange_pb2.StreamRecordsRequest) -> str:
+    def extract_digest(request: exchange_pb2.StreamRecordsRequest) -> str:
+        """Identifies the extract a request asks for, whatever its batch size or position."""
         bare = exchange_pb2.StreamRecordsRequest()
         bare.CopyFrom(request)
         bare.resume_token = ""
@@ -40,14 +41,14 @@ class ResumeTokens:
         bare.idempotency_key = ""
         return hashlib.sha256(bare.SerializeToString(deterministic=True)).hexdigest()[:32]
 
-    def issue(self, request: exchange_pb2.StreamRecordsRequest, cursor: str) -> str:
-        body = json.dumps({"c": cursor, "r": self._request_digest(request)}).encode()
+    def issue(self, extract: str, cursor: str) -> str:
+        body = json.dumps({"c": cursor, "r": extract}).encode()
         mac = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
         return (
             base64.urlsafe_b64encode(body).decode() + "." + base64.urlsafe_b64encode(mac).decode()
         )
 
-    def open(self, request: exchange_pb2.StreamRecordsRequest) -> str | None:
+    def open(self, request: exchange_pb2.StreamRecordsRequest, extract: str) -> str | None:
         token = request.resume_token
         if not token:
             return None
@@ -61,7 +62,7 @@ class ResumeTokens:
         expected = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
         if not hmac.compare_digest(mac, expected) or not isinstance(payload, dict):
             raise InvalidRequest("resume_token was not issued by this node")
-        if payload.get("r") != self._request_digest(request):
+        if payload.get("r") != extract:
             raise InvalidRequest("resume_token belongs to a different extract")
         cursor = payload.get("c")
         if not isinstance(cursor, str):
@@ -87,7 +88,8 @@ class LocalBatches:
         self, exchange: Exchange
     ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
         request = exchange.request
-        after = self._tokens.open(request)
+        extract = self._tokens.extract_digest(request)
+        after = self._tokens.open(request, extract)
         batch_size = request.batch_size or self._default_batch_size
         source = self._sources[exchange.record_type]
         fields = list(exchange.released_fields)
@@ -107,7 +109,8 @@ class LocalBatches:
                 ]
                 exchange.record_count += len(built)
                 exchange.bytes_released += sum(r.ByteSize() for r in built)
-                yield self._response(exchange, built, batch.cursor, first)
+                token = self._tokens.issue(extract, batch.cursor)
+                yield self._response(exchange, built, token, first)
                 first = False
 
     @staticmethod
@@ -130,12 +133,12 @@ class LocalBatches:
                 pending = []
 
     def _response(
-        self, exchange: Exchange, built: list[records_pb2.Record], cursor: str, first: bool
+        self, exchange: Exchange, built: list[records_pb2.Record], token: str, first: bool
     ) -> exchange_pb2.StreamRecordsResponse:
         response = exchange_pb2.StreamRecordsResponse(
             exchange_id=exchange.exchange_id,
             records=built,
-            resume_token=self._tokens.issue(exchange.request, cursor),
+            resume_token=token,
             provider_node=exchange.providing_node,
         )
         if first:

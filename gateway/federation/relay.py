@@ -124,14 +124,7 @@ class Relay:
         remaining = deadline_at - time.monotonic()
         if remaining <= 0:
             raise errors.DeadlineExceeded("the call's deadline ran out before the relay")
-        assert exchange.requester is not None  # noqa: S101 - authenticated before routing
-        assertion = self._signer.sign(
-            exchange_id=exchange.exchange_id,
-            audience_node=peer.node,
-            requester=exchange.requester,
-            request_digest=digest,
-            expires_in=remaining,
-        )
+        assertion = sign_assertion(self._signer, exchange, peer.node, digest, remaining)
         try:
             reply = await peer.stub.Relay(
                 federation_pb2.RelayRequest(
@@ -157,6 +150,20 @@ def relayed_request(exchange: Exchange) -> Any:
     request.field_mask.paths.extend(exchange.released_fields)
     request.provider_node = exchange.providing_node
     return request
+
+
+def sign_assertion(
+    signer: AssertionSigner, exchange: Exchange, peer: str, digest: str, expires_in: float
+) -> str:
+    """The on-behalf-of assertion for one relay: who asks, which exchange, which request."""
+    assert exchange.requester is not None  # noqa: S101 - authenticated before routing
+    return signer.sign(
+        exchange_id=exchange.exchange_id,
+        audience_node=peer,
+        requester=exchange.requester,
+        request_digest=digest,
+        expires_in=expires_in,
+    )
 
 
 def remaining_seconds(exchange: Exchange) -> float:
@@ -185,13 +192,8 @@ class RemoteBatches:
         request = relayed_request(exchange)
         digest = request_digest(request)
         peer.breaker.before_call()
-        assert exchange.requester is not None  # noqa: S101 - authenticated before routing
-        assertion = self._signer.sign(
-            exchange_id=exchange.exchange_id,
-            audience_node=peer.node,
-            requester=exchange.requester,
-            request_digest=digest,
-            expires_in=remaining_seconds(exchange),
+        assertion = sign_assertion(
+            self._signer, exchange, peer.node, digest, remaining_seconds(exchange)
         )
         call = peer.stub.RelayStream(
             federation_pb2.RelayStreamRequest(

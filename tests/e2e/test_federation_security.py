@@ -59,6 +59,21 @@ def _whitehall_signer(federation: Federation, ttl: float = 30) -> AssertionSigne
     )
 
 
+def _signed_birth_request(
+    federation: Federation,
+) -> tuple[exchange_pb2.GetRecordRequest, str, str]:
+    """A relay request for holyrood with whitehall's genuine assertion over it."""
+    request = _birth_request(federation)
+    exchange_id = new_exchange_id()
+    assertion = _whitehall_signer(federation).sign(
+        exchange_id=exchange_id,
+        audience_node="holyrood",
+        requester=DWP,
+        request_digest=request_digest(request),
+    )
+    return request, exchange_id, assertion
+
+
 async def _relay(
     channel: grpc.aio.Channel,
     assertion: str,
@@ -76,14 +91,7 @@ async def test_the_real_whitehall_identity_and_assertion_are_accepted(
     federation: Federation,
 ) -> None:
     material = federation.states["whitehall"].material
-    request = _birth_request(federation)
-    exchange_id = new_exchange_id()
-    assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id,
-        audience_node="holyrood",
-        requester=DWP,
-        request_digest=request_digest(request),
-    )
+    request, exchange_id, assertion = _signed_birth_request(federation)
     channel = _channel(federation, "holyrood", material.tls_cert, material.tls_key)
     reply = await _relay(channel, assertion, request, exchange_id)
     await channel.close()
@@ -94,14 +102,7 @@ async def test_a_certificate_from_an_unknown_ca_is_refused(
     federation: Federation, tmp_path: Path
 ) -> None:
     rogue = ensure_node_material(tmp_path, "whitehall")  # a CA nobody in the directory trusts
-    request = _birth_request(federation)
-    exchange_id = new_exchange_id()
-    assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id,
-        audience_node="holyrood",
-        requester=DWP,
-        request_digest=request_digest(request),
-    )
+    request, exchange_id, assertion = _signed_birth_request(federation)
     channel = _channel(federation, "holyrood", rogue.tls_cert, rogue.tls_key)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _relay(channel, assertion, request, exchange_id)
@@ -114,14 +115,7 @@ async def test_a_valid_certificate_claiming_another_nodes_identity_is_refused(
 ) -> None:
     stormont = federation.states["stormont"].material
     cert, key = issue_node_certificate(stormont.ca_cert, stormont.ca_key, "whitehall", tmp_path)
-    request = _birth_request(federation)
-    exchange_id = new_exchange_id()
-    assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id,
-        audience_node="holyrood",
-        requester=DWP,
-        request_digest=request_digest(request),
-    )
+    request, exchange_id, assertion = _signed_birth_request(federation)
     channel = _channel(federation, "holyrood", cert, key)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _relay(channel, assertion, request, exchange_id)
@@ -132,14 +126,7 @@ async def test_a_valid_certificate_claiming_another_nodes_identity_is_refused(
 
 async def test_a_tampered_assertion_is_refused(federation: Federation) -> None:
     material = federation.states["whitehall"].material
-    request = _birth_request(federation)
-    exchange_id = new_exchange_id()
-    assertion = _whitehall_signer(federation).sign(
-        exchange_id=exchange_id,
-        audience_node="holyrood",
-        requester=DWP,
-        request_digest=request_digest(request),
-    )
+    request, exchange_id, assertion = _signed_birth_request(federation)
     request.field_mask.paths.append("mother_family_name")  # changed after signing
     channel = _channel(federation, "holyrood", material.tls_cert, material.tls_key)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
