@@ -242,7 +242,7 @@ def policy_input_for(exchange: Exchange, direction: Direction, node: str) -> dic
         "identifying_fields": sorted(shape.identifying & set(exchange.fields)),
         "case_reference_present": bool(exchange.case_reference),
         "bulk": exchange.rpc == "StreamRecords",
-        "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "today": datetime.now(UTC).date().isoformat(),
     }
 
 

@@ -12,7 +12,7 @@ identifier, only its kind)::
      "fields": ["nino", "benefit"],          # the field mask asked for
      "field_sensitivity": {"nino": "PERSONAL", ...},
      "identifying_fields": ["nino", ...],
-     "bulk": false, "now": "2026-11-21T10:00:00Z"}
+     "bulk": false, "today": "2026-11-21"}
 
 Decision document at `data.concordat.<direction>.decision`::
 

@@ -42,7 +42,7 @@ test_agreement_not_yet_started_is_denied if {
 }
 
 test_expired_agreement_is_denied_with_its_rule if {
-	d := fixtures.decide(fixtures.with_request({"now": "2028-01-01T00:00:00Z"}), fixtures.register)
+	d := fixtures.decide(fixtures.with_request({"today": "2028-01-01"}), fixtures.register)
 	d.rule == "common.agreement_expired"
 	not d.allow
 }

@@ -6,7 +6,7 @@ import data.concordat.common.decision
 import data.concordat.common.tests.fixtures
 
 test_denial_names_the_first_failing_check_and_lists_the_rest_in_order if {
-	req := fixtures.with_request({"now": "2028-01-01T00:00:00Z", "purpose": "DEBT"})
+	req := fixtures.with_request({"today": "2028-01-01", "purpose": "DEBT"})
 	d := fixtures.decide(req, fixtures.register)
 	d.rule == "common.agreement_expired"
 	d.reasons == ["common.agreement_expired", "common.agreement_review_overdue", "common.purpose_mismatch"]

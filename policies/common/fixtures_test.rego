@@ -71,7 +71,7 @@ request := {
 	"field_sensitivity": {"nino": "PERSONAL", "benefit": "PERSONAL"},
 	"identifying_fields": ["nino"],
 	"bulk": false,
-	"now": "2026-11-21T10:00:00Z",
+	"today": "2026-11-21",
 }
 
 # The fixture register with top-level fields of the agreement replaced.

@@ -23,4 +23,4 @@ requester_body := data.register.bodies[requester]
 provider_body := data.register.bodies[provider]
 
 # ISO 8601 dates compare correctly as strings, so no time parsing is needed.
-today := substring(request.req.now, 0, 10)
+today := request.req.today

@@ -24,14 +24,16 @@ purposes := {
 
 # Only the values whose absence could slip past a later check are checked here; the rest
 # fail their own checks when missing. Without `identifying_fields` a research release
-# could not know what to withhold, and a date-less `now` could fall inside any agreement.
+# could not know what to withhold, and a malformed `today` could fall inside any agreement.
+# The input carries the date only: every date in the register is a day, and a day-granular
+# input lets a node reuse a decision for identical requests within the day.
 well_formed if {
 	is_array(req.identifying_fields)
 	is_boolean(req.bulk)
-	is_string(req.now)
-	count(req.now) >= 10
-	substring(req.now, 4, 1) == "-"
-	substring(req.now, 7, 1) == "-"
+	is_string(req.today)
+	count(req.today) == 10
+	substring(req.today, 4, 1) == "-"
+	substring(req.today, 7, 1) == "-"
 }
 
 # A node decides egress for its own requesters and ingress for its own data, and only

@@ -10,7 +10,7 @@ test_request_without_identifying_fields_is_malformed if {
 }
 
 test_request_whose_now_is_not_a_date_is_malformed if {
-	d := fixtures.decide(fixtures.with_request({"now": "2027"}), fixtures.register)
+	d := fixtures.decide(fixtures.with_request({"today": "2027"}), fixtures.register)
 	d.rule == "common.request_malformed"
 }
 

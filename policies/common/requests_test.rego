@@ -55,7 +55,7 @@ request(direction, agreement_id, requester, fields) := {
 	"field_sensitivity": {field: sensitivity(field) | some field in fields},
 	"identifying_fields": [field | some field in fields; field in identifying_fields],
 	"bulk": agreement.bulk,
-	"now": "2026-11-21T10:00:00Z",
+	"today": "2026-11-21",
 } if {
 	agreement := data.register.agreements[agreement_id]
 	requesting_node := split(requester, "@")[1]

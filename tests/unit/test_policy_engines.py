@@ -60,7 +60,7 @@ def policy_input(**changes: Any) -> dict[str, Any]:
         },
         "identifying_fields": ["nino"],
         "bulk": False,
-        "now": "2026-11-21T10:00:00Z",
+        "today": "2026-11-21",
     }
     return {**base, **changes}
 
