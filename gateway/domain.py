@@ -74,3 +74,17 @@ class Decision:
     obligations: tuple[Obligation, ...] = ()
     reasons: tuple[str, ...] = ()
     pseudonymise: bool = False
+
+
+def merge_obligations(
+    current: tuple[Obligation, ...], added: tuple[Obligation, ...]
+) -> tuple[Obligation, ...]:
+    """Both sets of obligations, each once, in the order first seen."""
+    seen = {(o.code, tuple(sorted(o.parameters.items()))) for o in current}
+    merged = list(current)
+    for obligation in added:
+        key = (obligation.code, tuple(sorted(obligation.parameters.items())))
+        if key not in seen:
+            seen.add(key)
+            merged.append(obligation)
+    return tuple(merged)

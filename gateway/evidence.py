@@ -14,6 +14,7 @@ from gateway.audit import AuditLog
 from gateway.audit.subjects import subject_hash
 from gateway.domain import Decision
 from gateway.exchange import Exchange
+from gateway.policy import PolicyEngine
 
 
 def _decision_summary(decision: Decision | None) -> dict[str, Any] | None:
@@ -49,12 +50,13 @@ class EvidenceRecorder:
     """Writes one audit entry per exchange, durably, before the answer goes out."""
 
     def __init__(
-        self, *, node: str, audit: AuditLog, subject_key: bytes, policy_revision: str
+        self, *, node: str, audit: AuditLog, subject_key: bytes, policy: PolicyEngine
     ) -> None:
         self._node = node
         self._audit = audit
         self._subject_key = subject_key
-        self.policy_revision = policy_revision
+        # Read per entry: a hot reload changes the revision while the node runs.
+        self._policy = policy
 
     def event_for(self, exchange: Exchange) -> dict[str, Any]:
         requester = exchange.requester
@@ -92,8 +94,8 @@ class EvidenceRecorder:
             "fields_released": list(exchange.released_fields) if error is None else [],
             "egress": _decision_summary(exchange.egress),
             "ingress": _decision_summary(exchange.ingress),
-            "policy_revision": self.policy_revision,
-            "policy_input": exchange.policy_input,
+            "policy_revision": exchange.policy_revision or self._policy.revision,
+            "policy_inputs": exchange.policy_inputs,
             "outcome": outcome_of(exchange),
             "error_code": error.code if error else "",
             "error_message": error.message if error else "",

@@ -42,7 +42,10 @@ class Exchange:
     idempotency_key: str = ""
     requesting_node: str = ""
     providing_node: str = ""
-    policy_input: dict[str, Any] = field(default_factory=dict)
+    # The input each direction's decision saw, kept so `concordat policy impact` can replay it.
+    policy_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The bundle revision that decided (a hot reload may change it between requests).
+    policy_revision: str = ""
     egress: Decision | None = None
     ingress: Decision | None = None
     rows: list[Any] = field(default_factory=list)

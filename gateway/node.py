@@ -41,9 +41,11 @@ from gateway.pipeline import (
     provider_stream_stages,
 )
 from gateway.policy import PolicyEngine
-from gateway.policy.bundle import load_bundle
-from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.bundle import PolicyBundle, load_bundle
+from gateway.policy.cache import CachingEngine
+from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
 from gateway.policy.opa import OpaServerEngine
+from gateway.policy.reloading import LivePolicy
 from gateway.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
 from gateway.service import ExchangeService
 from gateway.streaming import ChooseBatches, LocalBatches, ResumeTokens
@@ -72,6 +74,8 @@ class Node:
 
     async def start(self) -> None:
         await self.server.start()
+        if isinstance(self.engine, LivePolicy):
+            self.engine.start_watching()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(EXCHANGE_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -95,15 +99,28 @@ class Node:
 
 
 def _build_engine(config: NodeConfig) -> PolicyEngine:
-    bundle = load_bundle(list(config.policy.bundle))
-    if config.policy.engine == "opa":
-        assert config.policy.opa_url is not None  # noqa: S101 - checked by PolicyConfig
+    policy = config.policy
+    bundle = load_bundle(list(policy.bundle))
+    if policy.engine == "opa":
+        assert policy.opa_url is not None  # noqa: S101 - checked by PolicyConfig
+        # The OPA server loads its own bundles; this node neither caches nor reloads them.
         return OpaServerEngine(
-            url=config.policy.opa_url,
-            timeout_seconds=config.policy.opa_timeout_seconds,
-            revision=bundle.revision,
+            url=policy.opa_url, timeout_seconds=policy.opa_timeout_seconds, revision=bundle.revision
         )
-    return EmbeddedEngine.compile(bundle)
+
+    def compiled(revision: PolicyBundle) -> PolicyEngine:
+        engine = EmbeddedEngine.compile(revision)
+        if policy.decision_cache_entries:
+            return CachingEngine(engine, max_entries=policy.decision_cache_entries)
+        return engine
+
+    return LivePolicy(
+        policy.bundle,
+        bundle=bundle,
+        build=compiled,
+        check=compile_in_subprocess,
+        interval_seconds=policy.reload_interval_seconds,
+    )
 
 
 def _build_verifier(config: NodeConfig) -> TokenVerifier:
@@ -163,9 +180,7 @@ async def build_node(
         config.audit.path, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
     )
     limits = config.limits
-    evidence = EvidenceRecorder(
-        node=name, audit=audit, subject_key=subject_key, policy_revision=engine.revision
-    )
+    evidence = EvidenceRecorder(node=name, audit=audit, subject_key=subject_key, policy=engine)
     idempotency = IdempotencyCache(
         max_entries=limits.idempotency_entries, ttl_seconds=limits.idempotency_ttl_seconds
     )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.base import AdapterError, RecordSource, SourceDataInvalid
 from gateway import records
-from gateway.domain import Decision, Direction, Obligation
+from gateway.domain import Decision, Direction, merge_obligations
 from gateway.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -205,7 +205,8 @@ class Decide:
 
     async def __call__(self, exchange: Exchange) -> None:
         policy_input = policy_input_for(exchange, self._direction, self._node)
-        exchange.policy_input = policy_input
+        exchange.policy_inputs[self._direction] = policy_input
+        exchange.policy_revision = self._engine.revision
         decision = await self._engine.decide(self._direction, policy_input)
         setattr(exchange, self._direction, decision)
         if not decision.allow:
@@ -249,19 +250,6 @@ def policy_input_for(exchange: Exchange, direction: Direction, node: str) -> dic
 def _narrow(released: Sequence[str], decision: Decision) -> tuple[str, ...]:
     allowed = set(decision.released_fields)
     return tuple(f for f in released if f in allowed)
-
-
-def merge_obligations(
-    current: tuple[Obligation, ...], added: tuple[Obligation, ...]
-) -> tuple[Obligation, ...]:
-    seen = {(o.code, tuple(sorted(o.parameters.items()))) for o in current}
-    merged = list(current)
-    for obligation in added:
-        key = (obligation.code, tuple(sorted(obligation.parameters.items())))
-        if key not in seen:
-            seen.add(key)
-            merged.append(obligation)
-    return tuple(merged)
 
 
 class Fetch:

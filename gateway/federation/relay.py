@@ -16,12 +16,12 @@ import grpc
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
 from gateway import errors
+from gateway.domain import merge_obligations
 from gateway.exchange import Exchange
 from gateway.federation.assertions import AssertionSigner, ReceiptVerifier, request_digest
 from gateway.federation.breaker import retrying
 from gateway.federation.peers import Peer, PeerClients
 from gateway.responses import obligations_from_proto
-from gateway.stages import merge_obligations
 from gateway.status import error_info
 
 _RETRYABLE_CODES = {grpc.StatusCode.UNAVAILABLE}

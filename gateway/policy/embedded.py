@@ -55,7 +55,9 @@ from pathlib import Path
 from gateway.policy.bundle import PolicyBundleError
 from gateway.policy.embedded import check_bundle
 try:
-    check_bundle([Path(argument) for argument in sys.argv[1:]])
+    revision = check_bundle([Path(argument) for argument in sys.argv[1:]])
+    print()
+    print(f"revision={revision}")
 except PolicyBundleError as exc:
     sys.stderr.write(str(exc))
     sys.exit(1)
@@ -197,8 +199,11 @@ def describe_rego_error(exc: regopy.RegoError, sources: Mapping[str, str]) -> st
     return "; ".join(dict.fromkeys(found)) or str(exc).strip()
 
 
-def check_bundle(directories: Sequence[Path]) -> None:
-    """Load, compile and test a bundle in this process; raise if anything fails."""
+def check_bundle(directories: Sequence[Path]) -> str:
+    """Load, compile and test a bundle in this process; raise if anything fails.
+
+    Returns the revision that passed, so a caller knows exactly what was checked.
+    """
     from gateway.policy.rego_tests import run_rego_tests  # rego_tests imports this module
 
     bundle = load_bundle(directories)
@@ -206,10 +211,15 @@ def check_bundle(directories: Sequence[Path]) -> None:
     failed = [f"{r.package}.{r.name}" for r in run_rego_tests(bundle) if not r.passed]
     if failed:
         raise PolicyBundleError(f"Rego tests failed: {', '.join(failed)}")
+    return bundle.revision
 
 
-def compile_in_subprocess(directories: Sequence[Path], *, timeout_seconds: float = 120.0) -> None:
-    """Run `check_bundle` in a child process, so a rego-cpp abort cannot end this one."""
+def compile_in_subprocess(directories: Sequence[Path], *, timeout_seconds: float = 120.0) -> str:
+    """Run `check_bundle` in a child process, so a rego-cpp abort cannot end this one.
+
+    Returns the revision of the bundle the child checked (the files may have changed since
+    the caller read them).
+    """
     python_path = os.pathsep.join(
         part for part in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if part
     )
@@ -228,6 +238,10 @@ def compile_in_subprocess(directories: Sequence[Path], *, timeout_seconds: float
         ) from exc
     if completed.returncode != 0:
         raise PolicyBundleError(_child_failure(completed))
+    last_line = completed.stdout.rstrip().rsplit("\n", 1)[-1]
+    if not last_line.startswith("revision="):
+        raise PolicyBundleError("checking the bundle did not report what it checked")
+    return last_line.removeprefix("revision=")
 
 
 def _child_failure(completed: subprocess.CompletedProcess[str]) -> str:

@@ -287,8 +287,9 @@ def test_rego_that_would_crash_rego_cpp_is_refused(tmp_path: Path) -> None:
         EmbeddedEngine.compile(bundle)
 
 
-def test_compile_in_subprocess_accepts_a_jurisdiction_bundle() -> None:
-    compile_in_subprocess(directories("cardiff"))
+def test_compile_in_subprocess_accepts_a_bundle_and_names_the_revision_it_checked() -> None:
+    checked = compile_in_subprocess(directories("cardiff"))
+    assert checked == load_bundle(directories("cardiff")).revision
 
 
 def test_compile_in_subprocess_refuses_a_syntax_error(tmp_path: Path) -> None:

@@ -1,0 +1,79 @@
+"""A decision cache in front of one compiled bundle revision.
+
+A policy decision is a pure function of the bundle and the policy input, and the input is
+day-granular (`today`, never the time), so identical requests within a day get identical
+decisions. The cache belongs to one engine, hence to one revision: a reload builds a new
+engine with an empty cache, so a suspension or any other change is never hidden by it.
+
+Only the embedded engine is cached. An OPA server can load a new bundle without this node
+knowing, so its decisions are asked for every time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.domain import Decision, Direction
+from gateway.policy import PolicyEngine
+from gateway.policy.decision import ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE
+
+
+class CachingEngine:
+    """Remembers the last `max_entries` decisions of an engine, keyed on the exact input."""
+
+    def __init__(self, engine: PolicyEngine, *, max_entries: int = 10_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._engine = engine
+        self._max_entries = max_entries
+        self._decisions: OrderedDict[str, Decision] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def revision(self) -> str:
+        return self._engine.revision
+
+    @property
+    def engine(self) -> PolicyEngine:
+        return self._engine
+
+    async def decide(self, direction: Direction, policy_input: Mapping[str, Any]) -> Decision:
+        key = _key(direction, policy_input)
+        if key is None:
+            return await self._engine.decide(direction, policy_input)
+        cached = self._decisions.get(key)
+        if cached is not None:
+            self._decisions.move_to_end(key)
+            self.hits += 1
+            # Every decision keeps an id of its own, so audit entries never share one.
+            return dataclasses.replace(cached, decision_id=uuid.uuid4().hex)
+        self.misses += 1
+        decision = await self._engine.decide(direction, policy_input)
+        if _cacheable(decision):
+            self._decisions[key] = decision
+            if len(self._decisions) > self._max_entries:
+                self._decisions.popitem(last=False)
+        return decision
+
+    async def close(self) -> None:
+        self._decisions.clear()
+        await self._engine.close()
+
+
+def _key(direction: Direction, policy_input: Mapping[str, Any]) -> str | None:
+    try:
+        body = json.dumps(policy_input, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return f"{direction}\n{body}"
+
+
+def _cacheable(decision: Decision) -> bool:
+    # An engine failure is a denial of the moment, not of the input: never remember it.
+    return decision.rule not in (ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE)
