@@ -23,6 +23,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gateway.audit import meter
 from gateway.audit.chain import (
     GENESIS_HASH,
     canonical_json,
@@ -239,6 +240,7 @@ class SqliteAuditLog:
         try:
             connection.executemany(_INSERT_ENTRY, rows)
             connection.execute(_INSERT_SEAL, (upto_seq, chain_hash, recorded_at, signature))
+            meter.add_rows(connection, meter.tally((p.event, recorded_at) for p in batch))
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -275,8 +277,9 @@ def _open_store(path: Path, node: str, public_key: str) -> tuple[sqlite3.Connect
             raise AuditLogRefused(f"{path}: cannot use write-ahead logging (got {mode!r})")
         # FULL makes every commit fsync the WAL, so a committed entry survives power loss.
         connection.execute("PRAGMA synchronous=FULL")
-        connection.executescript(_SCHEMA)
+        connection.executescript(_SCHEMA + meter.SCHEMA)
         _claim(connection, path, node, public_key)
+        _backfill_meter(connection)
         last = connection.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1")
         row = last.fetchone()
     except BaseException:
@@ -285,6 +288,23 @@ def _open_store(path: Path, node: str, public_key: str) -> tuple[sqlite3.Connect
     if row is None:
         return connection, 1, GENESIS_HASH
     return connection, row[0] + 1, row[1]
+
+
+def _backfill_meter(connection: sqlite3.Connection) -> None:
+    """A log written before the meter existed gets its meter rebuilt from its entries."""
+    if connection.execute("SELECT 1 FROM meter LIMIT 1").fetchone() is not None:
+        return
+    rows = connection.execute("SELECT event, recorded_at FROM entries").fetchall()
+    if not rows:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        meter.add_rows(connection, meter.tally((json.loads(e), at) for e, at in rows))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 def _claim(connection: sqlite3.Connection, path: Path, node: str, public_key: str) -> None:

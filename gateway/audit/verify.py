@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gateway.audit import meter
 from gateway.audit.chain import GENESIS_HASH, entry_hash, index_columns, seal_message
 
 # Problems about the log as a whole rather than one entry carry this sequence number.
@@ -79,6 +80,7 @@ class _Verification:
             self._report(LOG_WIDE, "the log does not name its node")
         self._key = self._choose_key(meta.get("public_key"), supplied)
         self._sealed_upto = 0
+        self._metered: dict[meter.MeterKey, list[int]] = {}
 
     def run(self) -> VerifyReport:
         seals = self._seals()
@@ -98,7 +100,9 @@ class _Verification:
             if _recompute(stored_prev, seq, recorded_at, event_json) != stored_hash:
                 self._report(seq, "hash does not match the entry's content: entry altered")
             if isinstance(event_json, str):
-                self._check_index_columns(seq, exchange_id, subject, event_json)
+                event = self._check_index_columns(seq, exchange_id, subject, event_json)
+                if event is not None and isinstance(recorded_at, str):
+                    self._count(event, recorded_at)
             while next_seal is not None and next_seal.upto_seq <= seq:
                 if next_seal.upto_seq < seq:
                     self._report(next_seal.upto_seq, "seal names an entry that is missing")
@@ -115,6 +119,7 @@ class _Verification:
                 self._sealed_upto + 1,
                 f"{_span(self._sealed_upto + 1, last_seq)} not covered by a seal",
             )
+        self._check_meter()
         return VerifyReport(
             ok=not self._problems,
             entries=count,
@@ -140,18 +145,47 @@ class _Verification:
 
     def _check_index_columns(
         self, seq: int, exchange_id: str | None, subject: str | None, event_json: str
-    ) -> None:
+    ) -> dict | None:  # type: ignore[type-arg]
         # The index columns decide who finds an entry, so they must say what the event says.
         try:
             event = json.loads(event_json)
         except ValueError:
             self._report(seq, "event is not valid JSON")
-            return
+            return None
         if not isinstance(event, dict):
             self._report(seq, "event is not a JSON object")
-            return
+            return None
         if (exchange_id, subject) != index_columns(event):
             self._report(seq, "exchange_id or subject_hash column does not match the event")
+        return event
+
+    def _count(self, event: dict, recorded_at: str) -> None:  # type: ignore[type-arg]
+        row = self._metered.setdefault(meter.key_of(event, recorded_at), [0, 0, 0, 0, 0])
+        for index, value in enumerate(meter.counts_of(event)):
+            row[index] += value
+
+    def _check_meter(self) -> None:
+        """The meter bills requesters, so it must add up to exactly what the entries say."""
+        has_meter = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meter'"
+        ).fetchone()
+        if has_meter is None:
+            return
+        stored = {
+            tuple(row[:4]): list(row[4:])
+            for row in self._connection.execute(
+                "SELECT day, role, requester, agreement_id,"
+                " exchanges, released, denied, records, bytes FROM meter"
+            )
+        }
+        for key in sorted(set(stored) | set(self._metered)):
+            if stored.get(key) != self._metered.get(key):
+                day, role, requester, agreement = key
+                self._report(
+                    LOG_WIDE,
+                    f"meter for {requester} under {agreement or '(none)'} as {role} on {day}"
+                    f" says {stored.get(key)}, the entries say {self._metered.get(key)}",
+                )
 
     def _check_seal(self, seal: _Seal, chain_hash: str | None) -> None:
         if chain_hash is not None and seal.hash != chain_hash:

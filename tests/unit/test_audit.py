@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from gateway.audit.chain import entry_hash, seal_message
 from gateway.audit.sqlite_log import AuditLogRefused, SqliteAuditLog
 from gateway.audit.subjects import subject_hash
-from gateway.audit.verify import Problem, VerifyReport, verify_log
+from gateway.audit.verify import LOG_WIDE, Problem, VerifyReport, verify_log
 from gateway.errors import InternalError
 
 SUBJECT_KEY = b"k" * 32
@@ -142,7 +142,12 @@ async def test_altered_event_is_reported_at_its_seq(
     report = verify_log(path)
 
     assert not report.ok
-    assert report.problems == [Problem(3, "hash does not match the entry's content: entry altered")]
+    assert report.problems[0] == Problem(
+        3, "hash does not match the entry's content: entry altered"
+    )
+    # The altered outcome no longer adds up to what the meter billed.
+    assert [p.seq for p in report.problems[1:]] == [LOG_WIDE]
+    assert "meter for" in report.problems[1].what
 
 
 async def test_deleted_middle_entry_is_reported_where_it_was(
@@ -282,7 +287,7 @@ async def test_index_column_that_disagrees_with_its_event_is_reported(
     ]
 
 
-async def test_truncated_tail_with_its_seals_shows_only_in_sealed_upto(
+async def test_truncated_tail_with_its_seals_is_betrayed_by_the_meter(
     path: Path, key: Ed25519PrivateKey, raw: sqlite3.Connection
 ) -> None:
     await write_log(path, key, 5)
@@ -291,6 +296,23 @@ async def test_truncated_tail_with_its_seals_shows_only_in_sealed_upto(
 
     report = verify_log(path)
 
+    assert not report.ok
+    assert report.sealed_upto == 3
+    assert [p.seq for p in report.problems] == [LOG_WIDE]
+    assert "the entries say [3," in report.problems[0].what
+
+
+async def test_truncated_tail_with_its_seals_and_meter_shows_only_in_sealed_upto(
+    path: Path, key: Ed25519PrivateKey, raw: sqlite3.Connection
+) -> None:
+    await write_log(path, key, 5)
+    raw.execute("DELETE FROM entries WHERE seq > 3")
+    raw.execute("DELETE FROM seals WHERE upto_seq > 3")
+    raw.execute("UPDATE meter SET exchanges = 3")
+
+    report = verify_log(path)
+
+    # The file alone cannot show this: compare sealed_upto with a peer's receipt.
     assert report.ok
     assert report.sealed_upto == 3
 
