@@ -63,8 +63,21 @@ _INSERT_SEAL = "INSERT INTO seals (upto_seq, hash, sealed_at, signature) VALUES 
 _SELECT_ENTRIES = (
     "SELECT seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash FROM entries"
 )
-# Keys structlog or this log put on every line; an event field of the same name is renamed.
-_RESERVED_LOG_KEYS = frozenset({"event", "seq", "hash"})
+# What the operational log line of an entry carries: enough to find the entry and follow an
+# exchange across nodes. The entry itself (inputs, decisions, fields) stays in the audit log;
+# writing the whole event to the log as well doubled the writer's cost for no new fact.
+_LOGGED_FIELDS = (
+    "exchange_id",
+    "role",
+    "rpc",
+    "outcome",
+    "record_type",
+    "purpose",
+    "agreement_id",
+    "error_code",
+    "records",
+    "duration_ms",
+)
 
 _logger = structlog.get_logger("concordat.audit")
 
@@ -350,10 +363,10 @@ def _entry_dict(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _log_fields(event: dict[str, Any], seq: int, chain_hash: str) -> dict[str, Any]:
-    fields = {
-        (f"event_{key}" if key in _RESERVED_LOG_KEYS else str(key)): value
-        for key, value in event.items()
-    }
+    fields = {key: event[key] for key in _LOGGED_FIELDS if key in event}
+    requester = event.get("requester")
+    if isinstance(requester, dict):
+        fields["requester"] = f"{requester.get('organisation')}@{requester.get('administration')}"
     fields["seq"] = seq
     fields["hash"] = chain_hash
     return fields

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import grpc
@@ -95,19 +96,33 @@ def peer_identity(certificate_pem: bytes | None, directory: Directory) -> str:
     """
     if not certificate_pem:
         raise PeerRejected("the calling peer presented no client certificate")
-    node = node_identity_from_certificate(certificate_pem)
+    node = _node_named(certificate_pem)
     if node is None:
         raise PeerRejected("the calling peer's certificate names no Concordat node")
-    entry = directory.entry(node)
-    certificate = x509.load_pem_x509_certificate(certificate_pem)
-    authorities = x509.load_pem_x509_certificates(entry.ca_cert_pem)
-    for authority in authorities:
-        try:
-            certificate.verify_directly_issued_by(authority)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
+    if _issued_by(certificate_pem, directory.entry(node).ca_cert_pem):
         return node
     raise PeerRejected(
         f"the calling peer's certificate claims to be {node} but is not issued by {node}'s "
         "certificate authority"
     )
+
+
+# Parsing a certificate and checking its issuer's signature costs more than the rest of a
+# provider's exchange bookkeeping. Both answers are pure functions of the PEM bytes (the CA's
+# included, so a directory change is a new key), and a peer presents the same certificate on
+# every call of a connection, so they are remembered.
+@functools.lru_cache(maxsize=256)
+def _node_named(certificate_pem: bytes) -> str | None:
+    return node_identity_from_certificate(certificate_pem)
+
+
+@functools.lru_cache(maxsize=256)
+def _issued_by(certificate_pem: bytes, ca_cert_pem: bytes) -> bool:
+    certificate = x509.load_pem_x509_certificate(certificate_pem)
+    for authority in x509.load_pem_x509_certificates(ca_cert_pem):
+        try:
+            certificate.verify_directly_issued_by(authority)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
