@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from concordat.exchange.v1 import exchange_pb2
+from gateway.cli_policy import policy_app
 from gateway.config import ADMINISTRATIONS, ConfigError, load_config
 from gateway.devstate import (
     DEFAULT_STATE_DIR,
@@ -34,6 +35,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="Inspect and verify audit log
 app.add_typer(audit_app, name="audit")
 directory_app = typer.Typer(no_args_is_help=True, help="Make and assemble the signed directory.")
 app.add_typer(directory_app, name="directory")
+app.add_typer(policy_app, name="policy")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -68,7 +70,13 @@ def node(
         with contextlib.suppress(asyncio.CancelledError):
             await serve(node_config)
 
-    asyncio.run(main())
+    from adapters.base import AdapterError
+
+    try:
+        asyncio.run(main())
+    except (AdapterError, ConfigError) as exc:
+        # A source whose mapping or database cannot serve refuses the start, saying why.
+        raise _fail(f"the node cannot start: {exc}") from exc
 
 
 def _wait_serving(address: str, ca_cert: Path, deadline: float) -> bool:
@@ -342,6 +350,46 @@ def audit_verify(
     for problem in report.problems:
         err_console.print(f"[red]entry {problem.seq}[/]: {problem.what}")
     raise _fail(f"audit log {db} failed verification ({len(report.problems)} problem(s))")
+
+
+@audit_app.command("meter")
+def audit_meter(
+    config: Annotated[Path | None, typer.Option(help="This node's meter.")] = None,
+    db: Annotated[Path | None, typer.Option(help="Or: an audit database file.")] = None,
+    since: Annotated[str | None, typer.Option(help="First day counted (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day counted (YYYY-MM-DD).")] = None,
+    agreement: Annotated[str | None, typer.Option(help="Only this agreement.")] = None,
+    requester: Annotated[
+        str | None, typer.Option(help="Only this requester, as organisation@administration.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Exchanges, records and bytes per requester and agreement, for cost recovery."""
+    from gateway.audit.meter import read_meter
+
+    if (config is None) == (db is None):
+        raise _fail("give exactly one of --config and --db")
+    if config is not None:
+        db = load_config(config).audit.path
+    assert db is not None  # noqa: S101 - one of the two was given
+    if not db.exists():
+        raise _fail(f"audit log {db} does not exist")
+    rows = read_meter(db, since=since, until=until, agreement_id=agreement, requester=requester)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row.as_dict()))
+        return
+    table = Table(
+        "requester", "agreement", "role", "exchanges", "released", "denied", "records", "bytes"
+    )
+    for row in rows:
+        table.add_row(
+            row.requester,
+            row.agreement_id or "(none)",
+            row.role,
+            *(f"{n:,}" for n in (row.exchanges, row.released, row.denied, row.records, row.bytes)),
+        )
+    console.print(table)
 
 
 @directory_app.command("entry")

@@ -8,6 +8,7 @@ MEASURES = (
     "bare_unary",
     "bare_stream",
     "audit_append",
+    "policy_decision",
     "local_exchange",
     "cross_node",
     "bulk_stream",

@@ -1,0 +1,519 @@
+"""The policy author's tools behind `concordat policy`: test, eval, impact and build.
+
+Everything here runs the embedded engine (rego-cpp) in this process, on the same bundle
+directories a node loads: `policies/common` plus one jurisdiction's folder.
+
+- `run_tests` compiles a bundle, runs its Rego tests and reports which rule ids no test
+  names. rego-cpp has no coverage API, so "covered" is read from the sources: a rule id (the
+  string in `failures contains "<id>"`, or the allow rule passed to `decision.make`) counts
+  as covered when some `*_test.rego` file quotes it. That says a test names the rule, not
+  that the test passes through it.
+- `evaluate` decides one policy input.
+- `impact` re-evaluates every policy input a node's audit log recorded against a bundle
+  and compares with the decision the node made then.
+- `build_opa_bundle` writes the bundle as one OPA bundle tarball for an OPA sidecar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import io
+import json
+import re
+import sqlite3
+import sys
+import tarfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.domain import Decision, Direction
+from gateway.policy.bundle import PolicyBundle, load_bundle
+from gateway.policy.decision import ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.rego_tests import RegoTestResult, run_rego_tests
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+DIRECTIONS: tuple[Direction, ...] = ("egress", "ingress")
+
+_CHECK_ID = re.compile(r'\bfailures\s+contains\s+"([\w.-]+)"')
+_ALLOW_ID = re.compile(r'\.make\(\s*"([\w.-]+)"')
+# Decisions the gateway made because the engine could not answer: they say nothing about
+# what the policy decided, so impact does not compare them.
+_NOT_POLICY_DECISIONS = frozenset({ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE})
+_EXAMPLES = 3
+_REFUSED = "no policy input (refused before any decision)"
+_OLD_ENTRY = "decided, but written before audit entries kept policy inputs"
+
+
+class PolicyToolError(Exception):
+    """A tool cannot run as asked: the message says which option or file and why."""
+
+
+# --- which bundle -------------------------------------------------------------------------
+
+
+def bundle_directories(
+    *,
+    config: Path | None = None,
+    bundles: Sequence[Path] = (),
+    jurisdiction: str | None = None,
+    policies: Path = POLICIES,
+) -> list[Path]:
+    """The bundle's folders, from exactly one of a node config, folders or a jurisdiction."""
+    given = [config is not None, bool(bundles), jurisdiction is not None]
+    if sum(given) != 1:
+        raise PolicyToolError("give exactly one of --config, --bundle (repeatable), --jurisdiction")
+    if config is not None:
+        from gateway.config import ConfigError, load_config
+
+        try:
+            return list(load_config(config).policy.bundle)
+        except ConfigError as exc:
+            raise PolicyToolError(str(exc)) from exc
+    if jurisdiction is not None:
+        own = policies / jurisdiction
+        if jurisdiction == "common" or not own.is_dir():
+            known = sorted(p.name for p in policies.iterdir() if p.is_dir() and p.name != "common")
+            raise PolicyToolError(
+                f"unknown jurisdiction {jurisdiction!r}; known: {', '.join(known)}"
+            )
+        return [policies / "common", own]
+    return list(bundles)
+
+
+# --- test ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleCoverage:
+    """One rule id, the modules that define it and the test files that quote it."""
+
+    rule_id: str
+    defined_in: tuple[str, ...]
+    named_by: tuple[str, ...]
+
+    @property
+    def covered(self) -> bool:
+        return bool(self.named_by)
+
+
+@dataclass(frozen=True)
+class TestReport:
+    revision: str
+    results: tuple[RegoTestResult, ...]
+    coverage: tuple[RuleCoverage, ...]
+    compile_seconds: float
+    test_seconds: float
+
+    @property
+    def failed(self) -> tuple[RegoTestResult, ...]:
+        return tuple(r for r in self.results if not r.passed)
+
+    @property
+    def uncovered(self) -> tuple[RuleCoverage, ...]:
+        return tuple(c for c in self.coverage if not c.covered)
+
+
+def run_tests(directories: Sequence[Path]) -> TestReport:
+    """Compile the bundle (both decisions), run every Rego test, read rule coverage.
+
+    Raises PolicyBundleError, naming file:line where rego-cpp says, if the bundle does not
+    load or compile.
+    """
+    bundle = load_bundle(directories)
+    started = time.perf_counter()
+    EmbeddedEngine.compile(bundle)
+    compiled = time.perf_counter()
+    results = tuple(run_rego_tests(bundle))
+    tested = time.perf_counter()
+    return TestReport(
+        revision=bundle.revision,
+        results=results,
+        coverage=tuple(rule_coverage(bundle)),
+        compile_seconds=compiled - started,
+        test_seconds=tested - compiled,
+    )
+
+
+def rule_ids(bundle: PolicyBundle) -> dict[str, list[str]]:
+    """Every rule id the bundle's modules can decide with, and the modules defining it."""
+    found: dict[str, list[str]] = {}
+    for name, source in sorted(bundle.modules.items()):
+        code = _without_comments(source)
+        for rule_id in [*_CHECK_ID.findall(code), *_ALLOW_ID.findall(code)]:
+            found.setdefault(rule_id, [])
+            if name not in found[rule_id]:
+                found[rule_id].append(name)
+    return dict(sorted(found.items()))
+
+
+def rule_coverage(bundle: PolicyBundle) -> list[RuleCoverage]:
+    """Which test files quote each rule id (see the module docstring for what this means)."""
+    tests = {name: _without_comments(source) for name, source in sorted(bundle.tests.items())}
+    return [
+        RuleCoverage(
+            rule_id=rule_id,
+            defined_in=tuple(modules),
+            named_by=tuple(name for name, source in tests.items() if f'"{rule_id}"' in source),
+        )
+        for rule_id, modules in rule_ids(bundle).items()
+    ]
+
+
+def _without_comments(source: str) -> str:
+    # Rego comments run from `#` to the end of the line; rule ids never contain `#`.
+    return "\n".join(line.split("#", 1)[0] for line in source.splitlines())
+
+
+# --- eval ---------------------------------------------------------------------------------
+
+
+def read_json_input(path: Path | str) -> Any:
+    """A JSON document from a file, or from standard input when `path` is "-"."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise PolicyToolError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyToolError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def select_policy_input(
+    document: Any, direction: Direction | None = None
+) -> tuple[Direction, dict[str, Any]]:
+    """The direction and policy input to decide from a JSON document.
+
+    The document is a policy input; or, as an audit entry keeps them, an object of policy
+    inputs by direction ({"egress": {...}, "ingress": {...}}); or a whole audit event whose
+    `policy_inputs` holds that object. Without `direction`, a policy input's own
+    `direction` decides, and an object of one direction's input uses that one.
+    """
+    if isinstance(document, Mapping) and isinstance(document.get("policy_inputs"), Mapping):
+        document = document["policy_inputs"]
+    if not isinstance(document, Mapping):
+        raise PolicyToolError("the input must be a JSON object (a policy input)")
+    by_direction = {d: document[d] for d in DIRECTIONS if isinstance(document.get(d), Mapping)}
+    if "direction" not in document and by_direction:
+        if direction is None:
+            if len(by_direction) > 1:
+                raise PolicyToolError(
+                    "the input holds both an egress and an ingress policy input: "
+                    "choose one with --direction"
+                )
+            direction = next(iter(by_direction))
+        if direction not in by_direction:
+            raise PolicyToolError(f"the input holds no {direction} policy input")
+        return direction, dict(by_direction[direction])
+    if direction is None:
+        direction = document.get("direction")
+        if direction not in DIRECTIONS:
+            raise PolicyToolError(
+                "the policy input has no direction of egress or ingress: give --direction"
+            )
+    return direction, dict(document)
+
+
+def evaluate(
+    directories: Sequence[Path], direction: Direction, policy_input: Mapping[str, Any]
+) -> Decision:
+    """Compile the bundle and decide one policy input with it."""
+    engine = EmbeddedEngine.compile(load_bundle(directories))
+    return asyncio.run(_decide_once(engine, direction, policy_input))
+
+
+async def _decide_once(
+    engine: EmbeddedEngine, direction: Direction, policy_input: Mapping[str, Any]
+) -> Decision:
+    try:
+        return await engine.decide(direction, policy_input)
+    finally:
+        await engine.close()
+
+
+def decision_document(decision: Decision) -> dict[str, Any]:
+    """A decision as plain JSON, in the shape of the policy's decision document."""
+    return {
+        "allow": decision.allow,
+        "rule": decision.rule,
+        "agreement_id": decision.agreement_id,
+        "fields": list(decision.released_fields),
+        "obligations": [
+            {"code": o.code, "description": o.description, "parameters": dict(o.parameters)}
+            for o in decision.obligations
+        ],
+        "reasons": list(decision.reasons),
+        "pseudonymise": decision.pseudonymise,
+        "decision_id": decision.decision_id,
+    }
+
+
+# --- impact -------------------------------------------------------------------------------
+
+ALLOWED_TO_DENIED = "allowed → denied"
+DENIED_TO_ALLOWED = "denied → allowed"
+RULE_CHANGED = "rule changed"
+CHANGE_KINDS = (ALLOWED_TO_DENIED, DENIED_TO_ALLOWED, RULE_CHANGED)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    recorded_at: str
+    event: Mapping[str, Any]
+
+
+@dataclass
+class ChangeGroup:
+    """Recorded decisions that the bundle would decide differently, alike in every key."""
+
+    kind: str
+    direction: str
+    agreement_id: str
+    recorded_rule: str
+    rule: str
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "direction": self.direction,
+            "agreement_id": self.agreement_id,
+            "recorded_rule": self.recorded_rule,
+            "rule": self.rule,
+            "count": self.count,
+            "examples": list(self.examples),
+        }
+
+
+@dataclass
+class ImpactReport:
+    """What a bundle would change in the decisions an audit log recorded."""
+
+    revision: str
+    administration: str = ""
+    entries: int = 0
+    before_since: int = 0
+    decisions: int = 0
+    unchanged: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    nodes: Counter[str] = field(default_factory=Counter)
+    recorded_revisions: Counter[str] = field(default_factory=Counter)
+    changes: list[ChangeGroup] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(group.count for group in self.changes)
+
+    def count(self, kind: str) -> int:
+        return sum(group.count for group in self.changes if group.kind == kind)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bundle_revision": self.revision,
+            "bundle_administration": self.administration,
+            "entries": self.entries,
+            "entries_before_since": self.before_since,
+            "decisions_evaluated": self.decisions,
+            "unchanged": self.unchanged,
+            "changed": {kind: self.count(kind) for kind in CHANGE_KINDS},
+            "skipped": dict(sorted(self.skipped.items())),
+            "nodes": dict(sorted(self.nodes.items())),
+            "recorded_revisions": dict(sorted(self.recorded_revisions.items())),
+            "changes": [group.as_json() for group in self.changes],
+        }
+
+
+def parse_since(value: str) -> str:
+    """An ISO date or date-time to compare audit timestamps with; refuses anything else."""
+    try:
+        if len(value) == 10:
+            return dt.date.fromisoformat(value).isoformat()
+        return dt.datetime.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise PolicyToolError(f"--since must be an ISO date (YYYY-MM-DD), not {value!r}") from exc
+
+
+def read_audit_events(path: Path) -> Iterator[AuditEvent]:
+    """Every entry of an audit log in sequence order, read-only (a running node may write)."""
+    if not path.is_file():
+        raise PolicyToolError(f"audit log {path} does not exist")
+    return _audit_events(path)
+
+
+def _audit_events(path: Path) -> Iterator[AuditEvent]:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as connection:
+            rows = connection.execute("SELECT seq, recorded_at, event FROM entries ORDER BY seq")
+            for seq, recorded_at, event_json in rows:
+                yield AuditEvent(seq=seq, recorded_at=recorded_at, event=json.loads(event_json))
+    except sqlite3.DatabaseError as exc:
+        raise PolicyToolError(f"{path} is not a readable audit log: {exc}") from exc
+
+
+def impact(
+    directories: Sequence[Path],
+    events: Iterable[AuditEvent],
+    *,
+    since: str | None = None,
+    as_of: str | None = None,
+) -> ImpactReport:
+    """Re-decide each recorded policy input with the bundle and compare (allow, rule).
+
+    `since` leaves out entries recorded before it; `as_of` decides as if on that day
+    instead of the day each input records.
+    """
+    bundle = load_bundle(directories)
+    engine = EmbeddedEngine.compile(bundle)
+    report = asyncio.run(_impact(engine, events, since=since, as_of=as_of))
+    register = bundle.data.get("register")
+    if isinstance(register, Mapping) and isinstance(register.get("administration"), str):
+        report.administration = register["administration"]
+    return report
+
+
+async def _impact(
+    engine: EmbeddedEngine, events: Iterable[AuditEvent], *, since: str | None, as_of: str | None
+) -> ImpactReport:
+    report = ImpactReport(revision=engine.revision)
+    groups: dict[tuple[str, str, str, str, str], ChangeGroup] = {}
+    try:
+        for item in events:
+            event = item.event
+            if since is not None and str(event.get("at") or item.recorded_at) < since:
+                report.before_since += 1
+                continue
+            report.entries += 1
+            report.nodes[str(event.get("node", ""))] += 1
+            report.recorded_revisions[str(event.get("policy_revision", ""))] += 1
+            inputs = event.get("policy_inputs")
+            if not isinstance(inputs, Mapping) or not inputs:
+                decided = any(isinstance(event.get(d), Mapping) for d in DIRECTIONS)
+                report.skipped[_OLD_ENTRY if decided else _REFUSED] += 1
+                continue
+            for direction in DIRECTIONS:
+                policy_input = inputs.get(direction)
+                if not isinstance(policy_input, Mapping):
+                    continue
+                recorded = event.get(direction)
+                if not isinstance(recorded, Mapping) or not isinstance(recorded.get("allow"), bool):
+                    report.skipped["policy input without a recorded decision"] += 1
+                    continue
+                if recorded.get("rule") in _NOT_POLICY_DECISIONS:
+                    report.skipped["recorded decision was an engine failure, not the policy's"] += 1
+                    continue
+                if as_of is not None:
+                    policy_input = {**policy_input, "today": as_of}
+                decision = await engine.decide(direction, policy_input)
+                report.decisions += 1
+                kind = _change(recorded, decision)
+                if kind is None:
+                    report.unchanged += 1
+                    continue
+                agreement = str(policy_input.get("agreement_id") or recorded.get("agreement_id"))
+                key = (kind, direction, agreement, str(recorded.get("rule")), decision.rule)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ChangeGroup(*key)
+                group.count += 1
+                if len(group.examples) < _EXAMPLES:
+                    group.examples.append(str(event.get("exchange_id", f"seq {item.seq}")))
+    finally:
+        await engine.close()
+    order = {kind: index for index, kind in enumerate(CHANGE_KINDS)}
+    report.changes = sorted(
+        groups.values(),
+        key=lambda g: (order[g.kind], -g.count, g.direction, g.agreement_id, g.rule),
+    )
+    return report
+
+
+def _change(recorded: Mapping[str, Any], decision: Decision) -> str | None:
+    if recorded["allow"] and not decision.allow:
+        return ALLOWED_TO_DENIED
+    if not recorded["allow"] and decision.allow:
+        return DENIED_TO_ALLOWED
+    if recorded.get("rule") != decision.rule:
+        return RULE_CHANGED
+    return None
+
+
+# --- build --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    path: Path
+    revision: str
+    roots: tuple[str, ...]
+    files: tuple[str, ...]
+
+
+def opa_manifest(bundle: PolicyBundle, directories: Sequence[Path]) -> dict[str, Any]:
+    """The merged `.manifest`: the union of the folders' roots and the bundle's revision.
+
+    The revision is the one a node records as `policy_revision` for these folders, so an
+    OPA decision log and a node's audit log name the same bundle alike.
+    """
+    manifest: dict[str, Any] = {"revision": bundle.revision}
+    if bundle.roots:
+        manifest["roots"] = sorted(bundle.roots)
+    manifest["rego_version"] = 1
+    manifest["metadata"] = {
+        "built_by": "concordat policy build",
+        "directories": [directory.name for directory in directories],
+    }
+    return manifest
+
+
+def build_opa_bundle(
+    directories: Sequence[Path], out: Path, *, include_tests: bool = False
+) -> BuiltBundle:
+    """Write the bundle as an OPA bundle tarball (`opa run --server --bundle OUT`).
+
+    Inside: `/.manifest`, one `/data.json` holding the merged data document (each folder's
+    data.json already sits at its path in it) and the modules under their folder's name
+    (`common/request.rego`, ...). The bundle must compile first. The tarball is the same
+    bytes for the same files.
+    """
+    bundle = load_bundle(directories)
+    EmbeddedEngine.compile(bundle)
+    files: dict[str, bytes] = {
+        ".manifest": _json_bytes(opa_manifest(bundle, directories)),
+        "data.json": _json_bytes(dict(bundle.data)),
+    }
+    sources = {**bundle.modules, **(bundle.tests if include_tests else {})}
+    for name, source in sorted(sources.items()):
+        files[name] = source.encode("utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(_tarball(files))
+    return BuiltBundle(path=out, revision=bundle.revision, roots=bundle.roots, files=tuple(files))
+
+
+def _json_bytes(document: Any) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _tarball(files: Mapping[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(f"/{name}")
+            info.size = len(content)
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(content))
+    compressed = io.BytesIO()
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as archive:
+        archive.write(raw.getvalue())
+    return compressed.getvalue()
