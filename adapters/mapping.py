@@ -75,7 +75,7 @@ Converter = Callable[[Any], Any]
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
 # Text this short cannot exceed the byte limit however it encodes, so needs no encoding.
-_SURELY_SMALL_TEXT = MAX_TEXT_BYTES // 4
+SHORT_TEXT_CHARS = MAX_TEXT_BYTES // 4
 
 
 def value_converter(
@@ -90,8 +90,10 @@ def value_converter(
     if kind == "string":
 
         def text(value: Any) -> Any:
-            if value is None or (type(value) is str and len(value) <= _SURELY_SMALL_TEXT):
+            if value is None or (type(value) is str and len(value) <= SHORT_TEXT_CHARS):
                 return value
+            if type(value) is date:
+                return value.isoformat()
             return _as_text(record_type, field, value)
 
         return text
@@ -127,7 +129,7 @@ def _as_text(record_type: str, field: str, value: Any) -> str:
         text = str(value)
     else:
         raise _invalid(record_type, field, "holds a value that is not text")
-    if len(text) > _SURELY_SMALL_TEXT and len(text.encode()) > MAX_TEXT_BYTES:
+    if len(text) > SHORT_TEXT_CHARS and len(text.encode()) > MAX_TEXT_BYTES:
         raise _invalid(record_type, field, f"holds text over {MAX_TEXT_BYTES // 1024} KiB")
     return text
 

@@ -34,12 +34,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, RowMapping, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.sql import FromClause
 
 from adapters.base import AdapterError, Batch, Row, SourceUnavailable
 from adapters.mapping import (
     RECORD_FIELDS,
+    SHORT_TEXT_CHARS,
     Converter,
     MappingMismatch,
     SourceMisconfigured,
@@ -64,6 +65,8 @@ class _FieldPlan:
     join: str | None
     many: str | None
     convert: Converter
+    # A text field, whose short text values need no conversion.
+    text: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +139,23 @@ class SqlSource:
         position = None if after is None else _as_column_value(plan.key, after)
         if after is not None and position is None:
             raise AdapterError(f"cursor for {record_type} was not issued by this source")
-        while True:
-            rows, last_key = await self._run(self._read_batch, plan, wanted, position, batch_size)
-            if not rows:
-                return
-            yield Batch(rows=rows, cursor=str(last_key))
-            if len(rows) < batch_size:
-                return
-            position = last_key
+        # One batch is read ahead while the caller handles the last, so the database's work
+        # overlaps the node's; at most two batches are held at once, however long the extract.
+        loop = asyncio.get_running_loop()
+        read = partial(self._read_batch, plan, wanted, batch_size=batch_size)
+        ahead: asyncio.Future[tuple[list[Row], Any]] | None = loop.run_in_executor(
+            self._executor, read, position
+        )
+        try:
+            while ahead is not None:
+                rows, last_key = await ahead
+                full = len(rows) == batch_size
+                ahead = loop.run_in_executor(self._executor, read, last_key) if full else None
+                if rows:
+                    yield Batch(rows=rows, cursor=str(last_key))
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
     async def close(self) -> None:
         await asyncio.to_thread(self._shut_down)
@@ -176,12 +188,14 @@ class SqlSource:
             .order_by(plan.key)
         )
         with _database_errors("could not be read"), self._engine.connect() as connection:
-            rows = connection.execute(statement).mappings().all()
-            many = _read_many(connection, plan, wanted, rows)
-        return [_record(wanted, row, many) for row in rows]
+            result = connection.execute(statement)
+            positions = {name: index for index, name in enumerate(result.keys())}
+            rows = result.all()
+            many = _read_many(connection, plan, wanted, rows, positions)
+        return _records(wanted, rows, positions, many)
 
     def _read_batch(
-        self, plan: _RecordPlan, wanted: Mapping[str, _FieldPlan], after: Any, batch_size: int
+        self, plan: _RecordPlan, wanted: Mapping[str, _FieldPlan], after: Any, *, batch_size: int
     ) -> tuple[list[Row], Any]:
         statement = (
             _select_fields(plan, wanted, extra_joins=set(), key=True)
@@ -191,10 +205,12 @@ class SqlSource:
         if after is not None:
             statement = statement.where(plan.key > bindparam("after", after, type_=plan.key.type))
         with _database_errors("could not be read"), self._engine.connect() as connection:
-            rows = connection.execute(statement).mappings().all()
-            many = _read_many(connection, plan, wanted, rows)
-        last_key = rows[-1][_CURSOR_KEY] if rows else after
-        return [_record(wanted, row, many) for row in rows], last_key
+            result = connection.execute(statement)
+            positions = {name: index for index, name in enumerate(result.keys())}
+            rows = result.all()
+            many = _read_many(connection, plan, wanted, rows, positions)
+        last_key = rows[-1][positions[_CURSOR_KEY]] if rows else after
+        return _records(wanted, rows, positions, many), last_key
 
 
 def _create_engine(config: SqlSourceConfig) -> Engine:
@@ -352,6 +368,7 @@ def _reflect_plan(schema: _Schema, record_type: str, mapping: SqlRecordMapping) 
             join=None if many else prefix,
             many=prefix if many else None,
             convert=value_converter(record_type, field, list_separator=source.list_separator),
+            text=RECORD_FIELDS[record_type][field] == "string",
         )
     return _RecordPlan(record_type, main, key, subjects, fields, joins)
 
@@ -395,7 +412,8 @@ def _read_many(
     connection: Connection,
     plan: _RecordPlan,
     wanted: Mapping[str, _FieldPlan],
-    rows: Sequence[RowMapping],
+    rows: Sequence[Sequence[Any]],
+    positions: Mapping[str, int],
 ) -> dict[str, dict[Any, dict[str, list[Any]]]]:
     """Values of one-to-many fields per join, per parent link value, in child key order."""
     found: dict[str, dict[Any, dict[str, list[Any]]]] = {}
@@ -403,7 +421,8 @@ def _read_many(
         join = plan.joins[name]
         child_link = join.on[0][1]
         here = {field: f.column for field, f in wanted.items() if f.many == name}
-        links = (row[_link_label(name)] for row in rows)
+        link_at = positions[_link_label(name)]
+        links = (row[link_at] for row in rows)
         parents = list(dict.fromkeys(link for link in links if link is not None))
         grouped: dict[Any, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for start in range(0, len(parents), _LINKS_PER_QUERY):
@@ -420,22 +439,43 @@ def _read_many(
     return found
 
 
-def _record(
+def _records(
     wanted: Mapping[str, _FieldPlan],
-    row: RowMapping,
+    rows: Sequence[Sequence[Any]],
+    positions: Mapping[str, int],
     many: Mapping[str, Mapping[Any, Mapping[str, list[Any]]]],
-) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    for field, source in wanted.items():
-        if source.many is None:
-            raw = row[field]
-        else:
-            children = many[source.many].get(row[_link_label(source.many)], {})
-            raw = children.get(field)
-        value = source.convert(raw)
-        if value is not None:
-            record[field] = value
-    return record
+) -> list[Row]:
+    """Each row as a record: its wanted fields converted, NULLs left out.
+
+    Bulk extracts pass every value through here, so the loop is kept plain: fields read from
+    the row by position, one-to-many fields by their parent's link value.
+    """
+    plain = [
+        (field, positions[field], f.convert, f.text)
+        for field, f in wanted.items()
+        if f.many is None
+    ]
+    children = [
+        (field, positions[_link_label(f.many)], many[f.many], f.convert)
+        for field, f in wanted.items()
+        if f.many is not None
+    ]
+    records: list[Row] = []
+    for row in rows:
+        record: dict[str, Any] = {}
+        for field, position, convert, text in plain:
+            value = row[position]
+            # Short text for a text field is already its record value; the rest is converted.
+            if not (text and type(value) is str and len(value) <= SHORT_TEXT_CHARS):
+                value = convert(value)
+            if value is not None:
+                record[field] = value
+        for field, link, found, convert in children:
+            value = convert(found.get(row[link], {}).get(field))
+            if value is not None:
+                record[field] = value
+        records.append(record)
+    return records
 
 
 def _require_lookup_type(column: Column[Any], table_name: str, record_type: str, use: str) -> None:

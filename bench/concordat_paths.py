@@ -18,6 +18,7 @@ import re
 import socket
 import time
 import tomllib
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+POSTGRES_SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
 
 
 @dataclass(frozen=True)
@@ -73,15 +75,30 @@ CROSS_NODE_ASK = Ask(
     purpose="CIVIL_REGISTRATION",
     agreement_id="cr-dwp-nrs-births-2026",
 )
-# BENEFIT_AWARD because that is what gateway.demo.seed_bulk can seed in bulk.
+# Bulk extracts need an agreement registered with `bulk: true`, and BENEFIT_AWARD is what
+# gateway.demo.seed_bulk can seed in bulk. Across two nodes: DWP (whitehall) matches the
+# Department for Communities' (stormont) benefit awards against fraud.
 BULK_ASK = Ask(
     node="whitehall",
-    provider="holyrood",
-    organisation="ons",
-    system="benefit-statistics",
+    provider="stormont",
+    organisation="dwp",
+    system="fraud-data-matching",
     record_type="BENEFIT_AWARD",
-    purpose="STATISTICS",
-    agreement_id="stats-ons-sss-benefits-2026",
+    purpose="FRAUD",
+    agreement_id="fraud-dwp-dfc-benefits-2026",
+)
+# Through one node: the only bulk agreement whose parties share a node. Administrative Data
+# Research Scotland's accredited researchers extract Social Security Scotland's awards; a
+# research release is de-identified, so the nino is withheld.
+LOCAL_BULK_ASK = Ask(
+    node="holyrood",
+    provider="holyrood",
+    organisation="adr-scotland",
+    system="benefit-take-up-study",
+    record_type="BENEFIT_AWARD",
+    purpose="RESEARCH",
+    agreement_id="research-adrs-sss-benefits-2026",
+    accreditations=("accredited-researcher",),
 )
 
 
@@ -135,37 +152,59 @@ def cross_node_exchange(workdir: Path) -> Iterator[ConcordatPath]:
 
 
 @contextmanager
-def bulk_exchange(workdir: Path, *, rows: int) -> Iterator[ConcordatPath]:
-    """A StreamRecords extract of every BENEFIT_AWARD the provider holds, across two nodes."""
-    from gateway.demo import seed_bulk
+def bulk_exchange(
+    workdir: Path, *, rows: int, database_url: str | None = None, ask: Ask = BULK_ASK
+) -> Iterator[ConcordatPath]:
+    """A StreamRecords extract of every BENEFIT_AWARD the provider holds.
+
+    The provider's demo records plus `rows` bulk ones are read from `database_url` (an empty
+    PostgreSQL database, seeded here) or, without one, from its SQLite demo file. Across two
+    nodes for BULK_ASK, through one for LOCAL_BULK_ASK.
+    """
+    from gateway.demo import seed_bulk, seed_demo_database
     from gateway.devstate import prepare_node
 
-    state = prepare_node(_state_dir(workdir), BULK_ASK.provider)
-    seed_bulk(f"sqlite:///{state.demo_db}", BULK_ASK.provider, rows)
-    with running_nodes(workdir, [BULK_ASK.provider, BULK_ASK.node], federated=True) as nodes:
-        yield ConcordatPath(_endpoint(nodes, BULK_ASK, subject=None), nodes)
+    state = prepare_node(_state_dir(workdir), ask.provider)
+    url = database_url or f"sqlite:///{state.demo_db}"
+    if database_url is not None:
+        seed_demo_database(url, ask.provider)
+    seed_bulk(url, ask.provider, rows)
+    names = list(dict.fromkeys([ask.provider, ask.node]))
+    with running_nodes(
+        workdir, names, federated=len(names) > 1, database_urls={ask.provider: url}
+    ) as nodes:
+        yield ConcordatPath(_endpoint(nodes, ask, subject=None), nodes)
 
 
 @contextmanager
 def running_nodes(
-    workdir: Path, names: Sequence[str], *, federated: bool = False
+    workdir: Path,
+    names: Sequence[str],
+    *,
+    federated: bool = False,
+    database_urls: Mapping[str, str] | None = None,
 ) -> Iterator[dict[str, RunningNode]]:
     """Starts the named nodes, in order, each in its own process; stops them on exit.
 
     Federated nodes share a directory of their signed entries, as `concordat up` makes it,
-    listing only these nodes on this run's ports.
+    listing only these nodes on this run's ports. A node named in `database_urls` serves its
+    demo records from that database instead of its SQLite demo file: the same mapping, only
+    the URL differs.
     """
+    from gateway.demo import demo_source_config
     from gateway.devstate import prepare_node
     from gateway.testing import node_config_dict
 
     state_dir = _state_dir(workdir)
     states = {name: prepare_node(state_dir, name) for name in names}
+    urls = database_urls or {}
     configs = {
         name: node_config_dict(
             state,
             state_dir,
             node={"listen": f"127.0.0.1:{_free_port()}"},
             **(_federation_section(state_dir, name, names) if federated else {}),
+            **({"sources": {"demo": demo_source_config(urls[name], name)}} if name in urls else {}),
         )
         for name, state in states.items()
     }
@@ -261,6 +300,8 @@ def _endpoint(
         field_mask=request.field_mask,
         case_reference=request.case_reference,
         batch_size=LimitsConfig().stream_batch_size,
+        # Without a subject every node serving the record type is a candidate: name the one.
+        provider_node=ask.provider if ask.provider != ask.node else "",
     )
     return Endpoint(
         address=entry.address,
@@ -297,6 +338,35 @@ def _demo_subject(nodes: Mapping[str, RunningNode], ask: Ask) -> tuple[str, str 
     if not found:
         raise ValueError(f"{provider.node}'s demo data holds no {ask.record_type}")
     return found[0]
+
+
+@contextmanager
+def postgres_database(label: str) -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL server, dropped on exit; yields its URL.
+
+    Raises PostgresUnavailable when the server cannot be reached.
+    """
+    import psycopg
+    from psycopg import sql as pgsql
+
+    name = f"concordat_bench_{label}_{uuid.uuid4().hex[:8]}"
+    try:
+        server = psycopg.connect(POSTGRES_SERVER, dbname="postgres", autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise PostgresUnavailable(f"PostgreSQL on 127.0.0.1:5432 is unreachable: {exc}") from exc
+    with server:
+        server.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_SERVER, dbname="postgres", autocommit=True) as server:
+            server.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+            )
+
+
+class PostgresUnavailable(Exception):
+    """The local PostgreSQL server (127.0.0.1:5432, trust authentication) cannot be reached."""
 
 
 def _register(node: str) -> dict[str, Any]:

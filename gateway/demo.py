@@ -8,10 +8,13 @@ digit), and UPRNs come from a block starting at 900 000 000 000.
 The tables deliberately differ from the record contracts (`surname` for `family_name`, a
 `patient_conditions` child table, an `addresses` join) so the SQL mapping is exercised.
 
-Seed a database (SQLite or PostgreSQL; seeding again adds nothing)::
+Seed a database (SQLite or PostgreSQL; seeding again adds nothing); `--create-database`
+first creates a PostgreSQL database that does not exist yet::
 
-    python -m gateway.demo --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_demo \
-        --administration whitehall
+    python -m gateway.demo --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_holyrood \
+        --administration holyrood --create-database
+
+`deploy/postgres/holyrood.toml` is holyrood's development config serving that database.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.dml import Insert
 
@@ -585,6 +589,25 @@ def _insert_new(connection: Connection, table: Table) -> Insert:
     raise ValueError("demo data can be seeded into SQLite or PostgreSQL only")
 
 
+def create_database(url: str) -> bool:
+    """Creates the PostgreSQL database `url` names unless it exists; True if it was created.
+
+    Connects to the same server's `postgres` maintenance database as the same user.
+    """
+    target = make_url(url)
+    if target.get_backend_name() != "postgresql" or not target.database:
+        raise ValueError("only a PostgreSQL URL naming a database can be created")
+    server = target.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as db:
+        exists = db.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)
+        ).fetchone()
+        if exists:
+            return False
+        db.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(target.database)))
+    return True
+
+
 def seed_demo_database(url: str, administration: str, *, people: int = 200, seed: int = 7) -> None:
     """Creates the administration's demo tables at `url` and fills them; repeatable."""
     facts = _facts(administration)
@@ -817,12 +840,13 @@ _SCHEMA_HEADER = """\
 --   python -m gateway.demo --postgres-schema > deploy/postgres/schema.sql
 -- (tests/unit/test_demo_data.py fails while the two disagree).
 --
--- Seeding creates any missing tables itself, so applying this file first is optional:
---   createdb -h 127.0.0.1 -U postgres concordat_whitehall
+-- Seeding creates the database (with --create-database) and any missing tables itself, so
+-- applying this file first is optional:
 --   python -m gateway.demo \\
---     --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_whitehall \\
---     --administration whitehall            # holyrood, stormont, cardiff likewise
--- Add --bulk-rows 1000000 for the bulk extract benchmark (BENEFIT_AWARD rows).
+--     --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_holyrood \\
+--     --administration holyrood --create-database   # whitehall, stormont, cardiff likewise
+-- deploy/postgres/holyrood.toml serves that database; docs/adapters.md says how to run it.
+-- Add --bulk-rows 1000000 for a bulk extract (BENEFIT_AWARD rows).
 -- Seeding is repeatable: running it again adds nothing.
 """
 
@@ -850,6 +874,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bulk-rows", type=int, default=0, help="extra BENEFIT_AWARD rows")
     parser.add_argument(
+        "--create-database",
+        action="store_true",
+        help="create the PostgreSQL database first if it does not exist",
+    )
+    parser.add_argument(
         "--postgres-schema", action="store_true", help="print the PostgreSQL DDL and exit"
     )
     args = parser.parse_args(argv)
@@ -858,6 +887,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if not args.url or not args.administration:
         parser.error("--url and --administration are needed to seed")
+    if args.create_database:
+        create_database(args.url)
     seed_demo_database(args.url, args.administration, people=args.people, seed=args.seed)
     if args.bulk_rows:
         seed_bulk(args.url, args.administration, args.bulk_rows, seed=args.seed)

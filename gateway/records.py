@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -29,6 +29,9 @@ _MESSAGE_FOR_TYPE = {
 }
 _MAX_STRING = 64 * 1024
 _MAX_LIST = 1000
+_M = TypeVar("_M")
+_PLAIN_TYPES = frozenset({str, int, type(None)})
+_RECORD_SIZE = records_pb2.Record.ByteSize
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,19 +99,106 @@ def build_record(
     record_type: str, row: Mapping[str, Any], released: Iterable[str], *, pseudonym: str = ""
 ) -> records_pb2.Record:
     """A Record carrying only the released fields of one row; bad values are LocalDataInvalid."""
-    record_shape = shape(record_type)
-    values: dict[str, Any] = {}
-    for name in released:
-        value = row.get(name)
-        if value is None:
-            continue
-        values[name] = _checked(record_type, record_shape.fields[name], value)
-    record = records_pb2.Record(pseudonym=pseudonym)
+    builder = record_builder(record_type, tuple(released))
+    values = builder.values(row)
     try:
-        getattr(record, record_shape.oneof_field).CopyFrom(record_shape.message_class(**values))
+        return records_pb2.Record(pseudonym=pseudonym, **{builder.oneof: values})
     except (TypeError, ValueError) as exc:
-        raise LocalDataInvalid(f"the local system returned an invalid {record_type}") from exc
-    return record
+        raise builder.invalid(row) from exc
+
+
+@lru_cache(maxsize=256)
+def record_builder(record_type: str, released: tuple[str, ...]) -> RecordBuilder:
+    """The builder for one record type and one set of released fields, made once."""
+    return RecordBuilder(record_type, released)
+
+
+class RecordBuilder:
+    """Builds records of one record type from rows, with only the released fields.
+
+    `values` checks a row field by field. `message` builds a whole batch with fewer Python
+    steps per record, for bulk extracts: a plain row (a dict of released scalar fields holding
+    only text, integers and None) goes to the protobuf runtime as it is, which refuses text in
+    an integer field and the reverse and integers out of range; text over the limit is found
+    from the record sizes, which the extract needs anyway, since no record holding such text
+    can be within the limit. Whichever check catches a bad value, the error names the field.
+    """
+
+    def __init__(self, record_type: str, released: tuple[str, ...]) -> None:
+        record_shape = shape(record_type)
+        self.record_type = record_type
+        self.oneof = record_shape.oneof_field
+        self._fields = record_shape.fields
+        self._checks: tuple[tuple[str, type | None], ...] = tuple(
+            (name, _fast_type(record_shape.fields[name])) for name in dict.fromkeys(released)
+        )
+        self._released = frozenset(released)
+        self._scalar = all(fast is not None for _, fast in self._checks)
+
+    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The released fields' values in `row`, checked; None and absent fields left out."""
+        found: dict[str, Any] = {}
+        for name, fast in self._checks:
+            value = row.get(name)
+            if value is None:
+                continue
+            if type(value) is fast and (fast is int or len(value) <= _MAX_STRING):
+                found[name] = value
+            else:
+                found[name] = _checked(self.record_type, self._fields[name], value)
+        return found
+
+    def message(
+        self, message_class: type[_M], rows: Sequence[Mapping[str, Any]], **fields: Any
+    ) -> tuple[_M, int]:
+        """`message_class(records=<a record per row>, **fields)` and the records' total size
+        in bytes; a value no record may hold is LocalDataInvalid."""
+        try:
+            message: Any = message_class(records=[self._entry(row) for row in rows], **fields)
+        except (TypeError, ValueError) as exc:
+            raise self._first_invalid(rows) from exc
+        sizes = list(map(_RECORD_SIZE, message.records))
+        if sizes and max(sizes) > _MAX_STRING:
+            for row, size in zip(rows, sizes, strict=True):
+                if size > _MAX_STRING:
+                    self.values(row)
+        return message, sum(sizes)
+
+    def invalid(self, row: Mapping[str, Any]) -> LocalDataInvalid:
+        """The error for a row whose values the protobuf runtime refused, naming the field."""
+        try:
+            for name, _ in self._checks:
+                value = row.get(name)
+                if value is not None:
+                    _checked(self.record_type, self._fields[name], value)
+        except LocalDataInvalid as exc:
+            return exc
+        return LocalDataInvalid(f"the local system returned an invalid {self.record_type}")
+
+    def _entry(self, row: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        if (
+            type(row) is dict
+            and self._scalar
+            and row.keys() <= self._released
+            and _PLAIN_TYPES.issuperset(map(type, row.values()))
+        ):
+            return {self.oneof: row}
+        return {self.oneof: self.values(row)}
+
+    def _first_invalid(self, rows: Sequence[Mapping[str, Any]]) -> LocalDataInvalid:
+        for row in rows:
+            try:
+                records_pb2.Record(**self._entry(row))
+            except (TypeError, ValueError):
+                return self.invalid(row)
+        return LocalDataInvalid(f"the local system returned an invalid {self.record_type}")
+
+
+def _fast_type(field: FieldDescriptor) -> type | None:
+    """The Python type a field's value usually has, or None when it always needs `_checked`."""
+    if field.is_repeated:
+        return None
+    return str if field.type == FieldDescriptor.TYPE_STRING else int
 
 
 def _checked(record_type: str, field: FieldDescriptor, value: Any) -> Any:
@@ -118,16 +208,28 @@ def _checked(record_type: str, field: FieldDescriptor, value: Any) -> Any:
             raise LocalDataInvalid(f"the local system returned a non-list value for {where}")
         if len(value) > _MAX_LIST or any(len(v) > _MAX_STRING for v in value):
             raise LocalDataInvalid(f"the local system returned an oversized value for {where}")
-        return list(value)
+        return [_unicode(where, v) for v in value]
     if field.type == FieldDescriptor.TYPE_STRING:
         if not isinstance(value, str):
             raise LocalDataInvalid(f"the local system returned a non-text value for {where}")
         if len(value) > _MAX_STRING:
             raise LocalDataInvalid(f"the local system returned an oversized value for {where}")
-        return value
+        return _unicode(where, value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise LocalDataInvalid(f"the local system returned a non-integer value for {where}")
     unsigned = field.type in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_UINT32)
-    if (unsigned and value < 0) or not -(2**63) <= value < 2**64:
+    low, high = (0, 2**64) if unsigned else (-(2**63), 2**63)
+    if not low <= value < high:
         raise LocalDataInvalid(f"the local system returned an out-of-range value for {where}")
     return value
+
+
+def _unicode(where: str, text: str) -> str:
+    # A lone surrogate is a str that no encoding can carry; protobuf would refuse it anyway.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise LocalDataInvalid(
+            f"the local system returned text that is not Unicode for {where}"
+        ) from None
+    return text

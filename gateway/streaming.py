@@ -6,7 +6,9 @@ the node's key, so a token cannot be forged or replayed against a different extr
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,12 +17,15 @@ from typing import Protocol
 
 from adapters.base import Batch, RecordSource
 from concordat.exchange.v1 import exchange_pb2
-from concordat.records.v1 import records_pb2
 from gateway import records
 from gateway.errors import InvalidRequest, RecordNotFound
 from gateway.exchange import Exchange
 from gateway.responses import obligations_to_proto
 from gateway.stages import translate_adapter_errors
+
+# Batches built ahead of the one being sent.
+BATCHES_AHEAD = 1
+_Built = tuple[exchange_pb2.StreamRecordsResponse, int] | Exception | None
 
 
 class StreamBatches(Protocol):
@@ -95,23 +100,72 @@ class LocalBatches:
         fields = list(exchange.released_fields)
         if not fields:
             raise RecordNotFound("the policies released none of the requested fields")
+        # The next batch is built while gRPC sends the last one (the event loop is otherwise idle
+        # while a send waits on flow control); at most BATCHES_AHEAD wait, so memory stays flat.
+        built: asyncio.Queue[_Built] = asyncio.Queue(maxsize=BATCHES_AHEAD)
+        producer = asyncio.create_task(
+            self._build(exchange, source, fields, batch_size, after, extract, built)
+        )
+        try:
+            while (item := await built.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                response, record_bytes = item
+                # Counted as handed to gRPC, so the audit never counts a batch never sent.
+                exchange.record_count += len(response.records)
+                exchange.bytes_released += record_bytes
+                yield response
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+
+    async def _build(
+        self,
+        exchange: Exchange,
+        source: RecordSource,
+        fields: list[str],
+        batch_size: int,
+        after: str | None,
+        extract: str,
+        built: asyncio.Queue[_Built],
+    ) -> None:
+        """Puts each batch's response and size on `built`, then None, or the failure."""
+        builder = records.record_builder(exchange.record_type, tuple(fields))
         first = True
-        if exchange.subjects:
-            batch_iter = self._subject_batches(exchange, source, fields, batch_size, after)
-        else:
-            batch_iter = source.stream(
-                exchange.record_type, fields, batch_size=batch_size, after=after
-            )
-        with translate_adapter_errors(exchange.record_type):
-            async for batch in batch_iter:
-                built = [
-                    records.build_record(exchange.record_type, row, fields) for row in batch.rows
-                ]
-                exchange.record_count += len(built)
-                exchange.bytes_released += sum(r.ByteSize() for r in built)
-                token = self._tokens.issue(extract, batch.cursor)
-                yield self._response(exchange, built, token, first)
-                first = False
+        batches: AsyncIterator[Batch] | None = None
+        try:
+            # Inside the translation: a source may refuse as soon as it is asked (REST sources
+            # offer no bulk extract), and that is the local system's failure like any other.
+            with translate_adapter_errors(exchange.record_type):
+                if exchange.subjects:
+                    batches = self._subject_batches(exchange, source, fields, batch_size, after)
+                else:
+                    batches = source.stream(
+                        exchange.record_type, fields, batch_size=batch_size, after=after
+                    )
+                async for batch in batches:
+                    response, record_bytes = builder.message(
+                        exchange_pb2.StreamRecordsResponse,
+                        batch.rows,
+                        exchange_id=exchange.exchange_id,
+                        resume_token=self._tokens.issue(extract, batch.cursor),
+                        provider_node=exchange.providing_node,
+                    )
+                    if first:
+                        self._describe_release(exchange, response)
+                        first = False
+                    await built.put((response, record_bytes))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            await built.put(exc)
+            return
+        finally:
+            # Stops the source's own read-ahead as soon as the extract stops, however it stops.
+            close = getattr(batches, "aclose", None)
+            if close is not None:
+                await close()
+        await built.put(None)
 
     @staticmethod
     async def _subject_batches(
@@ -132,22 +186,13 @@ class LocalBatches:
                 yield Batch(rows=pending, cursor=str(index + 1))
                 pending = []
 
-    def _response(
-        self, exchange: Exchange, built: list[records_pb2.Record], token: str, first: bool
-    ) -> exchange_pb2.StreamRecordsResponse:
-        response = exchange_pb2.StreamRecordsResponse(
-            exchange_id=exchange.exchange_id,
-            records=built,
-            resume_token=token,
-            provider_node=exchange.providing_node,
-        )
-        if first:
-            # What was released and why travels once, in the first batch.
-            response.released_fields.extend(exchange.released_fields)
-            response.obligations.extend(obligations_to_proto(exchange.obligations))
-            response.egress_decision_id = exchange.egress.decision_id if exchange.egress else ""
-            response.ingress_decision_id = exchange.ingress.decision_id if exchange.ingress else ""
-        return response
+    @staticmethod
+    def _describe_release(exchange: Exchange, response: exchange_pb2.StreamRecordsResponse) -> None:
+        # What was released and why travels once, in the first batch.
+        response.released_fields.extend(exchange.released_fields)
+        response.obligations.extend(obligations_to_proto(exchange.obligations))
+        response.egress_decision_id = exchange.egress.decision_id if exchange.egress else ""
+        response.ingress_decision_id = exchange.ingress.decision_id if exchange.ingress else ""
 
 
 class ChooseBatches:

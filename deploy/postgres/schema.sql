@@ -4,12 +4,13 @@
 --   python -m gateway.demo --postgres-schema > deploy/postgres/schema.sql
 -- (tests/unit/test_demo_data.py fails while the two disagree).
 --
--- Seeding creates any missing tables itself, so applying this file first is optional:
---   createdb -h 127.0.0.1 -U postgres concordat_whitehall
+-- Seeding creates the database (with --create-database) and any missing tables itself, so
+-- applying this file first is optional:
 --   python -m gateway.demo \
---     --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_whitehall \
---     --administration whitehall            # holyrood, stormont, cardiff likewise
--- Add --bulk-rows 1000000 for the bulk extract benchmark (BENEFIT_AWARD rows).
+--     --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_holyrood \
+--     --administration holyrood --create-database   # whitehall, stormont, cardiff likewise
+-- deploy/postgres/holyrood.toml serves that database; docs/adapters.md says how to run it.
+-- Add --bulk-rows 1000000 for a bulk extract (BENEFIT_AWARD rows).
 -- Seeding is repeatable: running it again adds nothing.
 
 CREATE TABLE IF NOT EXISTS addresses (

@@ -1,0 +1,100 @@
+"""Records built from local rows: only released fields, and hostile values refused by name.
+
+Bulk extracts build whole batches through `RecordBuilder.message`, which hands common rows to
+the protobuf runtime as they are; these tests hold it to the same checks as `build_record`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from concordat.exchange.v1 import exchange_pb2
+from gateway.errors import LocalDataInvalid
+from gateway.records import build_record, record_builder
+
+AWARD_FIELDS = ("award_id", "nino", "benefit", "weekly_amount_pence", "start_date", "status")
+
+
+def award(number: int, **overrides: Any) -> dict[str, Any]:
+    return {
+        "award_id": f"DFC-{number:09d}",
+        "nino": "ZX268958C",
+        "benefit": "State Pension",
+        "weekly_amount_pence": 22_000 + number,
+        "start_date": "2020-04-06",
+        "end_date": None,
+        "status": "live",
+        **overrides,
+    }
+
+
+def batch(record_type: str, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> Any:
+    response, record_bytes = record_builder(record_type, fields).message(
+        exchange_pb2.StreamRecordsResponse, rows, exchange_id="e1"
+    )
+    assert record_bytes == sum(record.ByteSize() for record in response.records)
+    return response
+
+
+def test_a_batch_holds_the_same_records_as_building_each_row_alone() -> None:
+    rows = [award(1), award(2, benefit=None), award(3, nino="ZX900043A", status="ended")]
+
+    response = batch("BENEFIT_AWARD", AWARD_FIELDS, rows)
+
+    assert list(response.records) == [build_record("BENEFIT_AWARD", r, AWARD_FIELDS) for r in rows]
+    assert response.records[1].benefit_award.weekly_amount_pence == 22_002
+    assert not response.records[1].benefit_award.benefit
+    assert response.exchange_id == "e1"
+
+
+def test_fields_not_released_stay_out_even_when_the_row_holds_them() -> None:
+    rows = [award(1, end_date="2024-01-01", administration="DfC")]
+
+    response = batch("BENEFIT_AWARD", ("award_id", "status"), rows)
+
+    record = response.records[0].benefit_award
+    assert record.award_id == "DFC-000000001" and record.status == "live"
+    assert not record.nino and not record.end_date and not record.administration
+
+
+def test_repeated_fields_are_built_from_lists() -> None:
+    row = {"hc_number": "3334445556", "conditions": ["asthma", "migraine"]}
+
+    response = batch("HEALTH_SUMMARY", ("hc_number", "conditions"), [row])
+
+    assert list(response.records[0].health_summary.conditions) == ["asthma", "migraine"]
+
+
+@pytest.mark.parametrize(
+    ("record_type", "field", "value", "problem"),
+    [
+        ("BENEFIT_AWARD", "benefit", b"State Pension", "a non-text value"),
+        ("BENEFIT_AWARD", "benefit", 12345, "a non-text value"),
+        ("BENEFIT_AWARD", "benefit", "x" * (64 * 1024 + 1), "an oversized value"),
+        ("BENEFIT_AWARD", "benefit", "\u00e9" * (64 * 1024 + 1), "an oversized value"),
+        ("BENEFIT_AWARD", "benefit", "bad \ud800 text", "text that is not Unicode"),
+        ("BENEFIT_AWARD", "weekly_amount_pence", True, "a non-integer value"),
+        ("BENEFIT_AWARD", "weekly_amount_pence", "about forty pounds", "a non-integer value"),
+        ("BENEFIT_AWARD", "weekly_amount_pence", 2**63, "an out-of-range value"),
+        ("COUNCIL_TAX_ACCOUNT", "uprn", -1, "an out-of-range value"),
+        ("HEALTH_SUMMARY", "conditions", "asthma", "a non-list value"),
+        ("HEALTH_SUMMARY", "conditions", ["ok"] * 1001, "an oversized value"),
+    ],
+)
+def test_a_hostile_value_in_a_batch_is_local_data_invalid_naming_the_field(
+    record_type: str, field: str, value: Any, problem: str
+) -> None:
+    good = {"BENEFIT_AWARD": award(1)}.get(record_type, {})
+    rows = [dict(good), {**good, field: value}]
+    fields = (*good, field) if field not in good else tuple(good)
+
+    with pytest.raises(LocalDataInvalid) as in_batch:
+        batch(record_type, fields, rows)
+    with pytest.raises(LocalDataInvalid) as alone:
+        build_record(record_type, rows[1], fields)
+
+    expected = f"the local system returned {problem} for {record_type}.{field}"
+    assert str(in_batch.value) == expected
+    assert str(alone.value) == expected
