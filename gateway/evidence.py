@@ -62,6 +62,7 @@ class EvidenceRecorder:
         requester = exchange.requester
         subjects = [exchange.subject] if exchange.subject else list(exchange.subjects)
         error = exchange.error
+        streamed = exchange.rpc == "StreamRecords"
         return {
             "exchange_id": exchange.exchange_id,
             "at": datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -100,8 +101,10 @@ class EvidenceRecorder:
             "error_code": error.code if error else "",
             "error_message": error.message if error else "",
             "replay_of": exchange.replay_of,
-            "records": exchange.record_count if error is None else 0,
-            "bytes": exchange.bytes_released if error is None else 0,
+            # A stream that fails part way has still released the batches handed to gRPC
+            # (counted as they went); a unary answer that failed released nothing.
+            "records": exchange.record_count if error is None or streamed else 0,
+            "bytes": exchange.bytes_released if error is None or streamed else 0,
             "duration_ms": round(exchange.elapsed_ms(), 3),
             **exchange.notes.get("evidence", {}),
         }

@@ -317,6 +317,39 @@ async def test_hostile_local_data_is_a_clear_error_recorded_in_the_audit(tmp_pat
         assert node.audit_entries()[-1]["error_code"] == "local-data-invalid"
 
 
+async def test_a_stream_that_fails_part_way_audits_the_records_it_released(
+    tmp_path: Path,
+) -> None:
+    awards: list[dict[str, object]] = [
+        {"award_id": f"AW{i:06d}", "nino": "ZX123456A", "weekly_amount_pence": 10000 + i}
+        for i in range(2500)
+    ]
+    awards[1500]["weekly_amount_pence"] = "not a number"
+    hostile = MemorySource({"BENEFIT_AWARD": awards})
+    async with running_node(
+        tmp_path, sources={"BENEFIT_AWARD": hostile}, policy={"bundle": [str(BUNDLE)]}
+    ) as node:
+        client = node.client(organisation="dwp")
+        request = exchange_pb2.StreamRecordsRequest(
+            record_type=exchange_pb2.RECORD_TYPE_BENEFIT_AWARD,
+            purpose=exchange_pb2.PURPOSE_FRAUD,
+            agreement_id="TEST-FRAUD-1",
+            batch_size=1000,
+        )
+        request.field_mask.paths.extend(["award_id", "weekly_amount_pence"])
+        received = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for batch in client.stream_records(request):
+                received.append(len(batch.records))
+        await client.close()
+    assert received == [1000]
+    assert error_info(caught.value)["reason"] == "local-data-invalid"
+    (entry,) = node.audit_entries()
+    assert entry["outcome"] == "failed"
+    assert entry["records"] == 1000
+    assert entry["bytes"] > 0
+
+
 def _verify(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", "audit", "verify", *args],
