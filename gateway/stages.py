@@ -313,7 +313,7 @@ class Minimise:
         ]
         exchange.rows = []
         exchange.record_count = len(exchange.records)
-        exchange.bytes_released = sum(r.ByteSize() for r in exchange.records)
+        exchange.bytes_released = records.size_of(exchange.records)
 
 
 def pseudonym_for(key: bytes, agreement_id: str, kind: str, value: str) -> str:

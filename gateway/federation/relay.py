@@ -15,7 +15,7 @@ import grpc
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
-from gateway import errors
+from gateway import errors, records
 from gateway.domain import merge_obligations
 from gateway.exchange import Exchange
 from gateway.federation.assertions import AssertionSigner, ReceiptVerifier, request_digest
@@ -99,7 +99,7 @@ class Relay:
             raise errors.PeerRejected(f"{peer.node} released fields this node did not ask for")
         exchange.records = list(response.records)
         exchange.record_count = len(exchange.records)
-        exchange.bytes_released = sum(r.ByteSize() for r in exchange.records)
+        exchange.bytes_released = records.size_of(exchange.records)
         exchange.released_fields = tuple(response.released_fields)
         exchange.obligations = merge_obligations(
             exchange.obligations, obligations_from_proto(response.obligations)
@@ -213,7 +213,7 @@ class RemoteBatches:
                 )
                 receipts += 1
                 exchange.record_count += len(batch.records)
-                exchange.bytes_released += sum(r.ByteSize() for r in batch.records)
+                exchange.bytes_released += records.size_of(batch.records)
                 if batch.released_fields:
                     exchange.released_fields = tuple(batch.released_fields)
                     exchange.notes["ingress_decision_id"] = batch.ingress_decision_id
