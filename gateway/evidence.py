@@ -16,6 +16,8 @@ from gateway.domain import Decision
 from gateway.exchange import Exchange
 from gateway.policy import PolicyEngine
 
+_PEER_ERROR_KEYS = ("peer", "node", "rule", "decision_id", "agreement_id", "reason")
+
 
 def _decision_summary(decision: Decision | None) -> dict[str, Any] | None:
     if decision is None:
@@ -100,6 +102,12 @@ class EvidenceRecorder:
             "outcome": outcome_of(exchange),
             "error_code": error.code if error else "",
             "error_message": error.message if error else "",
+            # A peer's refusal, as data: which node decided, by which rule and decision.
+            "peer_error": (
+                {k: v for k, v in error.metadata.items() if k in _PEER_ERROR_KEYS}
+                if error is not None and "peer" in error.metadata
+                else None
+            ),
             "replay_of": exchange.replay_of,
             # A stream that fails part way has still released the batches handed to gRPC
             # (counted as they went); a unary answer that failed released nothing.

@@ -240,10 +240,15 @@ async def test_ingress_denial_at_the_providing_node_names_its_rule(
     info = error_info(caught.value)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert info["node"] == "holyrood" and info["rule"]
-    both = [
-        e["outcome"]
+    entries = {
+        n: e
         for n in ("whitehall", "holyrood")
         for e in read_audit(federation.audit_path(n))
         if e["exchange_id"] == info["exchange_id"]
-    ]
-    assert both == ["denied", "denied"]
+    }
+    assert [e["outcome"] for e in entries.values()] == ["denied", "denied"]
+    # The requesting node's evidence keeps the peer's refusal as data, not only as text.
+    peer_error = entries["whitehall"]["peer_error"]
+    assert peer_error["peer"] == peer_error["node"] == "holyrood"
+    assert peer_error["rule"] == info["rule"] == entries["holyrood"]["ingress"]["rule"]
+    assert peer_error["decision_id"] == entries["holyrood"]["ingress"]["decision_id"]
