@@ -317,6 +317,17 @@ def _print_response(response: exchange_pb2.GetRecordResponse) -> None:
     )
 
 
+def _audit_log(config: Path | None, db: Path | None) -> Path:
+    """The audit log file named by --config (its node's log) or --db, which must exist."""
+    if (config is None) == (db is None):
+        raise _fail("give exactly one of --config and --db")
+    path = load_config(config).audit.path if config is not None else db
+    assert path is not None  # noqa: S101 - one of the two was given
+    if not path.exists():
+        raise _fail(f"audit log {path} does not exist")
+    return path
+
+
 @audit_app.command("verify")
 def audit_verify(
     config: Annotated[Path | None, typer.Option(help="Verify this node's audit log.")] = None,
@@ -329,17 +340,10 @@ def audit_verify(
     from gateway.audit.verify import verify_log
     from gateway.devpki import load_public_key, load_signing_key
 
-    if (config is None) == (db is None):
-        raise _fail("give exactly one of --config and --db")
     key = load_public_key(public_key) if public_key else None
-    if config is not None:
-        node_config = load_config(config)
-        db = node_config.audit.path
-        if key is None:
-            key = load_signing_key(node_config.keys.signing_key).public_key()
-    assert db is not None  # noqa: S101 - one of the two was given
-    if not db.exists():
-        raise _fail(f"audit log {db} does not exist")
+    if key is None and config is not None:
+        key = load_signing_key(load_config(config).keys.signing_key).public_key()
+    db = _audit_log(config, db)
     report = verify_log(db, key)
     if report.ok:
         console.print(
@@ -367,13 +371,7 @@ def audit_meter(
     """Exchanges, records and bytes per requester and agreement, for cost recovery."""
     from gateway.audit.meter import read_meter
 
-    if (config is None) == (db is None):
-        raise _fail("give exactly one of --config and --db")
-    if config is not None:
-        db = load_config(config).audit.path
-    assert db is not None  # noqa: S101 - one of the two was given
-    if not db.exists():
-        raise _fail(f"audit log {db} does not exist")
+    db = _audit_log(config, db)
     rows = read_meter(db, since=since, until=until, agreement_id=agreement, requester=requester)
     if as_json:
         for row in rows:

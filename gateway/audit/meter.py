@@ -88,14 +88,18 @@ def counts_of(event: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
     )
 
 
+def count(totals: dict[MeterKey, list[int]], event: Mapping[str, Any], recorded_at: str) -> None:
+    """Adds one entry to running totals, as the meter table counts it."""
+    row = totals.setdefault(key_of(event, recorded_at), [0, 0, 0, 0, 0])
+    for index, value in enumerate(counts_of(event)):
+        row[index] += value
+
+
 def tally(events: Iterable[tuple[Mapping[str, Any], str]]) -> dict[MeterKey, list[int]]:
     """Sums (event, recorded_at) pairs into meter rows."""
     totals: dict[MeterKey, list[int]] = {}
     for event, recorded_at in events:
-        counts = counts_of(event)
-        row = totals.setdefault(key_of(event, recorded_at), [0, 0, 0, 0, 0])
-        for index, value in enumerate(counts):
-            row[index] += value
+        count(totals, event, recorded_at)
     return totals
 
 

@@ -102,7 +102,7 @@ class _Verification:
             if isinstance(event_json, str):
                 event = self._check_index_columns(seq, exchange_id, subject, event_json)
                 if event is not None and isinstance(recorded_at, str):
-                    self._count(event, recorded_at)
+                    meter.count(self._metered, event, recorded_at)
             while next_seal is not None and next_seal.upto_seq <= seq:
                 if next_seal.upto_seq < seq:
                     self._report(next_seal.upto_seq, "seal names an entry that is missing")
@@ -158,11 +158,6 @@ class _Verification:
         if (exchange_id, subject) != index_columns(event):
             self._report(seq, "exchange_id or subject_hash column does not match the event")
         return event
-
-    def _count(self, event: dict, recorded_at: str) -> None:  # type: ignore[type-arg]
-        row = self._metered.setdefault(meter.key_of(event, recorded_at), [0, 0, 0, 0, 0])
-        for index, value in enumerate(meter.counts_of(event)):
-            row[index] += value
 
     def _check_meter(self) -> None:
         """The meter bills requesters, so it must add up to exactly what the entries say."""
