@@ -247,9 +247,22 @@ class SqlRecordMapping(BaseModel):
     subjects: dict[SubjectKind, ColumnRef] = Field(default_factory=dict)
     fields: dict[str, Annotated[FieldSource, BeforeValidator(_field_source_shorthand)]]
     joins: tuple[Join, ...] = ()
+    # The subject a research extract's pseudonyms are keyed on; one of `subjects`. Unset: the
+    # first subject listed. GetRecord keys on the identifier asked for, so a researcher who
+    # asks by this kind gets the same pseudonym in both.
+    pseudonym_subject: SubjectKind | None = None
+
+    @property
+    def pseudonym_kind(self) -> str | None:
+        """The subject kind pseudonyms are keyed on, or None when no subject is mapped."""
+        return self.pseudonym_subject or next(iter(self.subjects), None)
 
     @model_validator(mode="after")
     def _refs_name_declared_joins(self) -> SqlRecordMapping:
+        if self.pseudonym_subject is not None and self.pseudonym_subject not in self.subjects:
+            raise ValueError(
+                f"pseudonym_subject {self.pseudonym_subject!r} is not one of the mapped subjects"
+            )
         names = [join.name for join in self.joins]
         if len(set(names)) != len(names) or self.table in names:
             raise ValueError("joins need distinct aliases, none equal to the main table")

@@ -105,7 +105,13 @@ class RestSource:
         return [_record(item, wanted) for item in _items(record_type, body, mapping)]
 
     def stream(
-        self, record_type: str, fields: Sequence[str], *, batch_size: int, after: str | None
+        self,
+        record_type: str,
+        fields: Sequence[str],
+        *,
+        batch_size: int,
+        after: str | None,
+        with_subjects: bool = False,
     ) -> AsyncIterator[Batch]:
         """Always refuses: see the module docstring."""
         raise AdapterError("bulk extract is not supported by the rest adapter")

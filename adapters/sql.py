@@ -37,7 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.sql import FromClause
 
-from adapters.base import AdapterError, Batch, Row, SourceUnavailable
+from adapters.base import AdapterError, Batch, Row, SourceUnavailable, SubjectKey
 from adapters.mapping import (
     RECORD_FIELDS,
     SHORT_TEXT_CHARS,
@@ -52,6 +52,7 @@ from adapters.mapping import (
 
 _T = TypeVar("_T")
 _CURSOR_KEY = "_cursor_key"
+_SUBJECT_KEY = "_pseudonym_subject"
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _INT64 = range(-(2**63), 2**63)
 # Rows of a one-to-many join are read for at most this many parents per statement, which
@@ -85,6 +86,8 @@ class _RecordPlan:
     subjects: Mapping[str, tuple[Column[Any], str | None]]
     fields: Mapping[str, _FieldPlan]
     joins: Mapping[str, _JoinPlan]
+    # The subject kind research pseudonyms are keyed on (None: no subject mapped).
+    pseudonym_kind: str | None
 
 
 class SqlSource:
@@ -130,29 +133,39 @@ class SqlSource:
         return await self._run(self._read_subject, plan, wanted, column, join, value)
 
     async def stream(
-        self, record_type: str, fields: Sequence[str], *, batch_size: int, after: str | None
+        self,
+        record_type: str,
+        fields: Sequence[str],
+        *,
+        batch_size: int,
+        after: str | None,
+        with_subjects: bool = False,
     ) -> AsyncIterator[Batch]:
         plan = self._plan(record_type)
         wanted = _wanted_fields(plan, fields)
         if batch_size < 1:
             raise AdapterError("batch_size must be at least 1")
+        if with_subjects and plan.pseudonym_kind is None:
+            raise AdapterError(f"{record_type} maps no subject to key pseudonyms on")
         position = None if after is None else _as_column_value(plan.key, after)
         if after is not None and position is None:
             raise AdapterError(f"cursor for {record_type} was not issued by this source")
         # One batch is read ahead while the caller handles the last, so the database's work
         # overlaps the node's; at most two batches are held at once, however long the extract.
         loop = asyncio.get_running_loop()
-        read = partial(self._read_batch, plan, wanted, batch_size=batch_size)
-        ahead: asyncio.Future[tuple[list[Row], Any]] | None = loop.run_in_executor(
-            self._executor, read, position
+        read = partial(
+            self._read_batch, plan, wanted, batch_size=batch_size, with_subjects=with_subjects
+        )
+        ahead: asyncio.Future[tuple[list[Row], list[SubjectKey | None], Any]] | None = (
+            loop.run_in_executor(self._executor, read, position)
         )
         try:
             while ahead is not None:
-                rows, last_key = await ahead
+                rows, subjects, last_key = await ahead
                 full = len(rows) == batch_size
                 ahead = loop.run_in_executor(self._executor, read, last_key) if full else None
                 if rows:
-                    yield Batch(rows=rows, cursor=str(last_key))
+                    yield Batch(rows=rows, cursor=str(last_key), subjects=subjects)
         finally:
             if ahead is not None:
                 ahead.cancel()
@@ -195,10 +208,25 @@ class SqlSource:
         return _records(wanted, rows, positions, many)
 
     def _read_batch(
-        self, plan: _RecordPlan, wanted: Mapping[str, _FieldPlan], after: Any, *, batch_size: int
-    ) -> tuple[list[Row], Any]:
+        self,
+        plan: _RecordPlan,
+        wanted: Mapping[str, _FieldPlan],
+        after: Any,
+        *,
+        batch_size: int,
+        with_subjects: bool,
+    ) -> tuple[list[Row], list[SubjectKey | None], Any]:
+        subject = (
+            plan.subjects[plan.pseudonym_kind] if with_subjects and plan.pseudonym_kind else None
+        )
         statement = (
-            _select_fields(plan, wanted, extra_joins=set(), key=True)
+            _select_fields(
+                plan,
+                wanted,
+                extra_joins=set() if subject is None else {subject[1]} - {None},
+                key=True,
+                subject=None if subject is None else subject[0],
+            )
             .order_by(plan.key)
             .limit(batch_size)
         )
@@ -210,7 +238,11 @@ class SqlSource:
             rows = result.all()
             many = _read_many(connection, plan, wanted, rows, positions)
         last_key = rows[-1][positions[_CURSOR_KEY]] if rows else after
-        return _records(wanted, rows, positions, many), last_key
+        subjects: list[SubjectKey | None] = []
+        if subject is not None and plan.pseudonym_kind is not None:
+            kind, at = plan.pseudonym_kind, positions[_SUBJECT_KEY]
+            subjects = [None if row[at] is None else (kind, str(row[at])) for row in rows]
+        return _records(wanted, rows, positions, many), subjects, last_key
 
 
 def _create_engine(config: SqlSourceConfig) -> Engine:
@@ -370,7 +402,7 @@ def _reflect_plan(schema: _Schema, record_type: str, mapping: SqlRecordMapping) 
             convert=value_converter(record_type, field, list_separator=source.list_separator),
             text=RECORD_FIELDS[record_type][field] == "string",
         )
-    return _RecordPlan(record_type, main, key, subjects, fields, joins)
+    return _RecordPlan(record_type, main, key, subjects, fields, joins, mapping.pseudonym_kind)
 
 
 def _wanted_fields(plan: _RecordPlan, fields: Sequence[str]) -> dict[str, _FieldPlan]:
@@ -392,8 +424,12 @@ def _select_fields(
     *,
     extra_joins: set[str | None],
     key: bool = False,
+    subject: Column[Any] | None = None,
 ) -> Select[Any]:
     columns: list[Any] = [plan.key.label(_CURSOR_KEY)] if key else []
+    if subject is not None:
+        # Read to key pseudonyms on, never released: `_records` builds rows from `wanted` only.
+        columns.append(subject.label(_SUBJECT_KEY))
     columns += [f.column.label(name) for name, f in wanted.items() if f.many is None]
     many = dict.fromkeys(f.many for f in wanted.values() if f.many is not None)
     columns += [plan.joins[name].on[0][0].label(_link_label(name)) for name in many]

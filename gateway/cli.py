@@ -21,6 +21,7 @@ from rich.table import Table
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.cli_policy import policy_app
+from gateway.clock import Clock, SystemClock
 from gateway.config import ADMINISTRATIONS, ConfigError, load_config
 from gateway.devstate import (
     DEFAULT_STATE_DIR,
@@ -53,6 +54,14 @@ def node(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run one node, as an administration runs it in production."""
+    run_node(config, log_level=log_level, clock=SystemClock())
+
+
+def run_node(config: Path, *, log_level: str, clock: Clock) -> None:
+    """Runs the node configured in `config` until SIGINT or SIGTERM, deciding by `clock`.
+
+    `concordat node` passes the system clock; only test launchers pass another, no setting can.
+    """
     from gateway.logs import configure_logging
     from gateway.node import serve
 
@@ -68,7 +77,7 @@ def node(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, task.cancel)  # type: ignore[union-attr]
         with contextlib.suppress(asyncio.CancelledError):
-            await serve(node_config)
+            await serve(node_config, clock=clock)
 
     from adapters.base import AdapterError
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ADMINISTRATIONS = ("whitehall", "holyrood", "stormont", "cardiff")
+# Keys for HMAC-SHA-256: fewer random bytes would make the key weaker than the hash it keys.
+SECRET_KEY_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -51,6 +53,15 @@ class KeysConfig(_Frozen):
     signing_key: Path
     # 32 random bytes: keys the hashes that stand for subject identifiers in the audit log.
     subject_hash_key: Path
+    # 32 random bytes: keys research pseudonyms. A key of its own, so that whoever holds the
+    # subject hash key to search the audit log cannot re-identify research releases with it.
+    pseudonym_key: Path
+
+    @model_validator(mode="after")
+    def _separate_hash_keys(self) -> KeysConfig:
+        if self.pseudonym_key == self.subject_hash_key:
+            raise ValueError("keys.pseudonym_key must be its own file, not keys.subject_hash_key")
+        return self
 
 
 class PolicyConfig(_Frozen):
@@ -144,7 +155,7 @@ class NodeConfig(_Frozen):
 _PATH_KEYS = {
     "tls": ("ca_cert", "cert", "key"),
     "auth": ("jwks_file",),
-    "keys": ("signing_key", "subject_hash_key"),
+    "keys": ("signing_key", "subject_hash_key", "pseudonym_key"),
     "audit": ("path",),
 }
 
@@ -207,3 +218,17 @@ def load_config(path: Path) -> NodeConfig:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be parsed: {exc}") from exc
     return parse_config(raw, base=path.resolve().parent)
+
+
+def read_secret_key(path: Path, setting: str) -> bytes:
+    """The bytes of a secret key file; ConfigError if it is unreadable or shorter than 32 bytes."""
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: {path} cannot be read ({exc.strerror or exc})") from exc
+    if len(key) < SECRET_KEY_BYTES:
+        raise ConfigError(
+            f"{setting}: {path} holds {len(key)} bytes; it needs at least {SECRET_KEY_BYTES} "
+            "random bytes"
+        )
+    return key

@@ -46,6 +46,7 @@ class NodeMaterial:
     signing_key: Path
     signing_public: Path
     subject_hash_key: Path
+    pseudonym_key: Path
     issuer_dir: Path
 
 
@@ -65,6 +66,7 @@ def ensure_node_material(state_dir: Path, node: str) -> NodeMaterial:
         signing_key=node_dir / "signing_key.pem",
         signing_public=node_dir / "signing_public.pem",
         subject_hash_key=node_dir / "subject_hash.key",
+        pseudonym_key=node_dir / "pseudonym.key",
         issuer_dir=node_dir / "issuer",
     )
     material.issuer_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -82,8 +84,10 @@ def ensure_node_material(state_dir: Path, node: str) -> NodeMaterial:
                 _PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-    if not material.subject_hash_key.exists():
-        _write_private(material.subject_hash_key, secrets.token_bytes(32))
+    # Two independent keys: audit subject hashes and research pseudonyms never share one.
+    for secret in (material.subject_hash_key, material.pseudonym_key):
+        if not secret.exists():
+            _write_private(secret, secrets.token_bytes(32))
     return material
 
 

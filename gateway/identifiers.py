@@ -121,6 +121,19 @@ def validate_subject(kind: str, raw: str | int) -> Subject:
     return Subject(kind=_kind(kind), value=validator(raw))  # type: ignore[arg-type]
 
 
+def normalise_held(kind: str, value: str) -> str:
+    """A subject identifier read from a local system, in the form `validate_subject` gives.
+
+    Not a check: a local system's value is what it holds. Only the spelling is made the same
+    as a caller's, so a research pseudonym is the same whichever way the subject reached us.
+    """
+    if kind == "nino":
+        return value.replace(" ", "").upper()
+    if kind in ("nhs_number", "chi_number", "hc_number"):
+        return _strip(value)
+    return value.strip().upper()
+
+
 def _kind(kind: str) -> SubjectKind:
     return kind  # type: ignore[return-value]
 

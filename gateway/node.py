@@ -6,6 +6,7 @@ Nothing else in the gateway imports a concrete engine, adapter or audit store.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,7 +17,8 @@ from grpc_health.v1 import health, health_pb2
 from adapters.base import RecordSource
 from adapters.registry import open_source
 from gateway.audit.sqlite_log import SqliteAuditLog
-from gateway.config import ConfigError, FederationConfig, NodeConfig
+from gateway.clock import Clock, SystemClock
+from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
 from gateway.devpki import load_public_key, load_signing_key
 from gateway.evidence import EvidenceRecorder
 from gateway.federation.assertions import (
@@ -159,17 +161,21 @@ async def _open_sources(config: NodeConfig) -> tuple[list[RecordSource], dict[st
 
 
 async def build_node(
-    config: NodeConfig, *, sources: Mapping[str, RecordSource] | None = None
+    config: NodeConfig,
+    *,
+    sources: Mapping[str, RecordSource] | None = None,
+    clock: Clock | None = None,
 ) -> Node:
     """Assembles a node from its configuration; refuses to build on any inconsistency.
 
-    `sources` (record type -> source) replaces the configured adapters, for tests.
+    `sources` (record type -> source) replaces the configured adapters, and `clock` the
+    system clock policies decide by, for tests.
     """
     name = config.node.name
+    subject_key, pseudonym_key = _read_hash_keys(config.keys)
     federation = _load_federation(config)
     verifier = _build_verifier(config)
     engine = _build_engine(config)
-    subject_key = config.keys.subject_hash_key.read_bytes()
     signing_key = load_signing_key(config.keys.signing_key)
     kid = public_key_kid(name, signing_key.public_key())
     if sources is None:
@@ -188,6 +194,7 @@ async def build_node(
         sources=sources,
         tokens=ResumeTokens(subject_key),
         default_batch_size=limits.stream_batch_size,
+        pseudonym_key=pseudonym_key,
     )
     peers: PeerClients | None = None
     relay = remote_batches = authenticate_peer = sign_receipt = None
@@ -225,8 +232,9 @@ async def build_node(
         engine=engine,
         sources=sources,
         idempotency=idempotency,
-        pseudonym_key=subject_key,
+        pseudonym_key=pseudonym_key,
         limits=limits,
+        clock=clock or SystemClock(),
         directory=federation[0] if federation else None,
         relay=relay,
         authenticate_peer=authenticate_peer,
@@ -277,6 +285,17 @@ async def build_node(
     )
 
 
+def _read_hash_keys(keys: KeysConfig) -> tuple[bytes, bytes]:
+    """The subject hash key and the pseudonym key; refuses keys that are short or the same."""
+    subject_key = read_secret_key(keys.subject_hash_key, "keys.subject_hash_key")
+    pseudonym_key = read_secret_key(keys.pseudonym_key, "keys.pseudonym_key")
+    if hmac.compare_digest(subject_key, pseudonym_key):
+        raise ConfigError(
+            "keys.pseudonym_key: holds the same key as keys.subject_hash_key; each needs its own"
+        )
+    return subject_key, pseudonym_key
+
+
 def _load_federation(config: NodeConfig) -> tuple[LiveDirectory, FederationConfig] | None:
     fed = config.federation
     if fed is None:
@@ -291,9 +310,11 @@ def _load_federation(config: NodeConfig) -> tuple[LiveDirectory, FederationConfi
     return directory, fed
 
 
-async def serve(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    config: NodeConfig, *, ready: asyncio.Event | None = None, clock: Clock | None = None
+) -> None:
     """Runs a node until cancelled (Ctrl-C), then stops it gracefully."""
-    node = await build_node(config)
+    node = await build_node(config, clock=clock)
     await node.start()
     if ready is not None:
         ready.set()

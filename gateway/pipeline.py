@@ -25,7 +25,9 @@ import structlog
 
 from adapters.base import RecordSource
 from gateway import stages
+from gateway.clock import Clock
 from gateway.config import LimitsConfig
+from gateway.domain import Direction
 from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unavailable
 from gateway.evidence import EvidenceRecorder
 from gateway.exchange import Exchange
@@ -158,6 +160,8 @@ class NodeParts:
     idempotency: IdempotencyCache
     pseudonym_key: bytes
     limits: LimitsConfig
+    # The day policies decide on: the system clock in production, a fixed day in tests.
+    clock: Clock
     directory: Directory | None = None
     relay: Stage | None = None
     authenticate_peer: Stage | None = None
@@ -169,6 +173,10 @@ def _validate(parts: NodeParts) -> Stage:
         min_deadline_seconds=parts.limits.min_deadline_seconds,
         max_batch_size=parts.limits.max_stream_batch_size,
     )
+
+
+def _decide(direction: Direction, parts: NodeParts) -> Stage:
+    return stages.Decide(direction, parts.node, parts.engine, parts.clock)
 
 
 def _route(parts: NodeParts) -> Stage:
@@ -186,11 +194,11 @@ def caller_get_stages(parts: NodeParts) -> list[Stage]:
         _validate(parts),
         stages.Deduplicate(parts.idempotency),
         _route(parts),
-        stages.Decide("egress", parts.node, parts.engine),
+        _decide("egress", parts),
         stages.Branch(
             parts.node,
             local=[
-                stages.Decide("ingress", parts.node, parts.engine),
+                _decide("ingress", parts),
                 stages.Fetch(parts.sources),
                 stages.Minimise(parts.pseudonym_key),
             ],
@@ -206,10 +214,8 @@ def caller_stream_stages(parts: NodeParts) -> list[Stage]:
         stages.Authenticate(parts.verifier),
         _validate(parts),
         _route(parts),
-        stages.Decide("egress", parts.node, parts.engine),
-        stages.Branch(
-            parts.node, local=[stages.Decide("ingress", parts.node, parts.engine)], remote=[]
-        ),
+        _decide("egress", parts),
+        stages.Branch(parts.node, local=[_decide("ingress", parts)], remote=[]),
     ]
 
 
@@ -220,7 +226,7 @@ def provider_get_stages(parts: NodeParts) -> list[Stage]:
         parts.authenticate_peer,
         _validate(parts),
         RouteToSelf(parts.node, frozenset(parts.sources)),
-        stages.Decide("ingress", parts.node, parts.engine),
+        _decide("ingress", parts),
         stages.Fetch(parts.sources),
         stages.Minimise(parts.pseudonym_key),
         Respond(),
@@ -234,5 +240,5 @@ def provider_stream_stages(parts: NodeParts) -> list[Stage]:
         parts.authenticate_peer,
         _validate(parts),
         RouteToSelf(parts.node, frozenset(parts.sources)),
-        stages.Decide("ingress", parts.node, parts.engine),
+        _decide("ingress", parts),
     ]

@@ -154,12 +154,22 @@ class RecordBuilder:
         return found
 
     def message(
-        self, message_class: type[_M], rows: Sequence[Mapping[str, Any]], **fields: Any
+        self,
+        message_class: type[_M],
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        pseudonyms: Sequence[str] = (),
+        **fields: Any,
     ) -> tuple[_M, int]:
         """`message_class(records=<a record per row>, **fields)` and the records' total size
-        in bytes; a value no record may hold is LocalDataInvalid."""
+        in bytes; a value no record may hold is LocalDataInvalid. `pseudonyms`, if given,
+        holds each row's pseudonym in row order."""
+        entries: list[dict[str, Any]] = [self._entry(row) for row in rows]
+        if pseudonyms:
+            for entry, pseudonym in zip(entries, pseudonyms, strict=True):
+                entry["pseudonym"] = pseudonym
         try:
-            message: Any = message_class(records=[self._entry(row) for row in rows], **fields)
+            message: Any = message_class(records=entries, **fields)
         except (TypeError, ValueError) as exc:
             raise self._first_invalid(rows) from exc
         sizes = list(map(_RECORD_SIZE, message.records))
@@ -180,7 +190,7 @@ class RecordBuilder:
             return exc
         return LocalDataInvalid(f"the local system returned an invalid {self.record_type}")
 
-    def _entry(self, row: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    def _entry(self, row: Mapping[str, Any]) -> dict[str, Any]:
         if (
             type(row) is dict
             and self._scalar

@@ -7,15 +7,15 @@ or raise a ConcordatError. The order lives in gateway/pipeline.py.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.base import AdapterError, RecordSource, SourceDataInvalid
 from gateway import records
+from gateway.clock import Clock
 from gateway.domain import Decision, Direction, merge_obligations
 from gateway.errors import (
     DeadlineExceeded,
@@ -31,6 +31,7 @@ from gateway.idempotency import IdempotencyCache
 from gateway.identifiers import validate_subject
 from gateway.identity import TokenVerifier, bearer_token
 from gateway.policy import PolicyEngine
+from gateway.pseudonyms import pseudonym_for
 
 if TYPE_CHECKING:
     from gateway.federation.directory import Directory
@@ -196,15 +197,16 @@ class Branch:
 
 
 class Decide:
-    """Asks the node's policy engine for one decision; a denial stops the exchange."""
+    """Asks the policy engine to decide, as of the clock's day; a denial stops the exchange."""
 
-    def __init__(self, direction: Direction, node: str, engine: PolicyEngine) -> None:
+    def __init__(self, direction: Direction, node: str, engine: PolicyEngine, clock: Clock) -> None:
         self._direction: Direction = direction
         self._node = node
         self._engine = engine
+        self._clock = clock
 
     async def __call__(self, exchange: Exchange) -> None:
-        policy_input = policy_input_for(exchange, self._direction, self._node)
+        policy_input = policy_input_for(exchange, self._direction, self._node, self._clock.today())
         exchange.policy_inputs[self._direction] = policy_input
         exchange.policy_revision = self._engine.revision
         decision = await self._engine.decide(self._direction, policy_input)
@@ -223,7 +225,9 @@ class Decide:
         exchange.obligations = merge_obligations(exchange.obligations, decision.obligations)
 
 
-def policy_input_for(exchange: Exchange, direction: Direction, node: str) -> dict[str, Any]:
+def policy_input_for(
+    exchange: Exchange, direction: Direction, node: str, today: date
+) -> dict[str, Any]:
     """The policy input document; it names the subject's kind, never its identifier."""
     shape = records.shape(exchange.record_type)
     requester = exchange.requester
@@ -243,7 +247,7 @@ def policy_input_for(exchange: Exchange, direction: Direction, node: str) -> dic
         "identifying_fields": sorted(shape.identifying & set(exchange.fields)),
         "case_reference_present": bool(exchange.case_reference),
         "bulk": exchange.rpc == "StreamRecords",
-        "today": datetime.now(UTC).date().isoformat(),
+        "today": today.isoformat(),
     }
 
 
@@ -314,9 +318,3 @@ class Minimise:
         exchange.rows = []
         exchange.record_count = len(exchange.records)
         exchange.bytes_released = records.size_of(exchange.records)
-
-
-def pseudonym_for(key: bytes, agreement_id: str, kind: str, value: str) -> str:
-    """Stable within one agreement, unlinkable across agreements without the node's key."""
-    agreement_key = hmac.new(key, f"pseudonym:{agreement_id}".encode(), hashlib.sha256).digest()
-    return hmac.new(agreement_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -15,11 +15,12 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from adapters.base import Batch, RecordSource
+from adapters.base import AdapterError, Batch, RecordSource
 from concordat.exchange.v1 import exchange_pb2
 from gateway import records
 from gateway.errors import InvalidRequest, RecordNotFound
 from gateway.exchange import Exchange
+from gateway.pseudonyms import Pseudonyms
 from gateway.responses import obligations_to_proto
 from gateway.stages import translate_adapter_errors
 
@@ -84,10 +85,12 @@ class LocalBatches:
         sources: Mapping[str, RecordSource],
         tokens: ResumeTokens,
         default_batch_size: int,
+        pseudonym_key: bytes,
     ) -> None:
         self._sources = sources
         self._tokens = tokens
         self._default_batch_size = default_batch_size
+        self._pseudonym_key = pseudonym_key
 
     async def __call__(
         self, exchange: Exchange
@@ -133,6 +136,11 @@ class LocalBatches:
     ) -> None:
         """Puts each batch's response and size on `built`, then None, or the failure."""
         builder = records.record_builder(exchange.record_type, tuple(fields))
+        # Research extracts carry a pseudonym per record, keyed on each row's subject, which
+        # the source reads for this alone: it is never one of the released fields.
+        pseudonyms = None
+        if exchange.ingress is not None and exchange.ingress.pseudonymise:
+            pseudonyms = Pseudonyms(self._pseudonym_key, exchange.agreement_id)
         first = True
         batches: AsyncIterator[Batch] | None = None
         try:
@@ -143,12 +151,17 @@ class LocalBatches:
                     batches = self._subject_batches(exchange, source, fields, batch_size, after)
                 else:
                     batches = source.stream(
-                        exchange.record_type, fields, batch_size=batch_size, after=after
+                        exchange.record_type,
+                        fields,
+                        batch_size=batch_size,
+                        after=after,
+                        with_subjects=pseudonyms is not None,
                     )
                 async for batch in batches:
                     response, record_bytes = builder.message(
                         exchange_pb2.StreamRecordsResponse,
                         batch.rows,
+                        pseudonyms=_pseudonyms_of(batch, pseudonyms),
                         exchange_id=exchange.exchange_id,
                         resume_token=self._tokens.issue(extract, batch.cursor),
                         provider_node=exchange.providing_node,
@@ -178,13 +191,16 @@ class LocalBatches:
         """Batches over an explicit subject list; the cursor is the next subject's index."""
         start = int(after) if after and after.isdigit() else 0
         pending: list = []
+        subjects: list = []
         for index in range(start, len(exchange.subjects)):
             subject = exchange.subjects[index]
             rows = await source.fetch(exchange.record_type, subject.kind, subject.value, fields)
             pending.extend(rows)
+            # Each row is about the subject it was fetched for, as a GetRecord would be.
+            subjects.extend([(subject.kind, subject.value)] * len(rows))
             if len(pending) >= batch_size or index == len(exchange.subjects) - 1:
-                yield Batch(rows=pending, cursor=str(index + 1))
-                pending = []
+                yield Batch(rows=pending, cursor=str(index + 1), subjects=subjects)
+                pending, subjects = [], []
 
     @staticmethod
     def _describe_release(exchange: Exchange, response: exchange_pb2.StreamRecordsResponse) -> None:
@@ -193,6 +209,15 @@ class LocalBatches:
         response.obligations.extend(obligations_to_proto(exchange.obligations))
         response.egress_decision_id = exchange.egress.decision_id if exchange.egress else ""
         response.ingress_decision_id = exchange.ingress.decision_id if exchange.ingress else ""
+
+
+def _pseudonyms_of(batch: Batch, pseudonyms: Pseudonyms | None) -> list[str]:
+    if pseudonyms is None:
+        return []
+    if len(batch.subjects) != len(batch.rows):
+        # Fail closed: a research record must never go out without its pseudonym.
+        raise AdapterError("the source did not give every row's subject for its pseudonym")
+    return [pseudonyms.of_held(subject) for subject in batch.subjects]
 
 
 class ChooseBatches:

@@ -2,6 +2,8 @@
 
 `running_node` starts a real node (real gRPC server on loopback, TLS, embedded policy engine,
 SQLite audit log) in the current event loop; `RunningNode.call` mints a fresh token per call.
+Test nodes decide as on `TEST_TODAY` unless given another clock, so tests do not start failing
+as the registered agreements reach their review and end dates.
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from adapters.base import RecordSource
 from concordat.exchange.v1 import exchange_pb2
 from gateway.client import ExchangeClient, secure_channel
+from gateway.clock import Clock, FixedClock
 from gateway.config import NodeConfig, parse_config
 from gateway.demo import demo_source_config
 from gateway.devstate import REPO_ROOT, LocalNodeState, audience, issuer_url, prepare_node
 from gateway.node import Node, build_node
+
+# Inside every agreement registered under policies/ (from 2026-04-01, reviews due 2028-03-31).
+TEST_TODAY = date(2026, 11, 21)
+TEST_CLOCK = FixedClock(TEST_TODAY)
 
 
 def node_config_dict(state: LocalNodeState, state_dir: Path, **overrides: Any) -> dict[str, Any]:
@@ -42,6 +50,7 @@ def node_config_dict(state: LocalNodeState, state_dir: Path, **overrides: Any) -
         "keys": {
             "signing_key": str(material.signing_key),
             "subject_hash_key": str(material.subject_hash_key),
+            "pseudonym_key": str(material.pseudonym_key),
         },
         "policy": {
             "engine": "embedded",
@@ -105,11 +114,12 @@ async def running_node(
     name: str = "whitehall",
     *,
     sources: Mapping[str, RecordSource] | None = None,
+    clock: Clock = TEST_CLOCK,
     **overrides: Any,
 ) -> AsyncIterator[RunningNode]:
     state = prepare_node(state_dir, name)
     config = parse_config(node_config_dict(state, state_dir, **overrides), base=state_dir)
-    node = await build_node(config, sources=sources)
+    node = await build_node(config, sources=sources, clock=clock)
     await node.start()
     try:
         yield RunningNode(node=node, state=state, config=config)

@@ -104,6 +104,7 @@ def config_text(node: str) -> str:
         {
             "signing_key": f"{state}/{node}/signing_key.pem",
             "subject_hash_key": f"{state}/{node}/subject_hash.key",
+            "pseudonym_key": f"{state}/{node}/pseudonym.key",
         },
     )
     _table(

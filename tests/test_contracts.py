@@ -111,6 +111,17 @@ def test_only_the_composition_root_imports_concrete_engines_adapters_and_stores(
     assert not offenders
 
 
+def test_only_test_helpers_fix_the_day_policies_decide_on() -> None:
+    # A node that an operator could run on a fixed day could have its policy back-dated.
+    allowed = {"gateway/clock.py", "gateway/testing.py"}
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in [*(ROOT / "gateway").rglob("*.py"), *(ROOT / "adapters").rglob("*.py")]
+        if str(path.relative_to(ROOT)) not in allowed and "FixedClock" in path.read_text()
+    ]
+    assert not offenders
+
+
 def test_no_bare_or_blanket_except_in_the_gateway() -> None:
     offenders = []
     for path in [*(ROOT / "gateway").rglob("*.py"), *(ROOT / "adapters").rglob("*.py")]:

@@ -1,4 +1,8 @@
-"""The four-node federation, each node its own process, on loopback with real mTLS."""
+"""The four-node federation, each node its own process, on loopback with real mTLS.
+
+Each node runs `concordat node` through tests/support/pinned_node.py, deciding as on
+TEST_TODAY, so the registered agreements stay in date however long these tests live.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import time
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.client import ExchangeClient, secure_channel
 from gateway.config import ADMINISTRATIONS, parse_config
-from gateway.devstate import LOCAL_CONFIG_DIR, LocalNodeState, audience, prepare_federation
-from gateway.testing import node_config_dict
+from gateway.devstate import (
+    LOCAL_CONFIG_DIR,
+    REPO_ROOT,
+    LocalNodeState,
+    audience,
+    prepare_federation,
+)
+from gateway.testing import TEST_TODAY, node_config_dict
 
 
 def free_port() -> int:
@@ -64,15 +75,32 @@ class Federation:
     def audit_path(self, node: str) -> Path:
         return Path(self.configs[node]["audit"]["path"])
 
-    def start(self, node: str) -> None:
+    def start(self, node: str, *, today: date = TEST_TODAY) -> None:
+        """Starts the node's process: `concordat node`, deciding as on `today`."""
         log = (self.state_dir / f"{node}.log").open("ab")
         self.processes[node] = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "node", "--config", str(self.config_path(node))],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.pinned_node",
+                "--today",
+                today.isoformat(),
+                "--config",
+                str(self.config_path(node)),
+            ],
             stdout=log,
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=REPO_ROOT,
         )
         _wait_serving(self.address(node), self.states[node].material.ca_cert)
+
+    def restart(self, node: str, *, today: date = TEST_TODAY) -> None:
+        """Stops the node gracefully and starts it again, deciding as on `today`."""
+        process = self.processes.pop(node)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        self.start(node, today=today)
 
     def kill(self, node: str) -> None:
         process = self.processes.pop(node)

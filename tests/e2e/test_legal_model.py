@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from typing import Any
 
@@ -21,11 +23,12 @@ import pytest
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.audit.meter import read_meter
+from gateway.audit.subjects import subject_hash
 from gateway.demo import demo_subjects
 from gateway.devstate import REPO_ROOT
-from gateway.stages import pseudonym_for
+from gateway.pseudonyms import pseudonym_for
 from gateway.status import error_info
-from gateway.testing import get_request, read_audit
+from gateway.testing import TEST_TODAY, get_request, read_audit
 from tests.e2e.conftest import Federation
 
 pytestmark = pytest.mark.slow
@@ -38,6 +41,8 @@ PURPOSES = {
     "RESEARCH",
     "STATISTICS",
 }
+# After the registered agreements' review date (2028-03-31), before their end (2029-03-31).
+OVERDUE = date(2028, 6, 1)
 # Every release carries these two (common/obligations.rego), the others as the data demands.
 RELEASE = ("no-onward-disclosure", "retain-max-days")
 SPECIAL = ("caldicott-need-to-know",)
@@ -352,9 +357,9 @@ async def test_research_pseudonym_is_stable_within_an_agreement_and_keyed(
     other = (await send(federation, RESEARCH, second)).records[0].pseudonym
     assert again.records[0].pseudonym == once
     assert other != once
-    # Keyed per agreement with the node's key: not a plain hash of the identifier, not the
-    # audit log's subject hash, and another agreement would give an unrelated pseudonym.
-    key = federation.states["holyrood"].material.subject_hash_key.read_bytes()
+    # Keyed per agreement with the node's pseudonym key: not a plain hash of the identifier,
+    # not the audit log's subject hash, and another agreement would give an unrelated pseudonym.
+    key = federation.states["holyrood"].material.pseudonym_key.read_bytes()
     assert once == pseudonym_for(key, RESEARCH.agreement, "nino", first)
     assert once != pseudonym_for(key, "research-another-agreement", "nino", first)
     assert once not in {
@@ -363,6 +368,93 @@ async def test_research_pseudonym_is_stable_within_an_agreement_and_keyed(
     }
     (audited,) = entries(federation, "holyrood", again.exchange_id)
     assert not audited["subject_hash"].startswith(once)
+
+
+async def test_research_pseudonyms_are_not_keyed_by_the_audit_log_s_subject_hash_key(
+    federation: Federation,
+) -> None:
+    material = federation.states["holyrood"].material
+    subject_key = material.subject_hash_key.read_bytes()
+    assert subject_key != material.pseudonym_key.read_bytes()
+    nino = subjects(federation, "holyrood", "BENEFIT_AWARD", "nino")[0]
+    response = await send(federation, RESEARCH, nino)
+    # Whoever holds the subject hash key, to search the audit log, cannot make pseudonyms.
+    assert response.records[0].pseudonym != pseudonym_for(
+        subject_key, RESEARCH.agreement, "nino", nino
+    )
+    (audited,) = entries(federation, "holyrood", response.exchange_id)
+    assert audited["subject_hash"] == subject_hash(subject_key, "nino", nino)
+
+
+def research_extract(subjects: tuple[str, ...] = ()) -> exchange_pb2.StreamRecordsRequest:
+    request = exchange_pb2.StreamRecordsRequest(
+        record_type=exchange_pb2.RECORD_TYPE_BENEFIT_AWARD,
+        purpose=exchange_pb2.PURPOSE_RESEARCH,
+        agreement_id=RESEARCH.agreement,
+        batch_size=40,
+        provider_node=RESEARCH.provider,
+    )
+    for nino in subjects:
+        request.subjects.add(nino=nino)
+    request.field_mask.paths.extend(RESEARCH.fields)
+    return request
+
+
+async def extract(
+    federation: Federation, request: exchange_pb2.StreamRecordsRequest
+) -> list[exchange_pb2.StreamRecordsResponse]:
+    client = federation.client(
+        RESEARCH.requester, RESEARCH.organisation, accreditations=RESEARCH.accreditations
+    )
+    try:
+        return [batch async for batch in client.stream_records(request)]
+    finally:
+        await client.close()
+
+
+async def test_a_research_extract_carries_each_records_pseudonym_and_no_identifier(
+    federation: Federation,
+) -> None:
+    batches = await extract(federation, research_extract())
+    assert len(batches) > 1
+    assert set(batches[0].released_fields) == {"benefit", "start_date", "weekly_amount_pence"}
+    records = [record for batch in batches for record in batch.records]
+    assert all(not record.benefit_award.nino for record in records)
+    assert all(PSEUDONYM.match(record.pseudonym) for record in records)
+    # One pseudonym per person the source holds awards for: keyed on each row's own subject,
+    # which the source reads for this alone.
+    key = federation.states["holyrood"].material.pseudonym_key.read_bytes()
+    held = all_ninos_with_awards(federation, "holyrood")
+    assert {record.pseudonym for record in records} == {
+        pseudonym_for(key, RESEARCH.agreement, "nino", nino) for nino in held
+    }
+    # The same person has the same pseudonym in an extract as in a GetRecord under the
+    # agreement, so a researcher can link their own releases, and nothing more.
+    unary = (await send(federation, RESEARCH, held[0])).records[0].pseudonym
+    assert unary in {record.pseudonym for record in records}
+
+
+def all_ninos_with_awards(federation: Federation, node: str) -> list[str]:
+    path = federation.states[node].demo_db
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        rows = connection.execute(
+            "SELECT DISTINCT claimant_nino FROM benefit_awards WHERE claimant_nino IS NOT NULL"
+        ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+async def test_a_research_extract_over_listed_subjects_pseudonymises_each_subject(
+    federation: Federation,
+) -> None:
+    first, second = subjects(federation, "holyrood", "BENEFIT_AWARD", "nino")[:2]
+    batches = await extract(federation, research_extract((first, second)))
+    records = [record for batch in batches for record in batch.records]
+    key = federation.states["holyrood"].material.pseudonym_key.read_bytes()
+    assert records and all(not record.benefit_award.nino for record in records)
+    assert {record.pseudonym for record in records} == {
+        pseudonym_for(key, RESEARCH.agreement, "nino", first),
+        pseudonym_for(key, RESEARCH.agreement, "nino", second),
+    }
 
 
 # --- 2. Safeguards ----------------------------------------------------------------------------
@@ -559,6 +651,28 @@ async def test_a_denial_names_its_rule_node_and_agreement_in_error_and_audit(
     federation: Federation, case: Denied
 ) -> None:
     await assert_denied(federation, case.ask, rule=case.rule, node=case.node, also=case.also)
+
+
+async def test_a_node_past_the_review_date_refuses_a_debt_agreement_as_review_overdue(
+    federation: Federation,
+) -> None:
+    # The nodes decide as on TEST_TODAY; whitehall restarted as on a later day, after the
+    # review date of HMRC's debt agreement but before its end, refuses what it allowed.
+    debt = ALLOWED["debt: HMRC gets a Welsh council tax account from Cardiff Council"].ask
+    agreement = registered("whitehall", debt.agreement)
+    assert agreement["review"] < OVERDUE.isoformat() < agreement["end"]
+    federation.restart("whitehall", today=OVERDUE)
+    try:
+        await assert_denied(
+            federation, debt, rule="common.agreement_review_overdue", node="whitehall"
+        )
+        refused = read_audit(federation.audit_path("whitehall"))[-1]
+        assert refused["policy_inputs"]["egress"]["today"] == OVERDUE.isoformat()
+    finally:
+        federation.restart("whitehall")
+    response = await send(federation, debt)
+    (allowed,) = entries(federation, "whitehall", response.exchange_id)
+    assert allowed["policy_inputs"]["egress"]["today"] == TEST_TODAY.isoformat()
 
 
 # --- 4. Jurisdiction differences ---------------------------------------------------------------

@@ -26,7 +26,13 @@ class PerSubjectOnly:
         return []
 
     def stream(
-        self, record_type: str, fields: Sequence[str], *, batch_size: int, after: str | None
+        self,
+        record_type: str,
+        fields: Sequence[str],
+        *,
+        batch_size: int,
+        after: str | None,
+        with_subjects: bool = False,
     ) -> AsyncIterator[Batch]:
         raise AdapterError("bulk extract is not supported by this source")
 

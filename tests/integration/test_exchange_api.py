@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import grpc
@@ -15,8 +16,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from adapters.memory import MemorySource
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from gateway.client import secure_channel
+from gateway.clock import FixedClock
 from gateway.status import error_info
-from gateway.testing import RunningNode, get_request, running_node
+from gateway.testing import TEST_TODAY, RunningNode, get_request, running_node
 from tests.integration.conftest import BUNDLE
 
 
@@ -379,3 +381,29 @@ async def test_audit_verify_detects_an_altered_entry_and_says_where(
     bad = _verify("--db", str(node.audit_path), "--public-key", str(public))
     assert bad.returncode == 1
     assert "entry 3" in bad.stderr
+
+
+async def test_a_test_node_decides_as_on_the_pinned_test_day(
+    node: RunningNode, people: list[dict[str, object]]
+) -> None:
+    client = node.client(organisation="dwp")
+    await client.get_record(fraud_request(str(people[0]["nino"]), ["nino"]))
+    await client.close()
+    inputs = node.audit_entries()[-1]["policy_inputs"]
+    assert inputs["egress"]["today"] == inputs["ingress"]["today"] == TEST_TODAY.isoformat()
+
+
+async def test_both_decisions_are_taken_as_on_the_node_s_clock_day(
+    tmp_path: Path, people: list[dict[str, object]], source: MemorySource
+) -> None:
+    async with running_node(
+        tmp_path,
+        sources={t: source for t in source.record_types},
+        policy={"bundle": [str(BUNDLE)]},
+        clock=FixedClock(date(2031, 2, 3)),
+    ) as node:
+        client = node.client(organisation="dwp")
+        await client.get_record(fraud_request(str(people[0]["nino"]), ["nino"]))
+        await client.close()
+        inputs = node.audit_entries()[-1]["policy_inputs"]
+    assert inputs["egress"]["today"] == inputs["ingress"]["today"] == "2031-02-03"

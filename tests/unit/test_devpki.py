@@ -61,7 +61,7 @@ def test_missing_certificate_is_reissued_for_the_existing_key(tmp_path: Path) ->
     verify_chain(material.tls_cert, material.ca_cert, "cardiff.concordat.test")
 
 
-def test_private_keys_and_subject_hash_key_are_readable_by_owner_only(tmp_path: Path) -> None:
+def test_private_keys_and_hash_keys_are_readable_by_owner_only(tmp_path: Path) -> None:
     material = ensure_node_material(tmp_path, "stormont")
 
     for secret in (
@@ -69,9 +69,19 @@ def test_private_keys_and_subject_hash_key_are_readable_by_owner_only(tmp_path: 
         material.tls_key,
         material.signing_key,
         material.subject_hash_key,
+        material.pseudonym_key,
     ):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
     assert len(material.subject_hash_key.read_bytes()) == 32
+
+
+def test_the_pseudonym_key_is_its_own_32_random_bytes_kept_across_calls(tmp_path: Path) -> None:
+    material = ensure_node_material(tmp_path, "holyrood")
+    key = material.pseudonym_key.read_bytes()
+
+    assert material.pseudonym_key.name == "pseudonym.key"
+    assert len(key) == 32 and key != material.subject_hash_key.read_bytes()
+    assert ensure_node_material(tmp_path, "holyrood").pseudonym_key.read_bytes() == key
 
 
 def test_node_certificate_chains_to_its_own_ca(tmp_path: Path) -> None:

@@ -411,6 +411,59 @@ async def test_stream_pages_in_batches_and_resumes_without_duplicates_or_gaps(
     assert all("LIMIT" in s for s in statements if "awards" in s)
 
 
+async def test_stream_with_subjects_gives_each_rows_subject_without_releasing_it(
+    source: SqlSource,
+) -> None:
+    batches = [
+        batch
+        async for batch in source.stream(
+            "BENEFIT_AWARD", ["award_id"], batch_size=2, after=None, with_subjects=True
+        )
+    ]
+
+    assert [len(batch.subjects) for batch in batches] == [2, 2, 1]
+    subjects = [subject for batch in batches for subject in batch.subjects]
+    assert subjects == [("nino", f"ZX{n:06d}A") for n in range(1, 6)]
+    # The subject column is read to key pseudonyms on; the rows hold only what was asked for.
+    assert all(set(row) == {"award_id"} for batch in batches for row in batch.rows)
+
+
+async def test_stream_without_subjects_reads_no_subject_column(source: SqlSource) -> None:
+    statements = capture_statements(source)
+    batches = [
+        batch
+        async for batch in source.stream("BENEFIT_AWARD", ["award_id"], batch_size=10, after=None)
+    ]
+
+    assert not batches[0].subjects
+    assert not any("claimant" in s for s in statements if "awards" in s)
+
+
+async def test_stream_with_subjects_refuses_a_record_type_that_maps_no_subject(
+    database_url: str,
+) -> None:
+    load(database_url, awards, [award_row(1)])
+    config = source_config(database_url)
+    config["records"]["BENEFIT_AWARD"]["subjects"] = {}
+    source = await open_source(config)
+    try:
+        with pytest.raises(AdapterError, match="no subject to key pseudonyms on"):
+            async for _ in source.stream(
+                "BENEFIT_AWARD", ["award_id"], batch_size=10, after=None, with_subjects=True
+            ):
+                pass
+    finally:
+        await source.close()
+
+
+def test_pseudonym_subject_must_be_one_of_the_mapped_subjects() -> None:
+    config = source_config("sqlite:///unused.db")
+    config["records"]["BENEFIT_AWARD"]["pseudonym_subject"] = "chi_number"
+
+    with pytest.raises(ValueError, match="pseudonym_subject 'chi_number' is not one of"):
+        SqlSourceConfig.model_validate(config)
+
+
 async def test_a_cursor_this_source_did_not_issue_is_refused(source: SqlSource) -> None:
     with pytest.raises(AdapterError, match="cursor"):
         async for _ in source.stream("BENEFIT_AWARD", ["award_id"], batch_size=10, after="1; --"):
