@@ -46,7 +46,6 @@ from gateway.policy import PolicyEngine
 from gateway.policy.bundle import PolicyBundle, load_bundle
 from gateway.policy.cache import CachingEngine
 from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
-from gateway.policy.opa import OpaServerEngine
 from gateway.policy.reloading import LivePolicy
 from gateway.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
 from gateway.service import ExchangeService
@@ -105,6 +104,10 @@ def _build_engine(config: NodeConfig) -> PolicyEngine:
     bundle = load_bundle(list(policy.bundle))
     if policy.engine == "opa":
         assert policy.opa_url is not None  # noqa: S101 - checked by PolicyConfig
+        # Imported here: the OPA client and aiohttp cost every node ~12 MB of memory, and only
+        # nodes that use an OPA server need them.
+        from gateway.policy.opa import OpaServerEngine
+
         # The OPA server loads its own bundles; this node neither caches nor reloads them.
         return OpaServerEngine(
             url=policy.opa_url, timeout_seconds=policy.opa_timeout_seconds, revision=bundle.revision
