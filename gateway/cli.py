@@ -318,6 +318,8 @@ def _print_response(response: exchange_pb2.GetRecordResponse) -> None:
             table.add_row("(pseudonym)", record.pseudonym)
         console.print(table)
     console.print(f"released fields: {', '.join(response.released_fields)}")
+    for withheld in response.withheld:
+        console.print(f"withheld: {withheld.field} ({withheld.rule})")
     for obligation in response.obligations:
         params = ", ".join(f"{k}={v}" for k, v in sorted(obligation.parameters.items()))
         console.print(f"obligation: {obligation.code} {params} - {obligation.description}")

@@ -201,6 +201,8 @@ def _print_decision(direction: str, document: dict[str, Any]) -> None:
     typer.echo(f"rule:         {document['rule']}")
     typer.echo(f"agreement:    {document['agreement_id'] or '(none)'}")
     typer.echo(f"fields:       {', '.join(document['fields']) or '(none)'}")
+    withheld = ", ".join(f"{f} ({rule})" for f, rule in document["withheld"].items())
+    typer.echo(f"withheld:     {withheld or '(none)'}")
     typer.echo(f"pseudonymise: {'yes' if document['pseudonymise'] else 'no'}")
     if document["obligations"]:
         typer.echo("obligations:")

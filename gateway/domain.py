@@ -74,6 +74,8 @@ class Decision:
     obligations: tuple[Obligation, ...] = ()
     reasons: tuple[str, ...] = ()
     pseudonymise: bool = False
+    # Each field asked for and not released, by the id of the rule that withheld it.
+    withheld: Mapping[str, str] = field(default_factory=dict)
 
 
 def merge_obligations(
@@ -88,3 +90,12 @@ def merge_obligations(
             seen.add(key)
             merged.append(obligation)
     return tuple(merged)
+
+
+def merge_withheld(*parts: Mapping[str, str]) -> dict[str, str]:
+    """Every field any part withheld, by field name; the first part naming a field decides."""
+    merged: dict[str, str] = {}
+    for part in parts:
+        for name, rule in part.items():
+            merged.setdefault(name, rule)
+    return dict(sorted(merged.items()))

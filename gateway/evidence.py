@@ -1,8 +1,9 @@
 """Turns a finished exchange into its one audit entry.
 
 The entry says who asked, for what, about whom (as a keyed hash), under which purpose and
-agreement, what each policy decided and by which rule, what was released and how it ended.
-It never holds an identifier or a record value in clear.
+agreement, what each policy decided and by which rule, what was released, which fields were
+withheld and by which rule, and how it ended. It never holds an identifier or a record value
+in clear (field names, never their values).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from gateway.audit.subjects import subject_hash
 from gateway.domain import Decision
 from gateway.exchange import Exchange
 from gateway.policy import PolicyEngine
+from gateway.responses import withheld_from_proto, withheld_of
 
 _PEER_ERROR_KEYS = ("peer", "node", "rule", "decision_id", "agreement_id", "reason")
 
@@ -28,7 +30,15 @@ def _decision_summary(decision: Decision | None) -> dict[str, Any] | None:
         "rule": decision.rule,
         "agreement_id": decision.agreement_id,
         "reasons": list(decision.reasons),
+        "withheld": dict(decision.withheld),
     }
+
+
+def _withheld(exchange: Exchange) -> dict[str, str]:
+    if exchange.replay_of:
+        # A replay released what the first answer released, and withheld what it withheld.
+        return withheld_from_proto(getattr(exchange.response, "withheld", ()))
+    return withheld_of(exchange)
 
 
 def outcome_of(exchange: Exchange) -> str:
@@ -95,6 +105,8 @@ class EvidenceRecorder:
             "case_reference": exchange.case_reference,
             "fields_requested": list(exchange.fields),
             "fields_released": list(exchange.released_fields) if error is None else [],
+            # What the answer named as withheld (this node's decisions' and a relaying peer's).
+            "fields_withheld": _withheld(exchange) if error is None else {},
             "egress": _decision_summary(exchange.egress),
             "ingress": _decision_summary(exchange.ingress),
             "policy_revision": exchange.policy_revision or self._policy.revision,

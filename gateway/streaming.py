@@ -21,7 +21,7 @@ from gateway import records
 from gateway.errors import InvalidRequest, RecordNotFound
 from gateway.exchange import Exchange
 from gateway.pseudonyms import Pseudonyms
-from gateway.responses import obligations_to_proto
+from gateway.responses import obligations_to_proto, withheld_of, withheld_to_proto
 from gateway.stages import translate_adapter_errors
 
 # Batches built ahead of the one being sent.
@@ -206,6 +206,7 @@ class LocalBatches:
     def _describe_release(exchange: Exchange, response: exchange_pb2.StreamRecordsResponse) -> None:
         # What was released and why travels once, in the first batch.
         response.released_fields.extend(exchange.released_fields)
+        response.withheld.extend(withheld_to_proto(withheld_of(exchange)))
         response.obligations.extend(obligations_to_proto(exchange.obligations))
         response.egress_decision_id = exchange.egress.decision_id if exchange.egress else ""
         response.ingress_decision_id = exchange.ingress.decision_id if exchange.ingress else ""

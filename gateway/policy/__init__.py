@@ -18,7 +18,8 @@ Decision document at `data.concordat.<direction>.decision`::
 
     {"allow": bool, "rule": str, "agreement_id": str, "fields": [str],
      "obligations": [{"code": str, "description": str, "parameters": {str: str}}],
-     "reasons": [str], "pseudonymise": bool}
+     "reasons": [str], "pseudonymise": bool,
+     "withheld": {field: rule}}            # asked for, not released, and the rule that said so
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ def parse_decision(raw: Any, *, decision_id: str, requested_fields: Collection[s
     """Turn a raw decision document into a `Decision`, failing closed on any doubt.
 
     `raw` is None when the policy left the decision undefined. An allow may release only
-    fields the request asked for (`requested_fields`, the input's `fields`).
+    fields the request asked for (`requested_fields`, the input's `fields`), and may name
+    as withheld only fields it asked for and does not release.
     """
     if raw is None:
         return deny(decision_id, UNDEFINED_RULE, "the policy defines no decision for this input")
@@ -44,6 +45,9 @@ def parse_decision(raw: Any, *, decision_id: str, requested_fields: Collection[s
             f"{decision.rule} released fields not asked for: {', '.join(unrequested)}",
             agreement_id=decision.agreement_id,
         )
+    contradiction = _withheld_contradiction(decision, requested_fields)
+    if contradiction:
+        return deny(decision_id, MALFORMED_RULE, contradiction, agreement_id=decision.agreement_id)
     return decision
 
 
@@ -77,6 +81,7 @@ def _read(raw: Any, decision_id: str) -> Decision:
         raise _Malformed("'rule' is missing or not a non-empty string")
     agreement_id = _optional(raw, "agreement_id", str, "")
     fields = tuple(dict.fromkeys(_strings(raw, "fields")))
+    withheld = _withheld(raw.get("withheld", {}))
     obligations = _obligations(raw.get("obligations", []))
     reasons = _strings(raw, "reasons")
     pseudonymise = _optional(raw, "pseudonymise", bool, False)
@@ -87,6 +92,7 @@ def _read(raw: Any, decision_id: str) -> Decision:
         agreement_id=agreement_id,
         # A denial releases nothing, whatever else the document carries.
         released_fields=fields if allow else (),
+        withheld=withheld if allow else {},
         obligations=obligations if allow else (),
         reasons=reasons,
         pseudonymise=pseudonymise and allow,
@@ -105,6 +111,26 @@ def _strings(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _Malformed(f"'{key}' is not a list of strings")
     return tuple(value)
+
+
+def _withheld(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(name, str) and name and isinstance(rule, str) and rule
+        for name, rule in raw.items()
+    ):
+        raise _Malformed("'withheld' is not an object of field names to rule ids")
+    return dict(sorted(raw.items()))
+
+
+def _withheld_contradiction(decision: Decision, requested_fields: Collection[str]) -> str:
+    """What is wrong with an allow's `withheld`, or "" when it is consistent."""
+    unrequested = sorted(set(decision.withheld) - set(requested_fields))
+    if unrequested:
+        return f"{decision.rule} withheld fields not asked for: {', '.join(unrequested)}"
+    released = sorted(set(decision.withheld) & set(decision.released_fields))
+    if released:
+        return f"{decision.rule} both released and withheld: {', '.join(released)}"
+    return ""
 
 
 def _obligations(raw: Any) -> tuple[Obligation, ...]:

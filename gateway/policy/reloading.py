@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import structlog
 
-from gateway.domain import Decision, Direction, merge_obligations
+from gateway.domain import Decision, Direction, merge_obligations, merge_withheld
 from gateway.policy import PolicyEngine
 from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle
 
@@ -178,7 +178,10 @@ class LivePolicy:
 
 
 def stricter(current: Decision, tentative: Decision) -> Decision:
-    """The decision that releases no more than either: a denial wins, fields intersect."""
+    """The decision that releases no more than either: a denial wins, fields intersect.
+
+    A field either withholds is withheld, by the running revision's rule where both name one.
+    """
     if not tentative.allow:
         return tentative
     if not current.allow:
@@ -187,6 +190,7 @@ def stricter(current: Decision, tentative: Decision) -> Decision:
     return dataclasses.replace(
         current,
         released_fields=tuple(f for f in current.released_fields if f in allowed),
+        withheld=merge_withheld(current.withheld, tentative.withheld),
         obligations=merge_obligations(current.obligations, tentative.obligations),
         pseudonymise=current.pseudonymise or tentative.pseudonymise,
     )

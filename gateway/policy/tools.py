@@ -5,9 +5,9 @@ directories a node loads: `policies/common` plus one jurisdiction's folder.
 
 - `run_tests` compiles a bundle, runs its Rego tests and reports which rule ids no test
   names. rego-cpp has no coverage API, so "covered" is read from the sources: a rule id (the
-  string in `failures contains "<id>"`, or the allow rule passed to `decision.make`) counts
-  as covered when some `*_test.rego` file quotes it. That says a test names the rule, not
-  that the test passes through it.
+  string in `failures contains "<id>"` or `withholdings[field] := "<id>"`, or the allow rule
+  passed to `decision.make`) counts as covered when some `*_test.rego` file quotes it. That
+  says a test names the rule, not that the test passes through it.
 - `evaluate` decides one policy input.
 - `impact` re-evaluates every policy input a node's audit log recorded against a bundle
   and compares with the decision the node made then.
@@ -44,6 +44,8 @@ DIRECTIONS: tuple[Direction, ...] = ("egress", "ingress")
 
 _CHECK_ID = re.compile(r'\bfailures\s+contains\s+"([\w.-]+)"')
 _ALLOW_ID = re.compile(r'\.make\(\s*"([\w.-]+)"')
+# A field withheld from an allowed release, by the rule id it is mapped to.
+_WITHHOLDING_ID = re.compile(r'\bwithholdings\[\s*\w+\s*\]\s*:=\s*"([\w.-]+)"')
 # Decisions the gateway made because the engine could not answer: they say nothing about
 # what the policy decided, so impact does not compare them.
 _NOT_POLICY_DECISIONS = frozenset({ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE})
@@ -147,7 +149,8 @@ def rule_ids(bundle: PolicyBundle) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name, source in sorted(bundle.modules.items()):
         code = _without_comments(source)
-        for rule_id in [*_CHECK_ID.findall(code), *_ALLOW_ID.findall(code)]:
+        ids = [*_CHECK_ID.findall(code), *_WITHHOLDING_ID.findall(code), *_ALLOW_ID.findall(code)]
+        for rule_id in ids:
             found.setdefault(rule_id, [])
             if name not in found[rule_id]:
                 found[rule_id].append(name)
@@ -246,6 +249,7 @@ def decision_document(decision: Decision) -> dict[str, Any]:
         "rule": decision.rule,
         "agreement_id": decision.agreement_id,
         "fields": list(decision.released_fields),
+        "withheld": dict(decision.withheld),
         "obligations": [
             {"code": o.code, "description": o.description, "parameters": dict(o.parameters)}
             for o in decision.obligations

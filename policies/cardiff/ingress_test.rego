@@ -11,6 +11,7 @@ test_cardiff_council_discloses_council_tax_debt_to_hmrc if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["account_ref", "arrears_pence", "band"]
+	d.withheld == {}
 }
 
 test_nhs_wales_discloses_health_statistics_without_identifiers if {
@@ -18,6 +19,7 @@ test_nhs_wales_discloses_health_statistics_without_identifiers if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["conditions", "gp_practice"]
+	d.withheld == {"nhs_number": "common.field_not_in_agreement"}
 	"caldicott-need-to-know" in requests.obligation_codes(d)
 }
 

@@ -15,8 +15,16 @@ test_denial_names_the_first_failing_check_and_lists_the_rest_in_order if {
 test_denial_releases_nothing if {
 	d := fixtures.decide(fixtures.with_request({"purpose": "DEBT"}), fixtures.register)
 	d.fields == []
+	d.withheld == {}
 	d.obligations == []
 	d.pseudonymise == false
+}
+
+test_denial_withholds_nothing_by_name_even_for_unagreed_fields if {
+	req := fixtures.with_request({"purpose": "DEBT", "fields": ["nino", "address_line"]})
+	d := fixtures.decide(req, fixtures.register)
+	not d.allow
+	d.withheld == {}
 }
 
 test_failure_missing_from_the_order_still_denies if {

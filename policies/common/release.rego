@@ -1,6 +1,8 @@
 # What an allowed request releases: the fields asked for that the agreement lists for
 # the record type (Caldicott: the minimum necessary), less any identifying field when
-# the release is for research, which DEA 2017 s.64 requires to be de-identified.
+# the release is for research, which DEA 2017 s.64 requires to be de-identified. Every
+# field asked for and not released is named in `withheld` with the rule that withheld it,
+# so the requester and the auditor can see why it is missing.
 package concordat.common.release
 
 import rego.v1
@@ -25,3 +27,21 @@ fields := sort([field | some field in agreed_fields; not field in req.identifyin
 pseudonymise := req.purpose == "RESEARCH"
 
 failures contains "common.no_fields_releasable" if not count(fields) > 0
+
+# Most requests ask only for fields they may have; they skip the work of naming rules.
+default withheld := {}
+
+withheld := withholdings if count(fields) != count(req.fields)
+
+# A withholding is `withholdings[field] := "<rule id>"`. The two below never see the same
+# field, so each withheld field has exactly one rule.
+withholdings[field] := "common.field_not_in_agreement" if {
+	some field in req.fields
+	not field in agreement_fields
+}
+
+withholdings[field] := "common.research_identifying_field" if {
+	req.purpose == "RESEARCH"
+	some field in agreed_fields
+	field in req.identifying_fields
+}

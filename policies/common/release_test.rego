@@ -12,6 +12,44 @@ test_only_requested_fields_the_agreement_lists_are_released if {
 	fixtures.decide(req, fixtures.register).fields == ["nino", "status"]
 }
 
+test_a_field_the_agreement_does_not_list_is_withheld_by_its_rule if {
+	req := fixtures.with_request({
+		"fields": ["status", "nino", "address_line"],
+		"field_sensitivity": {"status": "PERSONAL", "nino": "PERSONAL", "address_line": "PERSONAL"},
+	})
+	d := fixtures.decide(req, fixtures.register)
+	d.allow
+	d.withheld == {"address_line": "common.field_not_in_agreement"}
+}
+
+test_a_request_for_agreed_fields_only_withholds_nothing if {
+	d := fixtures.decide(fixtures.request, fixtures.register)
+	d.fields == ["benefit", "nino"]
+	d.withheld == {}
+}
+
+# Every field asked for is either released or withheld with a rule, never silently dropped.
+test_research_withholds_identifying_fields_and_unagreed_ones_each_by_its_rule if {
+	reg := fixtures.with_agreement({
+		"purpose": "RESEARCH",
+		"parties": ["researcher@alpha", "provider@beta"],
+		"accredited_project": "P-1",
+	})
+	req := object.union(fixtures.with_requester("researcher", ["accredited-researcher"]), {
+		"purpose": "RESEARCH",
+		"fields": ["nino", "benefit", "address_line"],
+		"field_sensitivity": {"nino": "PERSONAL", "benefit": "PERSONAL", "address_line": "PERSONAL"},
+		"identifying_fields": ["address_line", "nino"],
+	})
+	d := fixtures.decide(req, reg)
+	d.allow
+	d.fields == ["benefit"]
+	d.withheld == {
+		"nino": "common.research_identifying_field",
+		"address_line": "common.field_not_in_agreement",
+	}
+}
+
 test_request_for_no_agreed_field_is_denied if {
 	d := fixtures.decide(fixtures.with_request({"fields": ["address_line"]}), fixtures.register)
 	d.rule == "common.no_fields_releasable"

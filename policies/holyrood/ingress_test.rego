@@ -11,6 +11,7 @@ test_nrs_discloses_a_birth_registration_to_dwp if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["date_of_birth", "registration_id"]
+	d.withheld == {"mother_family_name": "common.field_not_in_agreement"}
 }
 
 test_expired_fraud_agreement_with_dwp_is_denied if {
@@ -23,6 +24,7 @@ test_nhs_scotland_discloses_a_health_summary_under_pbpp_approval if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["chi_number", "medications"]
+	d.withheld == {"allergies": "common.field_not_in_agreement"}
 }
 
 test_health_summary_without_pbpp_approval_is_denied if {
@@ -36,6 +38,7 @@ test_social_security_scotland_discloses_pseudonymised_research_data if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["benefit"]
+	d.withheld == {"nino": "common.research_identifying_field"}
 	d.pseudonymise == true
 	"secure-setting" in requests.obligation_codes(d)
 }

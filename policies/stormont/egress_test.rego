@@ -13,8 +13,9 @@ test_public_service_delivery_is_refused_before_any_other_check if {
 }
 
 test_dfc_may_ask_groni_for_a_death_registration if {
-	req := requests.request("egress", "cr-dfc-groni-deaths-2026", "dfc-ni@stormont", ["nino", "date_of_death"])
+	req := requests.request("egress", "cr-dfc-groni-deaths-2026", "dfc-ni@stormont", ["nino", "date_of_death", "place_of_death"])
 	d := requests.decide(req)
 	d.rule == "stormont.egress.allow_under_agreement"
 	d.fields == ["date_of_death", "nino"]
+	d.withheld == {"place_of_death": "common.field_not_in_agreement"}
 }

@@ -18,6 +18,7 @@ test_groni_discloses_a_death_registration_to_dfc if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["nino"]
+	d.withheld == {"cause_of_death": "common.field_not_in_agreement"}
 }
 
 test_groni_discloses_death_statistics_to_ons if {
@@ -25,6 +26,7 @@ test_groni_discloses_death_statistics_to_ons if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["cause_of_death", "date_of_death"]
+	d.withheld == {"given_name": "common.field_not_in_agreement"}
 	requests.obligation_codes(d) == ["no-onward-disclosure", "retain-max-days", "caldicott-need-to-know", "statistics-only"]
 }
 

@@ -12,12 +12,15 @@ test_dwp_may_ask_nrs_for_a_birth_registration if {
 	d.allow
 	d.rule == allowed
 	d.fields == ["given_name", "registration_id"]
+	d.withheld == {"place_of_birth": "common.field_not_in_agreement"}
 	requests.obligation_codes(d) == ["no-onward-disclosure", "retain-max-days"]
 }
 
 test_dwp_may_ask_gro_for_a_death_registration if {
 	req := requests.request("egress", "cr-dwp-gro-deaths-2026", "dwp@whitehall", ["nino", "date_of_death"])
-	requests.decide(req).rule == allowed
+	d := requests.decide(req)
+	d.rule == allowed
+	d.withheld == {}
 }
 
 test_dwp_may_ask_dfc_for_a_benefit_award_to_fight_fraud if {

@@ -11,6 +11,7 @@ test_gro_discloses_a_death_registration_to_dwp_without_cause_of_death if {
 	d := requests.decide(req)
 	d.rule == allowed
 	d.fields == ["date_of_death", "nino"]
+	d.withheld == {"cause_of_death": "common.field_not_in_agreement"}
 }
 
 test_gro_discloses_a_death_registration_to_cardiff_council if {

@@ -418,6 +418,9 @@ async def test_a_research_extract_carries_each_records_pseudonym_and_no_identifi
     batches = await extract(federation, research_extract())
     assert len(batches) > 1
     assert set(batches[0].released_fields) == {"benefit", "start_date", "weekly_amount_pence"}
+    assert {(w.field, w.rule) for w in batches[0].withheld} == {
+        ("nino", "common.research_identifying_field")
+    }
     records = [record for batch in batches for record in batch.records]
     assert all(not record.benefit_award.nino for record in records)
     assert all(PSEUDONYM.match(record.pseudonym) for record in records)

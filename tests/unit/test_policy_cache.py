@@ -104,3 +104,21 @@ def test_the_stricter_of_two_decisions_denies_if_either_denies_and_intersects_fi
     assert both.allow
     assert both.released_fields == ("nino", "amount")
     assert both.pseudonymise
+
+
+def test_the_stricter_of_two_decisions_withholds_what_either_withholds() -> None:
+    running = Decision(
+        True, "a", "r.allow", "ag", ("nino", "benefit"), withheld={"address": "r.not_agreed"}
+    )
+    tentative = Decision(
+        True,
+        "b",
+        "r.allow",
+        "ag",
+        ("nino",),
+        withheld={"benefit": "r.not_agreed", "address": "r.other"},
+    )
+    both = stricter(running, tentative)
+    assert both.released_fields == ("nino",)
+    assert both.withheld == {"address": "r.not_agreed", "benefit": "r.not_agreed"}
+    assert stricter(running, deny("c", "r.suspended", "suspended")).withheld == {}

@@ -154,6 +154,13 @@ def test_policy_test_passes_on_a_real_bundle_with_every_rule_named() -> None:
     assert covered is not None and covered[1] == covered[2] and int(covered[1]) > 20
 
 
+def test_policy_test_counts_withholding_rules_among_the_rule_ids() -> None:
+    result = invoke("test", "--jurisdiction", "whitehall", "--verbose")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"common\.field_not_in_agreement: .*common/release_test\.rego", result.output)
+    assert re.search(r"common\.research_identifying_field: .*release_test\.rego", result.output)
+
+
 def test_policy_test_takes_the_bundle_from_a_node_config() -> None:
     result = invoke(
         "test", "--config", str(ROOT / "deploy" / "local" / "stormont.toml"), "--verbose"
@@ -235,11 +242,12 @@ def test_eval_shows_an_allow_and_exits_0(tmp_path: Path) -> None:
         "eval", "-j", "whitehall", "--input", write_json(tmp_path / "i", policy_input())
     )
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[:5] == [
+    assert result.output.splitlines()[:6] == [
         "egress: ALLOW",
         f"rule:         {ALLOWED_EGRESS}",
         "agreement:    cr-dwp-gro-deaths-2026",
         "fields:       date_of_death, registration_id",
+        "withheld:     cause_of_death (common.field_not_in_agreement)",
         "pseudonymise: no",
     ]
     assert "  retain-max-days (days=90)" in result.output
@@ -252,6 +260,7 @@ def test_eval_shows_a_denial_with_every_reason_and_exits_2(tmp_path: Path) -> No
     assert "egress: DENY" in result.output
     assert "rule:         common.agreement_expired" in result.output
     assert "fields:       (none)" in result.output
+    assert "withheld:     (none)" in result.output
     reasons = result.output.split("in the order that decides):\n")[1].split()
     assert reasons[:2] == ["common.agreement_expired", "common.agreement_review_overdue"]
 
@@ -265,6 +274,7 @@ def test_eval_reads_standard_input_and_prints_json() -> None:
     assert document["direction"] == "egress"
     assert document["allow"] is True
     assert document["fields"] == ["date_of_death", "registration_id"]
+    assert document["withheld"] == {"cause_of_death": "common.field_not_in_agreement"}
     assert [o["code"] for o in document["obligations"]] == [
         "no-onward-disclosure",
         "retain-max-days",

@@ -71,6 +71,7 @@ def without_id(decision: Decision) -> tuple[Any, ...]:
         decision.rule,
         decision.agreement_id,
         decision.released_fields,
+        decision.withheld,
         decision.obligations,
         decision.reasons,
         decision.pseudonymise,
@@ -88,6 +89,7 @@ def write_bundle(root: Path, egress: str, ingress: str | None = None) -> list[Pa
 
 
 DENY_ALL = 'decision := {"allow": false, "rule": "test.deny_all"}'
+MALFORMED = "concordat.decision_malformed"
 
 
 # --- the embedded engine decides ---------------------------------------------------------
@@ -106,7 +108,25 @@ async def test_request_under_a_registered_agreement_is_allowed(engine: EmbeddedE
     assert decision.released_fields == ("benefit", "nino", "weekly_amount_pence")
     assert [o.code for o in decision.obligations] == ["no-onward-disclosure", "retain-max-days"]
     assert decision.obligations[1].parameters == {"days": "365"}
+    assert decision.withheld == {}
     assert re.fullmatch(r"[0-9a-f]{32}", decision.decision_id)
+
+
+async def test_field_the_agreement_does_not_list_is_withheld_with_its_rule(
+    engine: EmbeddedEngine,
+) -> None:
+    asked = policy_input()
+    decision = await engine.decide(
+        "egress",
+        policy_input(
+            fields=[*asked["fields"], "address_line"],
+            field_sensitivity={**asked["field_sensitivity"], "address_line": "PERSONAL"},
+            identifying_fields=["address_line", "nino"],
+        ),
+    )
+    assert decision.allow
+    assert decision.released_fields == ("benefit", "nino", "weekly_amount_pence")
+    assert decision.withheld == {"address_line": "common.field_not_in_agreement"}
 
 
 async def test_expired_agreement_is_denied_with_its_rule(engine: EmbeddedEngine) -> None:
@@ -222,6 +242,22 @@ async def test_unknown_direction_is_an_engine_error(engine: EmbeddedEngine) -> N
             'decision := {"allow": true, "rule": "t", "fields": ["nino", "address_line"]}',
             "concordat.decision_released_unrequested_fields",
         ),
+        ('decision := {"allow": true, "rule": "t", "withheld": ["nino"]}', MALFORMED),
+        ('decision := {"allow": true, "rule": "t", "withheld": {"nino": 1}}', MALFORMED),
+        ('decision := {"allow": true, "rule": "t", "withheld": {"nino": ""}}', MALFORMED),
+        ('decision := {"allow": true, "rule": "t", "withheld": {"": "t.rule"}}', MALFORMED),
+        ('decision := {"allow": true, "rule": "t", "withheld": {"nino": ["t.rule"]}}', MALFORMED),
+        # Naming a field not asked for, or one it also releases, contradicts the request.
+        (
+            'decision := {"allow": true, "rule": "t", "fields": ["nino"], '
+            '"withheld": {"address_line": "t.rule"}}',
+            MALFORMED,
+        ),
+        (
+            'decision := {"allow": true, "rule": "t", "fields": ["nino", "benefit"], '
+            '"withheld": {"nino": "t.rule"}}',
+            MALFORMED,
+        ),
         ('decision := {"allow": true, "rule": "t"} if input.never', "concordat.decision_undefined"),
     ],
 )
@@ -256,11 +292,45 @@ async def test_conflicting_decisions_are_an_engine_error(tmp_path: Path) -> None
 
 def test_denial_never_releases_what_it_lists() -> None:
     decision = parse_decision(
-        {"allow": False, "rule": "x.deny", "fields": ["nino"], "pseudonymise": True},
+        {
+            "allow": False,
+            "rule": "x.deny",
+            "fields": ["nino"],
+            "withheld": {"benefit": "x.withheld"},
+            "pseudonymise": True,
+        },
         decision_id="d1",
-        requested_fields={"nino"},
+        requested_fields={"nino", "benefit"},
     )
     assert decision == Decision(allow=False, decision_id="d1", rule="x.deny")
+
+
+def test_withheld_fields_are_kept_by_field_name_with_their_rules() -> None:
+    decision = parse_decision(
+        {
+            "allow": True,
+            "rule": "x.allow",
+            "fields": ["benefit"],
+            "withheld": {"nino": "x.identifying", "address_line": "x.not_agreed"},
+        },
+        decision_id="d1",
+        requested_fields={"nino", "benefit", "address_line"},
+    )
+    assert decision.allow
+    assert list(decision.withheld.items()) == [
+        ("address_line", "x.not_agreed"),
+        ("nino", "x.identifying"),
+    ]
+
+
+def test_a_decision_without_withheld_withholds_nothing_by_name() -> None:
+    decision = parse_decision(
+        {"allow": True, "rule": "x.allow", "fields": ["nino"]},
+        decision_id="d1",
+        requested_fields={"nino", "benefit"},
+    )
+    assert decision.allow
+    assert decision.withheld == {}
 
 
 # --- bundles the engine refuses ----------------------------------------------------------

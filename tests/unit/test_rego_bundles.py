@@ -16,6 +16,7 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 JURISDICTIONS = ["whitehall", "holyrood", "stormont", "cardiff"]
 _RULE_ID = re.compile(r'\bfailures\s+contains\s+"([\w.]+)"')
 _ALLOW_ID = re.compile(r'"(\w+\.(?:egress|ingress)\.allow_under_agreement)"')
+_WITHHOLDING_ID = re.compile(r'\bwithholdings\[\s*\w+\s*\]\s*:=\s*"([\w.]+)"')
 
 
 def bundle_of(jurisdiction: str) -> PolicyBundle:
@@ -47,8 +48,13 @@ def test_every_denial_and_allow_rule_appears_in_a_test(jurisdiction: str) -> Non
     bundle = bundle_of(jurisdiction)
     policy = "\n".join(bundle.modules.values())
     tests = "\n".join(bundle.tests.values())
-    rule_ids = set(_RULE_ID.findall(policy)) | set(_ALLOW_ID.findall(policy))
+    rule_ids = (
+        set(_RULE_ID.findall(policy))
+        | set(_ALLOW_ID.findall(policy))
+        | set(_WITHHOLDING_ID.findall(policy))
+    )
     assert {f"{jurisdiction}.egress.allow_under_agreement"} <= rule_ids
+    assert {"common.field_not_in_agreement", "common.research_identifying_field"} <= rule_ids
     untested = sorted(rule_id for rule_id in rule_ids if f'"{rule_id}"' not in tests)
     assert untested == []
 

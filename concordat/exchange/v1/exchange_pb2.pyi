@@ -78,6 +78,14 @@ class Obligation(_message.Message):
     parameters: _containers.ScalarMap[str, str]
     def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class WithheldField(_message.Message):
+    __slots__ = ("field", "rule")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    rule: str
+    def __init__(self, field: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
+
 class GetRecordRequest(_message.Message):
     __slots__ = ("idempotency_key", "record_type", "subject", "purpose", "agreement_id", "field_mask", "case_reference", "provider_node")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,7 +107,7 @@ class GetRecordRequest(_message.Message):
     def __init__(self, idempotency_key: _Optional[str] = ..., record_type: _Optional[_Union[RecordType, str]] = ..., subject: _Optional[_Union[SubjectIdentifier, _Mapping]] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., agreement_id: _Optional[str] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., case_reference: _Optional[str] = ..., provider_node: _Optional[str] = ...) -> None: ...
 
 class GetRecordResponse(_message.Message):
-    __slots__ = ("exchange_id", "records", "released_fields", "obligations", "egress_decision_id", "ingress_decision_id", "provider_node")
+    __slots__ = ("exchange_id", "records", "released_fields", "obligations", "egress_decision_id", "ingress_decision_id", "provider_node", "withheld")
     EXCHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELDS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +115,7 @@ class GetRecordResponse(_message.Message):
     EGRESS_DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     INGRESS_DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_NODE_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
     exchange_id: str
     records: _containers.RepeatedCompositeFieldContainer[_records_pb2.Record]
     released_fields: _containers.RepeatedScalarFieldContainer[str]
@@ -114,7 +123,8 @@ class GetRecordResponse(_message.Message):
     egress_decision_id: str
     ingress_decision_id: str
     provider_node: str
-    def __init__(self, exchange_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_records_pb2.Record, _Mapping]]] = ..., released_fields: _Optional[_Iterable[str]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., egress_decision_id: _Optional[str] = ..., ingress_decision_id: _Optional[str] = ..., provider_node: _Optional[str] = ...) -> None: ...
+    withheld: _containers.RepeatedCompositeFieldContainer[WithheldField]
+    def __init__(self, exchange_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_records_pb2.Record, _Mapping]]] = ..., released_fields: _Optional[_Iterable[str]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., egress_decision_id: _Optional[str] = ..., ingress_decision_id: _Optional[str] = ..., provider_node: _Optional[str] = ..., withheld: _Optional[_Iterable[_Union[WithheldField, _Mapping]]] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
     __slots__ = ("idempotency_key", "record_type", "subjects", "purpose", "agreement_id", "field_mask", "case_reference", "batch_size", "resume_token", "provider_node")
@@ -141,7 +151,7 @@ class StreamRecordsRequest(_message.Message):
     def __init__(self, idempotency_key: _Optional[str] = ..., record_type: _Optional[_Union[RecordType, str]] = ..., subjects: _Optional[_Iterable[_Union[SubjectIdentifier, _Mapping]]] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., agreement_id: _Optional[str] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., case_reference: _Optional[str] = ..., batch_size: _Optional[int] = ..., resume_token: _Optional[str] = ..., provider_node: _Optional[str] = ...) -> None: ...
 
 class StreamRecordsResponse(_message.Message):
-    __slots__ = ("exchange_id", "records", "released_fields", "obligations", "egress_decision_id", "ingress_decision_id", "provider_node", "resume_token")
+    __slots__ = ("exchange_id", "records", "released_fields", "obligations", "egress_decision_id", "ingress_decision_id", "provider_node", "resume_token", "withheld")
     EXCHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELDS_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +160,7 @@ class StreamRecordsResponse(_message.Message):
     INGRESS_DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_NODE_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
     exchange_id: str
     records: _containers.RepeatedCompositeFieldContainer[_records_pb2.Record]
     released_fields: _containers.RepeatedScalarFieldContainer[str]
@@ -158,4 +169,5 @@ class StreamRecordsResponse(_message.Message):
     ingress_decision_id: str
     provider_node: str
     resume_token: str
-    def __init__(self, exchange_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_records_pb2.Record, _Mapping]]] = ..., released_fields: _Optional[_Iterable[str]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., egress_decision_id: _Optional[str] = ..., ingress_decision_id: _Optional[str] = ..., provider_node: _Optional[str] = ..., resume_token: _Optional[str] = ...) -> None: ...
+    withheld: _containers.RepeatedCompositeFieldContainer[WithheldField]
+    def __init__(self, exchange_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_records_pb2.Record, _Mapping]]] = ..., released_fields: _Optional[_Iterable[str]] = ..., obligations: _Optional[_Iterable[_Union[Obligation, _Mapping]]] = ..., egress_decision_id: _Optional[str] = ..., ingress_decision_id: _Optional[str] = ..., provider_node: _Optional[str] = ..., resume_token: _Optional[str] = ..., withheld: _Optional[_Iterable[_Union[WithheldField, _Mapping]]] = ...) -> None: ...
