@@ -45,7 +45,12 @@ _PRINTABLE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 def request_digest(message: Message) -> str:
     """Hex SHA-256 of the message's deterministic serialisation."""
-    return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+    return encoded_digest(message.SerializeToString(deterministic=True))
+
+
+def encoded_digest(encoded: bytes) -> str:
+    """Hex SHA-256 of a message already serialised deterministically: its request_digest."""
+    return hashlib.sha256(encoded).hexdigest()
 
 
 class AssertionSigner:

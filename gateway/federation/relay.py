@@ -12,16 +12,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
 from gateway import errors, records
 from gateway.domain import merge_obligations
 from gateway.exchange import Exchange
-from gateway.federation.assertions import AssertionSigner, ReceiptVerifier, request_digest
+from gateway.federation.assertions import (
+    AssertionSigner,
+    ReceiptVerifier,
+    encoded_digest,
+    request_digest,
+)
 from gateway.federation.breaker import retrying
 from gateway.federation.peers import Peer, PeerClients
-from gateway.responses import obligations_from_proto
+from gateway.responses import obligations_from_proto, take_peer_withheld
 from gateway.status import error_info
 
 _RETRYABLE_CODES = {grpc.StatusCode.UNAVAILABLE}
@@ -105,6 +111,7 @@ class Relay:
             exchange.obligations, obligations_from_proto(response.obligations)
         )
         exchange.notes["ingress_decision_id"] = response.ingress_decision_id
+        take_peer_withheld(exchange, response)
         exchange.notes["evidence"] = {
             "peer": peer.node,
             "receipt": reply.receipt,
@@ -197,26 +204,25 @@ class RemoteBatches:
         )
         call = peer.stub.RelayStream(
             federation_pb2.RelayStreamRequest(
-                exchange_id=exchange.exchange_id, assertion=assertion, request=request
+                exchange_id=exchange.exchange_id,
+                assertion=assertion,
+                request=request,
+                accepts_encoded_batch=True,
             ),
             timeout=remaining_seconds(exchange) or None,
         )
         receipts = 0
         try:
             async for item in call:
-                batch = item.batch
-                self._receipts.verify(
-                    item.receipt,
-                    provider_node=peer.node,
-                    exchange_id=exchange.exchange_id,
-                    response_digest=request_digest(batch),
-                )
+                batch = self._verified_batch(item, peer.node, exchange.exchange_id)
                 receipts += 1
                 exchange.record_count += len(batch.records)
                 exchange.bytes_released += records.size_of(batch.records)
                 if batch.released_fields:
                     exchange.released_fields = tuple(batch.released_fields)
                     exchange.notes["ingress_decision_id"] = batch.ingress_decision_id
+                    # After the receipt check: only verified batches say what a peer withheld.
+                    take_peer_withheld(exchange, batch)
                 exchange.notes["evidence"] = {
                     "peer": peer.node,
                     "receipts": receipts,
@@ -233,3 +239,27 @@ class RemoteBatches:
                 peer.breaker.record_failure()
             raise remote_error(exc, peer.node) from exc
         peer.breaker.record_success()
+
+    def _verified_batch(
+        self, item: federation_pb2.RelayStreamResponse, provider: str, exchange_id: str
+    ) -> exchange_pb2.StreamRecordsResponse:
+        """The batch `item` carries, once its receipt is shown to sign exactly these records.
+
+        The digest is taken over the bytes as received, before they are parsed: nothing the
+        provider did not sign is parsed, and the batch is never serialised again to check it.
+        """
+        if item.HasField("batch"):
+            # A providing node of an earlier release sends the batch as a message.
+            self._check_receipt(item.receipt, provider, exchange_id, request_digest(item.batch))
+            return item.batch
+        encoded = item.encoded_batch
+        self._check_receipt(item.receipt, provider, exchange_id, encoded_digest(encoded))
+        try:
+            return exchange_pb2.StreamRecordsResponse.FromString(encoded)
+        except DecodeError as exc:
+            raise errors.PeerRejected(f"{provider} signed a batch that does not parse") from exc
+
+    def _check_receipt(self, receipt: str, provider: str, exchange_id: str, digest: str) -> None:
+        self._receipts.verify(
+            receipt, provider_node=provider, exchange_id=exchange_id, response_digest=digest
+        )

@@ -18,6 +18,7 @@ from gateway.exchange import Exchange, new_exchange_id
 from gateway.federation.assertions import (
     AssertionVerifier,
     ReceiptSigner,
+    encoded_digest,
     request_digest,
 )
 from gateway.federation.directory import Directory
@@ -130,10 +131,14 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         exchange = _provider_exchange("StreamRecords", request, context)
         try:
             async for batch in self._stream.stream(exchange, self._batches):
+                # Serialised once: the receipt signs the digest of exactly the bytes sent, and
+                # gRPC copies them as they are instead of copying the batch into the relay
+                # message and serialising it again.
+                encoded = batch.SerializeToString(deterministic=True)
                 receipt = self._receipts.sign(
                     exchange_id=exchange.exchange_id,
                     requesting_node=exchange.requesting_node,
-                    response_digest=request_digest(batch),
+                    response_digest=encoded_digest(encoded),
                     record_count=len(batch.records),
                     released_fields=list(batch.released_fields),
                     ingress_decision_id=batch.ingress_decision_id,
@@ -143,6 +148,11 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
                     "last_receipt": receipt,
                     "assertion": request.assertion,
                 }
-                yield federation_pb2.RelayStreamResponse(batch=batch, receipt=receipt)
+                if request.accepts_encoded_batch:
+                    yield federation_pb2.RelayStreamResponse(encoded_batch=encoded, receipt=receipt)
+                else:
+                    # A requesting node of an earlier release digests the batch message; its
+                    # deterministic serialisation is `encoded`, so the same receipt holds.
+                    yield federation_pb2.RelayStreamResponse(batch=batch, receipt=receipt)
         except ConcordatError as error:
             await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))

@@ -510,6 +510,38 @@ async def test_a_field_outside_the_agreement_is_withheld_before_the_request_leav
     assert mine["fields_requested"] == list(ask.fields)
     # Whitehall's egress decision narrowed the request: Holyrood never saw the extra fields.
     assert theirs["fields_requested"] == ["registration_id", "family_name"]
+    # The caller is told which rule withheld each field it does not get, and so is the audit.
+    outside = {
+        "place_of_birth": "common.field_not_in_agreement",
+        "mother_family_name": "common.field_not_in_agreement",
+    }
+    assert {w.field: w.rule for w in response.withheld} == outside
+    assert mine["fields_withheld"] == outside
+
+
+async def test_a_cross_node_extract_names_the_fields_withheld_in_its_first_batch(
+    federation: Federation,
+) -> None:
+    # ONS's statistics agreement with GRONI covers deaths without the deceased's names.
+    request = exchange_pb2.StreamRecordsRequest(
+        record_type=exchange_pb2.RECORD_TYPE_DEATH_REGISTRATION,
+        purpose=exchange_pb2.PURPOSE_STATISTICS,
+        agreement_id="stats-ons-groni-deaths-2026",
+        provider_node="stormont",
+        batch_size=25,
+    )
+    request.field_mask.paths.extend(["registration_district", "family_name"])
+    client = federation.client("whitehall", "ons")
+    try:
+        batches = [batch async for batch in client.stream_records(request)]
+    finally:
+        await client.close()
+    assert list(batches[0].released_fields) == ["registration_district"]
+    assert {(w.field, w.rule) for w in batches[0].withheld} == {
+        ("family_name", "common.field_not_in_agreement")
+    }
+    records = [record for batch in batches for record in batch.records]
+    assert records and not any(record.death_registration.family_name for record in records)
 
 
 # --- 1-3. Denials: each names its rule, its node and the agreement ---------------------------

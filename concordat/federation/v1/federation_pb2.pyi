@@ -25,19 +25,23 @@ class RelayResponse(_message.Message):
     def __init__(self, response: _Optional[_Union[_exchange_pb2.GetRecordResponse, _Mapping]] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class RelayStreamRequest(_message.Message):
-    __slots__ = ("exchange_id", "assertion", "request")
+    __slots__ = ("exchange_id", "assertion", "request", "accepts_encoded_batch")
     EXCHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     ASSERTION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_ENCODED_BATCH_FIELD_NUMBER: _ClassVar[int]
     exchange_id: str
     assertion: str
     request: _exchange_pb2.StreamRecordsRequest
-    def __init__(self, exchange_id: _Optional[str] = ..., assertion: _Optional[str] = ..., request: _Optional[_Union[_exchange_pb2.StreamRecordsRequest, _Mapping]] = ...) -> None: ...
+    accepts_encoded_batch: bool
+    def __init__(self, exchange_id: _Optional[str] = ..., assertion: _Optional[str] = ..., request: _Optional[_Union[_exchange_pb2.StreamRecordsRequest, _Mapping]] = ..., accepts_encoded_batch: _Optional[bool] = ...) -> None: ...
 
 class RelayStreamResponse(_message.Message):
-    __slots__ = ("batch", "receipt")
+    __slots__ = ("batch", "receipt", "encoded_batch")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    ENCODED_BATCH_FIELD_NUMBER: _ClassVar[int]
     batch: _exchange_pb2.StreamRecordsResponse
     receipt: str
-    def __init__(self, batch: _Optional[_Union[_exchange_pb2.StreamRecordsResponse, _Mapping]] = ..., receipt: _Optional[str] = ...) -> None: ...
+    encoded_batch: bytes
+    def __init__(self, batch: _Optional[_Union[_exchange_pb2.StreamRecordsResponse, _Mapping]] = ..., receipt: _Optional[str] = ..., encoded_batch: _Optional[bytes] = ...) -> None: ...
