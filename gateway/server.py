@@ -6,11 +6,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2_grpc
 from gateway.config import TlsConfig
 from gateway.federation.service import FederationService
 from gateway.service import ExchangeService
+from gateway.wire import serialize_response
 
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_OPTIONS = (
@@ -34,7 +35,11 @@ def build_exchange_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Creates (but does not start) the server; returns it, its bound port and its health."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(service, server)
+    handlers = exchange_handlers(service)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(EXCHANGE_SERVICE, handlers),)
+    )
+    server.add_registered_method_handlers(EXCHANGE_SERVICE, handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -49,6 +54,25 @@ def build_exchange_server(
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, port, health_servicer
+
+
+def exchange_handlers(service: ExchangeService) -> dict[str, grpc.RpcMethodHandler]:
+    """The exchange API's methods, as the generated `add_ExchangeServiceServicer_to_server`
+    registers them, except that StreamRecords may yield batches already in wire form
+    (`gateway.wire.EncodedResponse`): a relayed batch is sent as the providing node signed
+    it, never parsed and serialised again. A test checks these are the API's methods."""
+    return {
+        "GetRecord": grpc.unary_unary_rpc_method_handler(
+            service.GetRecord,
+            request_deserializer=exchange_pb2.GetRecordRequest.FromString,
+            response_serializer=exchange_pb2.GetRecordResponse.SerializeToString,
+        ),
+        "StreamRecords": grpc.unary_stream_rpc_method_handler(
+            service.StreamRecords,
+            request_deserializer=exchange_pb2.StreamRecordsRequest.FromString,
+            response_serializer=serialize_response,
+        ),
+    }
 
 
 def add_federation_service(

@@ -11,7 +11,7 @@ from gateway.errors import ConcordatError
 from gateway.exchange import Exchange
 from gateway.pipeline import Pipeline
 from gateway.status import to_grpc_status
-from gateway.streaming import StreamBatches
+from gateway.streaming import CallerBatches, StreamBatch
 
 
 class ExchangeService(exchange_pb2_grpc.ExchangeServiceServicer):
@@ -20,7 +20,7 @@ class ExchangeService(exchange_pb2_grpc.ExchangeServiceServicer):
         *,
         get_pipeline: Pipeline,
         stream_pipeline: Pipeline,
-        stream_batches: StreamBatches,
+        stream_batches: CallerBatches,
     ) -> None:
         self._get = get_pipeline
         self._stream = stream_pipeline
@@ -44,7 +44,7 @@ class ExchangeService(exchange_pb2_grpc.ExchangeServiceServicer):
 
     async def StreamRecords(
         self, request: exchange_pb2.StreamRecordsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+    ) -> AsyncIterator[StreamBatch]:
         exchange = Exchange(
             rpc="StreamRecords",
             role="local",

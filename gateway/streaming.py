@@ -23,14 +23,28 @@ from gateway.exchange import Exchange
 from gateway.pseudonyms import Pseudonyms
 from gateway.responses import obligations_to_proto, withheld_of, withheld_to_proto
 from gateway.stages import translate_adapter_errors
+from gateway.wire import EncodedResponse
 
 # Batches built ahead of the one being sent.
 BATCHES_AHEAD = 1
 _Built = tuple[exchange_pb2.StreamRecordsResponse, int] | Exception | None
 
 
+# A batch as a caller receives it: built by this node, or relayed as a providing node signed
+# it (gateway.wire explains why that one stays in wire form).
+StreamBatch = exchange_pb2.StreamRecordsResponse | EncodedResponse
+
+
 class StreamBatches(Protocol):
+    """Batches this node builds, as messages (a providing node signs their encoding)."""
+
     def __call__(self, exchange: Exchange) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]: ...
+
+
+class CallerBatches(Protocol):
+    """Batches for a caller of this node: built here, or relayed from a providing node."""
+
+    def __call__(self, exchange: Exchange) -> AsyncIterator[StreamBatch]: ...
 
 
 class ResumeTokens:
@@ -224,12 +238,12 @@ def _pseudonyms_of(batch: Batch, pseudonyms: Pseudonyms | None) -> list[str]:
 class ChooseBatches:
     """Local batches when this node holds the records, relayed batches when a peer does."""
 
-    def __init__(self, node: str, *, local: StreamBatches, remote: StreamBatches | None) -> None:
+    def __init__(self, node: str, *, local: StreamBatches, remote: CallerBatches | None) -> None:
         self._node = node
         self._local = local
         self._remote = remote
 
-    def __call__(self, exchange: Exchange) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+    def __call__(self, exchange: Exchange) -> AsyncIterator[StreamBatch]:
         if exchange.providing_node == self._node or self._remote is None:
             return self._local(exchange)
         return self._remote(exchange)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
-from gateway import errors, records
+from gateway import errors, records, wire
 from gateway.domain import merge_obligations
 from gateway.exchange import Exchange
 from gateway.federation.assertions import (
@@ -32,6 +32,9 @@ from gateway.status import error_info
 
 _RETRYABLE_CODES = {grpc.StatusCode.UNAVAILABLE}
 _BREAKER_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_BATCH_EXCHANGE_ID = exchange_pb2.StreamRecordsResponse.DESCRIPTOR.fields_by_name[
+    "exchange_id"
+].number
 
 
 def remote_error(error: grpc.aio.AioRpcError, peer: str) -> errors.ConcordatError:
@@ -173,6 +176,13 @@ def sign_assertion(
     )
 
 
+class _PassedOn(NamedTuple):
+    """A verified batch handed on as the bytes its receipt signs, and its records' view."""
+
+    view: federation_pb2.RelayedBatchView
+    encoded: bytes
+
+
 def remaining_seconds(exchange: Exchange) -> float:
     budget = exchange.deadline_seconds if exchange.deadline_seconds is not None else 10.0
     return max(0.0, budget - (time.monotonic() - exchange.started))
@@ -194,7 +204,7 @@ class RemoteBatches:
 
     async def __call__(
         self, exchange: Exchange
-    ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+    ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse | wire.EncodedResponse]:
         peer = self._peers.get(exchange.providing_node)
         request = relayed_request(exchange)
         digest = request_digest(request)
@@ -212,10 +222,25 @@ class RemoteBatches:
             timeout=remaining_seconds(exchange) or None,
         )
         receipts = 0
+        # Appended to each batch handed on as it was signed: a parser keeps the last value of
+        # a field, so the caller sees this exchange's id whatever the batch carried.
+        exchange_id_field = wire.field_bytes(_BATCH_EXCHANGE_ID, exchange.exchange_id)
         try:
             async for item in call:
-                batch = self._verified_batch(item, peer.node, exchange.exchange_id)
+                verified = self._verified(item, peer.node, exchange.exchange_id)
                 receipts += 1
+                exchange.notes["evidence"] = {
+                    "peer": peer.node,
+                    "receipts": receipts,
+                    "last_receipt": item.receipt,
+                }
+                if isinstance(verified, _PassedOn):
+                    records_signed = verified.view.records
+                    exchange.record_count += len(records_signed)
+                    exchange.bytes_released += sum(map(len, records_signed))
+                    yield wire.EncodedResponse(verified.encoded + exchange_id_field)
+                    continue
+                batch = verified
                 exchange.record_count += len(batch.records)
                 exchange.bytes_released += records.size_of(batch.records)
                 if batch.released_fields:
@@ -223,11 +248,6 @@ class RemoteBatches:
                     exchange.notes["ingress_decision_id"] = batch.ingress_decision_id
                     # After the receipt check: only verified batches say what a peer withheld.
                     take_peer_withheld(exchange, batch)
-                exchange.notes["evidence"] = {
-                    "peer": peer.node,
-                    "receipts": receipts,
-                    "last_receipt": item.receipt,
-                }
                 batch.exchange_id = exchange.exchange_id
                 if batch.released_fields:
                     batch.egress_decision_id = (
@@ -240,13 +260,15 @@ class RemoteBatches:
             raise remote_error(exc, peer.node) from exc
         peer.breaker.record_success()
 
-    def _verified_batch(
+    def _verified(
         self, item: federation_pb2.RelayStreamResponse, provider: str, exchange_id: str
-    ) -> exchange_pb2.StreamRecordsResponse:
+    ) -> exchange_pb2.StreamRecordsResponse | _PassedOn:
         """The batch `item` carries, once its receipt is shown to sign exactly these records.
 
         The digest is taken over the bytes as received, before they are parsed: nothing the
         provider did not sign is parsed, and the batch is never serialised again to check it.
+        A batch that says what was released (the first) is read whole, as this node records
+        it; any other is only viewed, to count its records, and handed on as its bytes.
         """
         if item.HasField("batch"):
             # A providing node of an earlier release sends the batch as a message.
@@ -255,6 +277,9 @@ class RemoteBatches:
         encoded = item.encoded_batch
         self._check_receipt(item.receipt, provider, exchange_id, encoded_digest(encoded))
         try:
+            view = federation_pb2.RelayedBatchView.FromString(encoded)
+            if not view.released_fields:
+                return _PassedOn(view, encoded)
             return exchange_pb2.StreamRecordsResponse.FromString(encoded)
         except DecodeError as exc:
             raise errors.PeerRejected(f"{provider} signed a batch that does not parse") from exc

@@ -29,6 +29,7 @@ from gateway.federation.assertions import (
 from gateway.federation.breaker import CircuitBreaker
 from gateway.federation.peers import Peer
 from gateway.federation.relay import RemoteBatches
+from gateway.wire import EncodedResponse, serialize_response
 
 PROVIDER, REQUESTER_NODE = "stormont", "whitehall"
 DWP = Requester(organisation="dwp", system="fraud", administration=REQUESTER_NODE)
@@ -159,17 +160,33 @@ def an_exchange() -> Exchange:
     )
 
 
-async def read_until_refused(
+async def handed_on_until_refused(
     batches: RemoteBatches, exchange: Exchange
-) -> tuple[list[exchange_pb2.StreamRecordsResponse], PeerRejected | None]:
-    """The batches handed on, and the refusal that ended the stream, if any."""
-    received: list[exchange_pb2.StreamRecordsResponse] = []
+) -> tuple[list[exchange_pb2.StreamRecordsResponse | EncodedResponse], PeerRejected | None]:
+    """What the requesting node handed its caller, as it did, and the refusal that ended the
+    stream, if any."""
+    received: list[exchange_pb2.StreamRecordsResponse | EncodedResponse] = []
     try:
         async for batch in batches(exchange):
             received.append(batch)
     except PeerRejected as refusal:
         return received, refusal
     return received, None
+
+
+async def read_until_refused(
+    batches: RemoteBatches, exchange: Exchange
+) -> tuple[list[exchange_pb2.StreamRecordsResponse], PeerRejected | None]:
+    """The batches handed on, as the caller parses them, and the refusal, if any."""
+    received, refusal = await handed_on_until_refused(batches, exchange)
+    return [as_caller_reads(batch) for batch in received], refusal
+
+
+def as_caller_reads(
+    batch: exchange_pb2.StreamRecordsResponse | EncodedResponse,
+) -> exchange_pb2.StreamRecordsResponse:
+    """What the caller parses from the bytes gRPC sends for `batch`."""
+    return exchange_pb2.StreamRecordsResponse.FromString(serialize_response(batch))
 
 
 def award_ids(batches: Sequence[exchange_pb2.StreamRecordsResponse]) -> Iterator[str]:
@@ -282,3 +299,57 @@ async def test_a_batch_message_from_a_provider_of_the_earlier_release_is_verifie
 
     assert list(award_ids(received)) == ["AW1"]
     assert refusal is not None and "does not match" in refusal.message
+
+
+async def test_batches_after_the_first_are_handed_on_as_the_bytes_the_provider_signed(
+    relayed: Relayed,
+) -> None:
+    first = a_batch("", "AW1")
+    first.released_fields.append("award_id")
+    first.ingress_decision_id = "dec-provider"
+    signed_bytes: list[bytes] = []
+
+    def script(
+        exchange_id: str, receipts: ReceiptSigner
+    ) -> list[federation_pb2.RelayStreamResponse]:
+        first.exchange_id = exchange_id
+        items = [
+            encoded_item(receipts, exchange_id, first),
+            encoded_item(receipts, exchange_id, a_batch(exchange_id, "AW2", "AW3")),
+        ]
+        signed_bytes.extend(item.encoded_batch for item in items)
+        return items
+
+    relayed.provider.script = script
+    exchange = an_exchange()
+
+    received, refusal = await handed_on_until_refused(relayed.batches, exchange)
+
+    assert refusal is None
+    opening, later = received
+    # The first batch says what was released: this node reads it and records it.
+    assert isinstance(opening, exchange_pb2.StreamRecordsResponse)
+    assert exchange.notes["ingress_decision_id"] == "dec-provider"
+    # A later one goes on unparsed: the provider's signed bytes, then this exchange's id.
+    assert isinstance(later, EncodedResponse)
+    assert later.data.startswith(signed_bytes[1])
+    assert as_caller_reads(later).exchange_id == exchange.exchange_id
+    assert [r.benefit_award.award_id for r in as_caller_reads(later).records] == ["AW2", "AW3"]
+    assert exchange.record_count == 3
+    assert exchange.bytes_released == sum(
+        records.size_of(as_caller_reads(b).records) for b in received
+    )
+
+
+async def test_a_batch_handed_on_carries_this_exchanges_id_whatever_the_provider_put_there(
+    relayed: Relayed,
+) -> None:
+    relayed.provider.script = lambda exchange_id, receipts: [
+        encoded_item(receipts, exchange_id, a_batch("some-other-exchange", "AW1")),
+    ]
+    exchange = an_exchange()
+
+    received, refusal = await read_until_refused(relayed.batches, exchange)
+
+    assert refusal is None
+    assert [batch.exchange_id for batch in received] == [exchange.exchange_id]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from concordat.exchange.v1 import exchange_pb2 as concordat_dot_exchange_dot_v1_dot_exchange__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(concordat/federation/v1/federation.proto\x12\x17\x63oncordat.federation.v1\x1a$concordat/exchange/v1/exchange.proto\"p\n\x0cRelayRequest\x12\x13\n\x0b\x65xchange_id\x18\x01 \x01(\t\x12\x11\n\tassertion\x18\x02 \x01(\t\x12\x38\n\x07request\x18\x03 \x01(\x0b\x32\'.concordat.exchange.v1.GetRecordRequest\"\\\n\rRelayResponse\x12:\n\x08response\x18\x01 \x01(\x0b\x32(.concordat.exchange.v1.GetRecordResponse\x12\x0f\n\x07receipt\x18\x02 \x01(\t\"\x99\x01\n\x12RelayStreamRequest\x12\x13\n\x0b\x65xchange_id\x18\x01 \x01(\t\x12\x11\n\tassertion\x18\x02 \x01(\t\x12<\n\x07request\x18\x03 \x01(\x0b\x32+.concordat.exchange.v1.StreamRecordsRequest\x12\x1d\n\x15\x61\x63\x63\x65pts_encoded_batch\x18\x04 \x01(\x08\"z\n\x13RelayStreamResponse\x12;\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32,.concordat.exchange.v1.StreamRecordsResponse\x12\x0f\n\x07receipt\x18\x02 \x01(\t\x12\x15\n\rencoded_batch\x18\x03 \x01(\x0c\x32\xd7\x01\n\x11\x46\x65\x64\x65rationService\x12V\n\x05Relay\x12%.concordat.federation.v1.RelayRequest\x1a&.concordat.federation.v1.RelayResponse\x12j\n\x0bRelayStream\x12+.concordat.federation.v1.RelayStreamRequest\x1a,.concordat.federation.v1.RelayStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(concordat/federation/v1/federation.proto\x12\x17\x63oncordat.federation.v1\x1a$concordat/exchange/v1/exchange.proto\"p\n\x0cRelayRequest\x12\x13\n\x0b\x65xchange_id\x18\x01 \x01(\t\x12\x11\n\tassertion\x18\x02 \x01(\t\x12\x38\n\x07request\x18\x03 \x01(\x0b\x32\'.concordat.exchange.v1.GetRecordRequest\"\\\n\rRelayResponse\x12:\n\x08response\x18\x01 \x01(\x0b\x32(.concordat.exchange.v1.GetRecordResponse\x12\x0f\n\x07receipt\x18\x02 \x01(\t\"\x99\x01\n\x12RelayStreamRequest\x12\x13\n\x0b\x65xchange_id\x18\x01 \x01(\t\x12\x11\n\tassertion\x18\x02 \x01(\t\x12<\n\x07request\x18\x03 \x01(\x0b\x32+.concordat.exchange.v1.StreamRecordsRequest\x12\x1d\n\x15\x61\x63\x63\x65pts_encoded_batch\x18\x04 \x01(\x08\"z\n\x13RelayStreamResponse\x12;\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32,.concordat.exchange.v1.StreamRecordsResponse\x12\x0f\n\x07receipt\x18\x02 \x01(\t\x12\x15\n\rencoded_batch\x18\x03 \x01(\x0c\"<\n\x10RelayedBatchView\x12\x0f\n\x07records\x18\x02 \x03(\x0c\x12\x17\n\x0freleased_fields\x18\x03 \x03(\t2\xd7\x01\n\x11\x46\x65\x64\x65rationService\x12V\n\x05Relay\x12%.concordat.federation.v1.RelayRequest\x1a&.concordat.federation.v1.RelayResponse\x12j\n\x0bRelayStream\x12+.concordat.federation.v1.RelayStreamRequest\x1a,.concordat.federation.v1.RelayStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELAYSTREAMREQUEST']._serialized_end=469
   _globals['_RELAYSTREAMRESPONSE']._serialized_start=471
   _globals['_RELAYSTREAMRESPONSE']._serialized_end=593
-  _globals['_FEDERATIONSERVICE']._serialized_start=596
-  _globals['_FEDERATIONSERVICE']._serialized_end=811
+  _globals['_RELAYEDBATCHVIEW']._serialized_start=595
+  _globals['_RELAYEDBATCHVIEW']._serialized_end=655
+  _globals['_FEDERATIONSERVICE']._serialized_start=658
+  _globals['_FEDERATIONSERVICE']._serialized_end=873
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,8 @@
 from concordat.exchange.v1 import exchange_pb2 as _exchange_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -45,3 +46,11 @@ class RelayStreamResponse(_message.Message):
     receipt: str
     encoded_batch: bytes
     def __init__(self, batch: _Optional[_Union[_exchange_pb2.StreamRecordsResponse, _Mapping]] = ..., receipt: _Optional[str] = ..., encoded_batch: _Optional[bytes] = ...) -> None: ...
+
+class RelayedBatchView(_message.Message):
+    __slots__ = ("records", "released_fields")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedScalarFieldContainer[bytes]
+    released_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, records: _Optional[_Iterable[bytes]] = ..., released_fields: _Optional[_Iterable[str]] = ...) -> None: ...
