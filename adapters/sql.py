@@ -58,6 +58,8 @@ _INT64 = range(-(2**63), 2**63)
 # Rows of a one-to-many join are read for at most this many parents per statement, which
 # keeps the IN list far below every driver's bound-parameter limit.
 _LINKS_PER_QUERY = 500
+# Subject queries kept per source: one per record type, field set and identifier kind asked.
+_STATEMENTS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ class SqlSource:
         self._engine = engine
         self._plans = dict(plans)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sql-source")
+        self._subject_statements: dict[tuple[str, tuple[str, ...], str], Select[Any]] = {}
         self.record_types = frozenset(self._plans)
 
     @property
@@ -126,11 +129,12 @@ class SqlSource:
         wanted = _wanted_fields(plan, fields)
         if subject_kind not in plan.subjects:
             raise AdapterError(f"{record_type} cannot be looked up by {subject_kind} here")
-        column, join = plan.subjects[subject_kind]
+        column, _ = plan.subjects[subject_kind]
         value = _as_column_value(column, subject_value)
         if value is None:
             return []
-        return await self._run(self._read_subject, plan, wanted, column, join, value)
+        statement = self._subject_statement(plan, wanted, subject_kind)
+        return await self._run(self._read_subject, plan, wanted, statement, value)
 
     async def stream(
         self,
@@ -187,21 +191,37 @@ class SqlSource:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(function, *args))
 
+    def _subject_statement(
+        self, plan: _RecordPlan, wanted: Mapping[str, _FieldPlan], subject_kind: str
+    ) -> Select[Any]:
+        """The query for one subject's records, built once per record type, fields and kind.
+
+        Reusing the statement object lets SQLAlchemy reuse its cache key and compiled form
+        instead of rebuilding both on every call.
+        """
+        key = (plan.record_type, tuple(wanted), subject_kind)
+        statement = self._subject_statements.get(key)
+        if statement is None:
+            column, join = plan.subjects[subject_kind]
+            statement = (
+                _select_fields(plan, wanted, extra_joins={join} - {None})
+                .where(column == bindparam("subject_value", type_=column.type))
+                .order_by(plan.key)
+            )
+            if len(self._subject_statements) >= _STATEMENTS_KEPT:
+                self._subject_statements.clear()
+            self._subject_statements[key] = statement
+        return statement
+
     def _read_subject(
         self,
         plan: _RecordPlan,
         wanted: Mapping[str, _FieldPlan],
-        column: Column[Any],
-        join: str | None,
+        statement: Select[Any],
         value: Any,
     ) -> list[Row]:
-        statement = (
-            _select_fields(plan, wanted, extra_joins={join} - {None})
-            .where(column == bindparam("subject_value", value, type_=column.type))
-            .order_by(plan.key)
-        )
         with _database_errors("could not be read"), self._engine.connect() as connection:
-            result = connection.execute(statement)
+            result = connection.execute(statement, {"subject_value": value})
             positions = {name: index for index, name in enumerate(result.keys())}
             rows = result.all()
             many = _read_many(connection, plan, wanted, rows, positions)
