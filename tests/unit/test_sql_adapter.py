@@ -219,6 +219,23 @@ async def test_fetch_converts_values_to_record_types(source: SqlSource) -> None:
     ]
 
 
+async def test_dates_read_as_iso_text_alike_for_one_subject_and_in_an_extract(
+    source: SqlSource,
+) -> None:
+    fields = ["award_id", "start_date", "end_date"]
+
+    fetched = await source.fetch("BENEFIT_AWARD", "nino", "ZX000004A", fields)
+    extracted = [
+        row
+        async for batch in source.stream("BENEFIT_AWARD", fields, batch_size=2, after=None)
+        for row in batch.rows
+    ]
+
+    assert fetched == [{"award_id": "DWP-0000004", "start_date": "2020-04-06"}]
+    assert [row for row in extracted if row["award_id"] == "DWP-0000004"] == fetched
+    assert all(row["start_date"] == "2020-04-06" for row in extracted)
+
+
 async def test_a_null_column_leaves_its_field_out(source: SqlSource) -> None:
     rows = await source.fetch("BENEFIT_AWARD", "nino", "ZX000001A", ["end_date", "status"])
 
