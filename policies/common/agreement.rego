@@ -20,8 +20,9 @@ well_formed if {
 	is_string(a.power)
 	is_string(a.onward_disclosure)
 	is_string(a.lawful_basis)
-	is_number(a.retention_days)
-	a.retention_days > 0
+	days := a.retention_days
+	is_number(days)
+	days > 0
 }
 
 failures contains "common.agreement_unknown" if not register.agreement
@@ -35,7 +36,9 @@ failures contains "common.agreement_not_started" if not register.agreement.start
 
 failures contains "common.agreement_expired" if not register.today <= register.agreement.end
 
-failures contains "common.agreement_review_overdue" if {
+failures contains "common.agreement_review_overdue" if review_overdue
+
+review_overdue if {
 	req.purpose in review_purposes
 	not register.today <= register.agreement.review
 }
@@ -49,7 +52,9 @@ failures contains "common.record_type_not_covered" if {
 
 # Bulk extracts need an agreement that says so: one-off lookups versus ongoing extracts
 # is one of the terms the register records.
-failures contains "common.bulk_not_agreed" if {
+failures contains "common.bulk_not_agreed" if bulk_not_agreed
+
+bulk_not_agreed if {
 	req.bulk == true
 	not register.agreement.bulk == true
 }

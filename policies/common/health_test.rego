@@ -30,6 +30,13 @@ test_health_summary_under_a_special_category_agreement_carries_caldicott if {
 	o.parameters.lawful_basis == "UK GDPR art. 6(1)(e)"
 }
 
+# A field whose sensitivity the request does not say is treated as special category.
+test_request_without_field_sensitivities_needs_a_special_category_agreement if {
+	req := object.remove(fixtures.request, ["field_sensitivity"])
+	fixtures.decide(req, fixtures.register).rule == "common.special_category_not_agreed"
+	fixtures.decide(req, fixtures.with_agreement({"special_category": true})).allow
+}
+
 test_special_category_field_of_another_record_needs_a_special_category_agreement if {
 	reg := fixtures.with_agreement({"record_types": {"BENEFIT_AWARD": ["benefit", "medical_grounds"]}})
 	req := fixtures.with_request({

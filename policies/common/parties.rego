@@ -18,8 +18,9 @@ provider_matches if {
 }
 
 both_listed if {
-	req.purpose in register.requester_body.listed_for
-	req.purpose in register.provider_body.listed_for
+	purpose := req.purpose
+	purpose in register.requester_body.listed_for
+	purpose in register.provider_body.listed_for
 }
 
 failures contains "common.requester_not_party" if not register.requester in register.agreement.parties
@@ -34,7 +35,9 @@ failures contains "common.requester_not_fit_and_proper" if {
 
 failures contains "common.provider_not_fit_and_proper" if not register.provider_body.status == "active"
 
-failures contains "common.body_not_listed_for_purpose" if {
+failures contains "common.body_not_listed_for_purpose" if not_listed
+
+not_listed if {
 	req.purpose in listed_purposes
 	not both_listed
 }
