@@ -32,9 +32,6 @@ from gateway.status import error_info
 
 _RETRYABLE_CODES = {grpc.StatusCode.UNAVAILABLE}
 _BREAKER_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-_BATCH_EXCHANGE_ID = exchange_pb2.StreamRecordsResponse.DESCRIPTOR.fields_by_name[
-    "exchange_id"
-].number
 
 
 def remote_error(error: grpc.aio.AioRpcError, peer: str) -> errors.ConcordatError:
@@ -223,8 +220,10 @@ class RemoteBatches:
         )
         receipts = 0
         # Appended to each batch handed on as it was signed: a parser keeps the last value of
-        # a field, so the caller sees this exchange's id whatever the batch carried.
-        exchange_id_field = wire.field_bytes(_BATCH_EXCHANGE_ID, exchange.exchange_id)
+        # a singular field, so the caller sees this exchange's id whatever the batch carried.
+        exchange_id_field = exchange_pb2.StreamRecordsResponse(
+            exchange_id=exchange.exchange_id
+        ).SerializeToString()
         try:
             async for item in call:
                 verified = self._verified(item, peer.node, exchange.exchange_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from concordat.records.v1 import records_pb2
 from gateway.server import EXCHANGE_SERVICE, exchange_handlers
-from gateway.wire import EncodedResponse, field_bytes, serialize_response
+from gateway.wire import EncodedResponse, serialize_response
 
 
 def a_batch(exchange_id: str) -> exchange_pb2.StreamRecordsResponse:
@@ -21,7 +21,9 @@ def test_an_appended_field_replaces_the_value_the_encoded_message_held() -> None
     # Long enough that its length takes two varint bytes.
     replacement = "exchange-" + "x" * 200
 
-    parsed = exchange_pb2.StreamRecordsResponse.FromString(encoded + field_bytes(1, replacement))
+    appended = exchange_pb2.StreamRecordsResponse(exchange_id=replacement).SerializeToString()
+
+    parsed = exchange_pb2.StreamRecordsResponse.FromString(encoded + appended)
 
     assert parsed.exchange_id == replacement
     assert parsed.records[0].benefit_award.award_id == "AW1"
