@@ -1,6 +1,6 @@
 """Profile the nodes of the cross-node path under load with py-spy (issue 6's method).
 
-    python -m bench.profile [--seconds 15] [--concurrency 32] [--out bench/results/profile]
+    python -m bench.profile [--seconds 15] [--concurrency 32] [--gil] [--out bench/results/profile]
 
 Starts the same two nodes as `cross_node`, drives GetRecord at the given concurrency, and
 has py-spy sample each node process meanwhile. Writes one speedscope JSON and one
@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path("bench/results/profile"))
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: Python's own CPU, without idle waits",
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -55,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--output",
                     str(args.out / f"{name}.txt"),
                     "--nonblocking",
+                    *(["--gil"] if args.gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

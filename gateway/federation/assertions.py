@@ -253,10 +253,14 @@ def _verified_claims(
     leeway: float | None,
     required: Sequence[str],
 ) -> dict[str, Any]:
-    """Decode a token `signer` signed; `leeway=None` skips the freshness checks."""
+    """Decode a token `signer` signed; `leeway=None` skips the freshness checks.
+
+    The token is decoded once, with the signer's key. Only when that fails is it read again
+    unverified, so the refusal can say who actually spoke (an issuer other than the peer)
+    rather than merely that a key or signature failed.
+    """
     try:
         header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise PeerRejected(f"{kind} is malformed") from exc
     if header.get("alg") != _ALGORITHM:
@@ -267,12 +271,8 @@ def _verified_claims(
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise PeerRejected(f"{kind} header has no 'kid'")
-    # Checked before the signature so the message says who spoke, not merely that a key failed.
-    issuer = unverified.get("iss")
-    if issuer != signer:
-        raise PeerRejected(f"{kind} issuer {_shown(issuer)} does not match {signer_role} {signer}")
-    key = directory_keys(signer, kid)
     try:
+        key = directory_keys(signer, kid)
         return jwt.decode(
             token,
             key,
@@ -286,8 +286,22 @@ def _verified_claims(
                 "verify_iat": leeway is not None,
             },
         )
+    except PeerRejected:
+        _refuse_another_issuer(token, kind=kind, signer=signer, signer_role=signer_role)
+        raise
     except jwt.PyJWTError as exc:
+        _refuse_another_issuer(token, kind=kind, signer=signer, signer_role=signer_role)
         raise _decode_error(kind, exc, audience) from exc
+
+
+def _refuse_another_issuer(token: str, *, kind: str, signer: str, signer_role: str) -> None:
+    """Raise PeerRejected naming the issuer if the token claims to come from someone else."""
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return  # malformed: the caller's own refusal says so
+    if issuer != signer:
+        raise PeerRejected(f"{kind} issuer {_shown(issuer)} does not match {signer_role} {signer}")
 
 
 def _decode_error(kind: str, exc: jwt.PyJWTError, audience: str | None) -> PeerRejected:
