@@ -11,14 +11,15 @@ import rego.v1
 
 import data.concordat.common.checks
 import data.concordat.common.decision as common_decision
+import data.concordat.common.request
 import data.concordat.common.request.req
 import data.concordat.local
 
 order := array.concat(local.order, ["cardiff.case_reference_required"])
 
 failures contains "cardiff.case_reference_required" if {
-	req.record_type == "HEALTH_SUMMARY"
-	req.bulk == false
+	request.record_type == "HEALTH_SUMMARY"
+	request.bulk == false
 	not req.case_reference_present == true
 }
 

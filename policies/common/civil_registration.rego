@@ -7,16 +7,17 @@ package concordat.common.civil_registration
 import rego.v1
 
 import data.concordat.common.register
-import data.concordat.common.request.req
+import data.concordat.common.request
 
-registration_record_types := {"BIRTH_REGISTRATION", "DEATH_REGISTRATION", "MARRIAGE_REGISTRATION"}
+# (A list, not a set: see `purposes` in request.rego.)
+registration_record_types := ["BIRTH_REGISTRATION", "DEATH_REGISTRATION", "MARRIAGE_REGISTRATION"]
 
 failures contains "common.civil_registration_record_type" if {
-	req.purpose == "CIVIL_REGISTRATION"
-	not req.record_type in registration_record_types
+	request.purpose == "CIVIL_REGISTRATION"
+	not request.record_type in registration_record_types
 }
 
 failures contains "common.civil_registration_provider_not_registrar" if {
-	req.purpose == "CIVIL_REGISTRATION"
+	request.purpose == "CIVIL_REGISTRATION"
 	not "registrar" in register.provider_body.roles
 }

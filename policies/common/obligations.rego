@@ -7,7 +7,7 @@ import rego.v1
 
 import data.concordat.common.health
 import data.concordat.common.register
-import data.concordat.common.request.req
+import data.concordat.common.request
 
 # In a fixed order, so that both engines and every node list obligations alike. Each is a
 # list of one obligation, or none when it does not apply (or a value it names is missing),
@@ -23,7 +23,7 @@ no_onward_disclosure := [{
 	"code": "no-onward-disclosure",
 	"description": "Do not disclose this data onward except as the agreement permits.",
 	"parameters": {
-		"agreement_id": req.agreement_id,
+		"agreement_id": request.agreement_id,
 		"power": register.agreement.power,
 		"permitted": register.agreement.onward_disclosure,
 	},
@@ -51,7 +51,7 @@ secure_setting := [{
 	"code": "secure-setting",
 	"description": "Use only in the accredited secure setting for this project; never re-identify.",
 	"parameters": {"project": register.agreement.accredited_project},
-}] if req.purpose == "RESEARCH"
+}] if request.purpose == "RESEARCH"
 
 default statistics_only := []
 
@@ -59,4 +59,4 @@ statistics_only := [{
 	"code": "statistics-only",
 	"description": "Use only to produce official statistics.",
 	"parameters": {},
-}] if req.purpose == "STATISTICS"
+}] if request.purpose == "STATISTICS"

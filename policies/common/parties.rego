@@ -6,11 +6,13 @@ package concordat.common.parties
 import rego.v1
 
 import data.concordat.common.register
+import data.concordat.common.request
 import data.concordat.common.request.req
 
 # Public service delivery (s.35, Sch. 4), debt (s.48, Sch. 5) and fraud (s.56, Sch. 7)
 # are open only to the bodies the Act's schedules list.
-listed_purposes := {"PUBLIC_SERVICE_DELIVERY", "DEBT", "FRAUD"}
+# (A list, not a set: see `purposes` in request.rego.)
+listed_purposes := ["PUBLIC_SERVICE_DELIVERY", "DEBT", "FRAUD"]
 
 provider_matches if {
 	register.provider in register.agreement.parties
@@ -18,7 +20,7 @@ provider_matches if {
 }
 
 both_listed if {
-	purpose := req.purpose
+	purpose := request.purpose
 	purpose in register.requester_body.listed_for
 	purpose in register.provider_body.listed_for
 }
@@ -38,6 +40,6 @@ failures contains "common.provider_not_fit_and_proper" if not register.provider_
 failures contains "common.body_not_listed_for_purpose" if not_listed
 
 not_listed if {
-	req.purpose in listed_purposes
+	request.purpose in listed_purposes
 	not both_listed
 }

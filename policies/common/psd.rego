@@ -7,9 +7,9 @@ package concordat.common.psd
 import rego.v1
 
 import data.concordat.common.register
-import data.concordat.common.request.req
+import data.concordat.common.request
 
 failures contains "common.psd_objective_not_listed" if {
-	req.purpose == "PUBLIC_SERVICE_DELIVERY"
+	request.purpose == "PUBLIC_SERVICE_DELIVERY"
 	not register.agreement.objective in data.register.objectives
 }

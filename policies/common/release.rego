@@ -8,40 +8,41 @@ package concordat.common.release
 import rego.v1
 
 import data.concordat.common.register
+import data.concordat.common.request
 import data.concordat.common.request.req
 
 # Bound once: rego-cpp re-evaluates a reference written inside a comprehension for every
 # element.
-agreement_fields := register.agreement.record_types[req.record_type]
+agreement_fields := register.agreement.record_types[request.record_type]
 
-agreed_fields := [field | some field in req.fields; field in agreement_fields]
+agreed_fields := [field | some field in request.fields; field in agreement_fields]
 
 # Sorted so both engines and every node list fields alike.
-fields := sort(agreed_fields) if req.purpose != "RESEARCH"
+fields := sort(agreed_fields) if request.purpose != "RESEARCH"
 
 fields := sort([field | some field in agreed_fields; not field in req.identifying_fields]) if {
-	req.purpose == "RESEARCH"
+	request.purpose == "RESEARCH"
 }
 
 # Research releases carry a pseudonym instead of the subject's identifiers.
-pseudonymise := req.purpose == "RESEARCH"
+pseudonymise := request.purpose == "RESEARCH"
 
 failures contains "common.no_fields_releasable" if not count(fields) > 0
 
 # Most requests ask only for fields they may have; they skip the work of naming rules.
 default withheld := {}
 
-withheld := withholdings if count(fields) != count(req.fields)
+withheld := withholdings if count(fields) != count(request.fields)
 
 # A withholding is `withholdings[field] := "<rule id>"`. The two below never see the same
 # field, so each withheld field has exactly one rule.
 withholdings[field] := "common.field_not_in_agreement" if {
-	some field in req.fields
+	some field in request.fields
 	not field in agreement_fields
 }
 
 withholdings[field] := "common.research_identifying_field" if {
-	req.purpose == "RESEARCH"
+	request.purpose == "RESEARCH"
 	some field in agreed_fields
 	field in req.identifying_fields
 }

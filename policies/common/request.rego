@@ -13,14 +13,34 @@ import rego.v1
 
 req := input
 
-purposes := {
+# The values of the request that several rules read, each read once per decision: rego-cpp
+# finds a field by scanning the request's keys in order (about 0.7 µs a key: `today` is
+# the fifteenth), but evaluates a rule without arguments once per decision and remembers
+# it. Each is undefined when the request lacks the value, exactly as `req.<key>` is.
+purpose := req.purpose
+
+record_type := req.record_type
+
+agreement_id := req.agreement_id
+
+fields := req.fields
+
+field_sensitivity := req.field_sensitivity
+
+bulk := req.bulk
+
+today := req.today
+
+# A list rather than a set: rego-cpp builds a set literal anew for every decision,
+# comparing each member with those before it; membership reads the same either way.
+purposes := [
 	"PUBLIC_SERVICE_DELIVERY",
 	"CIVIL_REGISTRATION",
 	"DEBT",
 	"FRAUD",
 	"RESEARCH",
 	"STATISTICS",
-}
+]
 
 # Only the values whose absence could slip past a later check are checked here; the rest
 # fail their own checks when missing. Without `identifying_fields` a research release
@@ -29,8 +49,7 @@ purposes := {
 # input lets a node reuse a decision for identical requests within the day.
 well_formed if {
 	is_array(req.identifying_fields)
-	is_boolean(req.bulk)
-	today := req.today # read once: see "Writing for speed" in policies/README.md
+	is_boolean(bulk)
 	is_string(today)
 	count(today) == 10
 	substring(today, 4, 1) == "-"
@@ -58,7 +77,7 @@ failures contains "common.requester_administration_mismatch" if {
 	not req.requester.administration == req.requesting_node
 }
 
-failures contains "common.purpose_unknown" if not req.purpose in purposes
+failures contains "common.purpose_unknown" if not purpose in purposes
 
 # The checks that depend on which decision document is evaluated: it must be the one for
 # the request's own direction, on the node that direction belongs to.

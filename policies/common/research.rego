@@ -7,6 +7,7 @@ package concordat.common.research
 import rego.v1
 
 import data.concordat.common.register
+import data.concordat.common.request
 import data.concordat.common.request.req
 
 accredited_project if {
@@ -22,16 +23,16 @@ provider_outside_health_and_care if {
 }
 
 failures contains "common.research_requester_not_accredited" if {
-	req.purpose == "RESEARCH"
+	request.purpose == "RESEARCH"
 	not "accredited-researcher" in req.requester.accreditations
 }
 
 failures contains "common.research_project_not_accredited" if {
-	req.purpose == "RESEARCH"
+	request.purpose == "RESEARCH"
 	not accredited_project
 }
 
 failures contains "common.research_health_body_excluded" if {
-	req.purpose == "RESEARCH"
+	request.purpose == "RESEARCH"
 	not provider_outside_health_and_care
 }

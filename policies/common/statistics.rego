@@ -6,9 +6,9 @@ package concordat.common.statistics
 import rego.v1
 
 import data.concordat.common.register
-import data.concordat.common.request.req
+import data.concordat.common.request
 
 failures contains "common.statistics_requester_not_authority" if {
-	req.purpose == "STATISTICS"
+	request.purpose == "STATISTICS"
 	not register.requester in data.register.statistics_authorities
 }

@@ -11,12 +11,12 @@ import rego.v1
 import data.concordat.common.checks
 import data.concordat.common.decision as common_decision
 import data.concordat.common.register
-import data.concordat.common.request.req
+import data.concordat.common.request
 
 order := array.concat(checks.order, ["holyrood.pbpp_approval_missing"])
 
 failures contains "holyrood.pbpp_approval_missing" if {
-	req.record_type == "HEALTH_SUMMARY"
+	request.record_type == "HEALTH_SUMMARY"
 	not pbpp_approved
 }
 

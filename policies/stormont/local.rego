@@ -9,8 +9,8 @@ package concordat.local
 import rego.v1
 
 import data.concordat.common.checks
-import data.concordat.common.request.req
+import data.concordat.common.request
 
 order := array.concat(["stormont.psd_not_available"], checks.order)
 
-failures contains "stormont.psd_not_available" if req.purpose == "PUBLIC_SERVICE_DELIVERY"
+failures contains "stormont.psd_not_available" if request.purpose == "PUBLIC_SERVICE_DELIVERY"
