@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def throughput_ceiling(bare_cpu_ms: float, floor: dict[str, Any]) -> float:
     return bare_cpu_ms / (bare_cpu_ms + floor["loaded_signature_cpu_ms"])
 
 
-def _median_us(operation: Any, rounds: int) -> float:
+def _median_us(operation: Callable[[], object], rounds: int) -> float:
     timings = []
     for _ in range(rounds):
         started = time.perf_counter_ns()

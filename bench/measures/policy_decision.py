@@ -5,8 +5,8 @@ to hold 10 and then 10,000 agreements: the real ones cycled as templates under n
 the agreement of the decided request in the middle. Where it sits matters: rego-cpp finds an
 object's key by walking the keys in order, so an agreement listed first is found at once and the
 middle one of 10,000 costs milliseconds (the middle is what a request for any agreement costs on
-average). The request is DWP asking, at whitehall, for a
-Northern Ireland benefit award to fight fraud: an allow, which evaluates every check.
+average). The request is DWP asking, at whitehall, for a Northern Ireland benefit award to fight
+fraud: an allow, which evaluates every check.
 
 - cold: load and compile the bundle, then time its first decision (and the compile);
 - warm: `EmbeddedEngine.decide` on the fixed input, one at a time, after a warm-up;
