@@ -4,6 +4,8 @@ A node loads `policies/common` plus `policies/<jurisdiction>`. Each directory fo
 OPA bundle layout, so the same directories serve the embedded engine and an OPA server:
 `*.rego` modules (`*_test.rego` are tests), `data.json` files merged into the data
 document at the path of their folder, and an optional `.manifest` naming the bundle roots.
+One step is Concordat's own: the register's agreements are filed in shards as they are
+loaded (see `register_shards`), so that a decision can reach one without a scan.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from gateway.policy.register_shards import RegisterShardError, file_agreements_in_shards
 
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)\s*(?:#.*)?$", re.MULTILINE)
 
@@ -72,6 +76,10 @@ def load_bundle(directories: Sequence[Path]) -> PolicyBundle:
     roots = _check_roots(roots_by_directory)
     if roots:
         _check_under_roots(modules, tests, data, roots)
+    try:
+        file_agreements_in_shards(data)
+    except RegisterShardError as exc:
+        raise PolicyBundleError(str(exc)) from exc
     return PolicyBundle(
         modules=MappingProxyType(modules),
         tests=MappingProxyType(tests),

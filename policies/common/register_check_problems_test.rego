@@ -10,6 +10,7 @@ package concordat.common.register_check
 
 import rego.v1
 
+import data.concordat.common.register
 import data.concordat.common.request
 
 agreement_string_fields := [
@@ -30,6 +31,21 @@ date_pattern := `^\d{4}-\d{2}-\d{2}$`
 
 administration := data.register.administration
 
+# The agreements keyed by id, as data.json registers them: read back from the shards the
+# bundle loader files them in (gateway/policy/register_shards.py), or as given by a
+# fixture register. Built on every evaluation that asks, so only tests use it.
+agreements := flat if {
+	shards := data.register.agreement_shards
+	flat := {id: shards[s][id] | some s in object.keys(shards); some id in object.keys(shards[s])}
+} else := data.register.agreements
+
+problems contains sprintf("register: agreement %s is filed in shard %s, not %s", [id, s, register.shard(id)]) if {
+	shards := data.register.agreement_shards
+	some s in object.keys(shards)
+	some id in object.keys(shards[s])
+	s != register.shard(id)
+}
+
 problems contains "register: administration must be a string" if not is_string(administration)
 
 problems contains sprintf("register: %s must be a list", [key]) if {
@@ -37,56 +53,58 @@ problems contains sprintf("register: %s must be a list", [key]) if {
 	not is_array(data.register[key])
 }
 
+problems contains "register: agreements must be an object" if not is_object(agreements)
+
 problems contains sprintf("register: %s must be an object", [key]) if {
-	some key in ["agreements", "bodies", "accredited_projects"]
+	some key in ["bodies", "accredited_projects"]
 	not is_object(data.register[key])
 }
 
 problems contains sprintf("agreement %s: %s must be a string", [id, key]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	some key in agreement_string_fields
 	not is_string(a[key])
 }
 
 problems contains sprintf("agreement %s: id does not match its register key", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	not a.id == id
 }
 
 problems contains sprintf("agreement %s: %s is not an ISO date", [id, key]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	some key in agreement_date_fields
 	not regex.match(date_pattern, a[key])
 }
 
 problems contains sprintf("agreement %s: ends before it starts", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	a.end < a.start
 }
 
 problems contains sprintf("agreement %s: status must be active, suspended or ended", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	not a.status in agreement_statuses
 }
 
 problems contains sprintf("agreement %s: purpose is not a known purpose", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	not a.purpose in request.purposes
 }
 
 problems contains sprintf("agreement %s: %s must be true or false", [id, key]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	some key in ["special_category", "bulk"]
 	not is_boolean(a[key])
 }
 
 problems contains sprintf("agreement %s: retention_days must be a positive number", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	not a.retention_days > 0
 }
 
 problems contains sprintf("agreement %s: record_types must map record types to field lists", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	not record_types_well_formed(a.record_types)
 }
 
@@ -98,25 +116,25 @@ record_types_well_formed(record_types) if {
 }
 
 problems contains sprintf("agreement %s: party %s is not organisation@administration", [id, party]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	some party in a.parties
 	not regex.match(party_pattern, party)
 }
 
 problems contains sprintf("agreement %s: party %s is not a registered body", [id, party]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	some party in a.parties
 	not data.register.bodies[party]
 }
 
 problems contains sprintf("agreement %s: the provider is not one of its parties", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	not a.provider in a.parties
 }
 
 # An administration registers only the agreements it is party to.
 problems contains sprintf("agreement %s: no party belongs to %s", [id, administration]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	not own_party(a)
 }
 
@@ -126,13 +144,13 @@ own_party(a) if {
 }
 
 problems contains sprintf("agreement %s: public service delivery needs an objective", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	a.purpose == "PUBLIC_SERVICE_DELIVERY"
 	not is_string(a.objective)
 }
 
 problems contains sprintf("agreement %s: research needs an accredited_project", [id]) if {
-	some id, a in data.register.agreements
+	some id, a in agreements
 	a.purpose == "RESEARCH"
 	not is_string(a.accredited_project)
 }

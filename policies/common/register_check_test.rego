@@ -2,6 +2,7 @@ package concordat.common.tests.register_check
 
 import rego.v1
 
+import data.concordat.common.register
 import data.concordat.common.register_check
 import data.concordat.common.tests.fixtures
 
@@ -74,4 +75,34 @@ test_malformed_bodies_and_register_sections_are_reported if {
 		"register: administration must be a string",
 	}
 	expected - problems(reg) == set()
+}
+
+test_register_without_agreements_is_reported if {
+	reg := json.patch(fixtures.register, [{"op": "remove", "path": "/agreements"}])
+	"register: agreements must be an object" in problems(reg)
+}
+
+# The bundle loader files agreements in shards (gateway/policy/register_shards.py); a shard
+# that the policy's own `register.shard` would not look in hides its agreement.
+test_agreement_filed_in_the_wrong_shard_is_reported if {
+	pilot := fixtures.register.agreements["fraud-pilot"]
+	reg := object.union(
+		json.remove(fixtures.register, ["agreements"]),
+		{"agreement_shards": {"zz": {"fraud-pilot": pilot}}},
+	)
+	p := problems(reg)
+	some problem in p
+	startswith(problem, "register: agreement fraud-pilot is filed in shard zz, not ")
+	count(p) == 1
+}
+
+test_agreements_filed_in_their_shards_are_read_back_whole if {
+	pilot := fixtures.register.agreements["fraud-pilot"]
+	reg := object.union(
+		json.remove(fixtures.register, ["agreements"]),
+		{"agreement_shards": {register.shard("fraud-pilot"): {"fraud-pilot": pilot}}},
+	)
+	count(problems(reg)) == 0
+	flat := register_check.agreements with data.register as reg
+	flat == fixtures.register.agreements
 }

@@ -5,6 +5,8 @@ package concordat.common.tests.requests
 
 import rego.v1
 
+import data.concordat.common.register_check
+
 # Field classes as marked in proto/concordat/records/v1/records.proto.
 public_fields := {"registration_district", "band", "local_authority", "administration"}
 
@@ -57,7 +59,7 @@ request(direction, agreement_id, requester, fields) := {
 	"bulk": agreement.bulk,
 	"today": "2026-11-21",
 } if {
-	agreement := data.register.agreements[agreement_id]
+	agreement := register_check.agreements[agreement_id]
 	requesting_node := split(requester, "@")[1]
 	providing_node := split(agreement.provider, "@")[1]
 	record_type := [t | some t in object.keys(agreement.record_types)][0]
@@ -79,10 +81,11 @@ decide_with(req, register) := d if {
 		with data.register as register
 }
 
-# The real register with one term of one agreement replaced.
+# The real register with one term of one agreement replaced, in the shard the bundle
+# loader filed it in, so the decision reads it as a node would.
 with_term(agreement_id, term, value) := json.patch(
 	data.register,
-	[{"op": "add", "path": ["agreements", agreement_id, term], "value": value}],
+	[{"op": "add", "path": ["agreement_shards", data.concordat.common.register.shard(agreement_id), agreement_id, term], "value": value}],
 )
 
 obligation_codes(decision) := [o.code | some o in decision.obligations]

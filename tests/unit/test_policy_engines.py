@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,6 +172,53 @@ async def test_providing_node_decides_ingress_under_its_own_law(stormont: Policy
         ),
     )
     assert refused.rule == "stormont.psd_not_available"
+
+
+def with_flat_register(bundle: PolicyBundle) -> PolicyBundle:
+    """The bundle with its agreements keyed by id, as data.json writes them, not in shards."""
+    register = dict(bundle.data["register"])
+    shards = register.pop("agreement_shards")
+    register["agreements"] = {
+        agreement_id: agreement
+        for shard in shards.values()
+        for agreement_id, agreement in shard.items()
+    }
+    return dataclasses.replace(bundle, data={**bundle.data, "register": register})
+
+
+async def test_register_filed_in_shards_decides_as_the_register_written_flat(
+    whitehall: PolicyBundle, engine: EmbeddedEngine
+) -> None:
+    flat = EmbeddedEngine.compile(with_flat_register(whitehall))
+    shards = whitehall.data["register"]["agreement_shards"]
+    asked = [agreement_id for shard in shards.values() for agreement_id in shard]
+    rules = set()
+    for agreement_id in [*asked, "no-such-agreement", ""]:
+        policy = policy_input(agreement_id=agreement_id)
+        decision = await engine.decide("egress", policy)
+        assert without_id(decision) == without_id(await flat.decide("egress", policy))
+        rules.add(decision.rule)
+    # Different agreements reach different outcomes, so equal decisions mean equal lookups.
+    assert {"whitehall.egress.allow_under_agreement", "common.agreement_unknown"} <= rules
+    assert len(rules) >= 4
+
+
+async def test_agreement_listed_last_of_thousands_is_found(tmp_path: Path) -> None:
+    common = shutil.copytree(POLICIES / "common", tmp_path / "common")
+    own = shutil.copytree(POLICIES / "whitehall", tmp_path / "whitehall")
+    data = json.loads((own / "data.json").read_text())
+    agreements = data["register"]["agreements"]
+    asked = agreements.pop("fraud-dwp-dfc-benefits-2026")
+    for index in range(3000):
+        agreements[f"fraud-synthetic-{index:04d}"] = {**asked, "id": f"fraud-synthetic-{index:04d}"}
+    agreements[asked["id"]] = asked
+    (own / "data.json").write_text(json.dumps(data))
+    large = EmbeddedEngine.compile(load_bundle([common, own]))
+    decision = await large.decide("egress", policy_input())
+    assert decision.allow
+    assert decision.released_fields == ("benefit", "nino", "weekly_amount_pence")
+    unknown = await large.decide("egress", policy_input(agreement_id="fraud-synthetic-3000"))
+    assert unknown.rule == "common.agreement_unknown"
 
 
 async def test_every_decision_gets_its_own_id(engine: EmbeddedEngine) -> None:

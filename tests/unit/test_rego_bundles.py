@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle
+from gateway.policy.embedded import load_interpreter
+from gateway.policy.register_shards import agreement_shard
 from gateway.policy.rego_tests import RegoTestResult, run_rego_tests
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -159,3 +162,76 @@ def test_overlapping_roots_are_refused(tmp_path: Path) -> None:
     two = make_dir(tmp_path / "two", {".manifest": '{"roots": ["concordat/egress"]}'})
     with pytest.raises(PolicyBundleError, match="overlaps"):
         load_bundle([one, two])
+
+
+# --- the register's agreements are filed in shards as a bundle loads ---------------------
+
+
+def test_loaded_register_files_every_agreement_under_its_shard() -> None:
+    written = json.loads((POLICIES / "whitehall" / "data.json").read_text())["register"]
+    register = bundle_of("whitehall").data["register"]
+    assert "agreements" not in register
+    shards = register["agreement_shards"]
+    assert all(re.fullmatch(r"[0-9a-f]{2}", shard) for shard in shards)
+    filed = {
+        agreement_id: (shard, agreement)
+        for shard, agreements in shards.items()
+        for agreement_id, agreement in agreements.items()
+    }
+    assert {agreement_id: agreement for agreement_id, (_, agreement) in filed.items()} == (
+        written["agreements"]
+    )
+    # The digest is computed here rather than with agreement_shard, so that a change to the
+    # loader's hashing cannot pass by changing both sides.
+    for agreement_id, (shard, _) in filed.items():
+        assert shard == hashlib.md5(agreement_id.encode()).hexdigest()[:2]  # noqa: S324
+
+
+@pytest.mark.parametrize("agreement_id", ["fraud-dwp-dfc-benefits-2026", "", "cytundeb-ŵyn-2027"])
+def test_rego_looks_for_an_agreement_in_the_shard_the_loader_files_it_in(agreement_id: str) -> None:
+    interpreter = load_interpreter(bundle_of("whitehall"))
+    # Through the input, as a request's agreement id reaches the policy. (rego-cpp 1.5 does
+    # not decode a \u escape in a string literal, so a literal would hash other bytes.)
+    interpreter.set_input({"agreement_id": agreement_id})
+    output = interpreter.query("x := data.concordat.common.register.shard(input.agreement_id)")
+    assert output.ok()
+    assert json.loads(output.binding("x").json()) == agreement_shard(agreement_id)
+
+
+def test_register_already_in_shards_is_kept(tmp_path: Path) -> None:
+    """An OPA bundle that `concordat policy build` wrote can be unpacked and loaded again."""
+    shards = {agreement_shard("fraud-pilot"): {"fraud-pilot": {"id": "fraud-pilot"}}}
+    data = json.dumps({"register": {"agreement_shards": shards}})
+    root = make_dir(tmp_path / "b", {"a.rego": MODULE, "data.json": data})
+    assert load_bundle([root]).data == {"register": {"agreement_shards": shards}}
+
+
+@pytest.mark.parametrize(
+    ("register", "message"),
+    [
+        (
+            {"agreements": {}, "agreement_shards": {}},
+            r"data\.register sets both agreements and agreement_shards",
+        ),
+        (
+            {"agreement_shards": {"00": {"fraud-pilot": {}}}},
+            r"files agreement fraud-pilot under 00, where a decision looks for it under "
+            + agreement_shard("fraud-pilot"),
+        ),
+        ({"agreement_shards": {"00": ["fraud-pilot"]}}, r"must map shards to agreements by id"),
+    ],
+)
+def test_register_whose_shards_cannot_be_trusted_is_refused(
+    tmp_path: Path, register: dict[str, object], message: str
+) -> None:
+    data = json.dumps({"register": register})
+    root = make_dir(tmp_path / "b", {"a.rego": MODULE, "data.json": data})
+    with pytest.raises(PolicyBundleError, match=message):
+        load_bundle([root])
+
+
+def test_register_whose_agreements_is_not_an_object_is_loaded_as_written(tmp_path: Path) -> None:
+    """The register check reports it when the bundle is tested; the loader does not guess."""
+    data = '{"register": {"administration": "alpha", "agreements": ["fraud-pilot"]}}'
+    root = make_dir(tmp_path / "b", {"a.rego": MODULE, "data.json": data})
+    assert load_bundle([root]).data == json.loads(data)
