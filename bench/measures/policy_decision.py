@@ -284,8 +284,10 @@ def _summary(
             concordat=_us(large["warm_us"]),
             baseline=f"{small['warm_us']['p50']:,.0f} µs ({few})",
             ratio=growth,
-            target=f"≤ {TARGET_P50_US:g} µs p50; ≤ {TARGET_GROWTH:g}x {few}",
-            met=large["warm_us"]["p50"] <= TARGET_P50_US and growth <= TARGET_GROWTH,
+            # The growth target alone: the row above judges the p50 target, which a
+            # decision among 10,000 agreements cannot meet if one among 10 does not.
+            target=f"≤ {TARGET_GROWTH:g}x {few}",
+            met=growth <= TARGET_GROWTH,
         ),
         report.row(
             f"policy decision: embedded, cold (first after compile), {few} / {many}",
