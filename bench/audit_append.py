@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.audit.subjects import subject_hash
 from gateway.audit.verify import verify_log
+from gateway.logs import configure_logging
 
 SUBJECT_KEY = b"bench-subject-key-32-bytes-long!"
 
@@ -70,7 +71,7 @@ def realistic_event(number: int) -> dict[str, Any]:
 def run(entries: int, concurrency: int, directory: Path) -> dict[str, Any]:
     """Measures the log and the bare baseline in `directory`; returns rates and their ratio."""
     events = [realistic_event(number) for number in range(entries)]
-    with (directory / "audit-bench.log.jsonl").open("w") as log_lines:
+    with (directory / "audit-bench.log.jsonl").open("wb") as log_lines:
         log_result = _with_json_logs(
             log_lines, lambda: _measure_log(events, concurrency, directory)
         )
@@ -87,18 +88,11 @@ def run(entries: int, concurrency: int, directory: Path) -> dict[str, Any]:
 
 
 def _with_json_logs(sink: Any, measure: Any) -> dict[str, Any]:
-    """Runs `measure` with structlog writing JSON lines to `sink`, as a node in production does."""
+    """Runs `measure` with the node's own log configuration, writing JSON lines to `sink`."""
     previous = structlog.get_config()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(sort_keys=True),
-        ],
-        logger_factory=structlog.WriteLoggerFactory(file=sink),
-        # Not cached: the audit module's logger must follow the configuration restored below.
-        cache_logger_on_first_use=False,
-    )
+    configure_logging("INFO", sink=sink)
+    # Not cached: the audit module's logger must follow the configuration restored below.
+    structlog.configure(cache_logger_on_first_use=False)
     try:
         return measure()
     finally:
