@@ -83,6 +83,21 @@ STREAM_RECORD = records_pb2.Record(
         administration=SECOND_NODE,
     )
 )
+# The statistics release of a death registration (bench.concordat_paths.DEATHS_BULK_ASK), a
+# little under the average size of the bulk rows gateway.demo seeds for it (about 210 bytes).
+DEATH_STREAM_RECORD = records_pb2.Record(
+    death_registration=records_pb2.DeathRegistration(
+        registration_district="Lisburn",
+        date_of_death="2023-06-14",
+        place_of_death="Lisburn Royal Infirmary, Church Road, Lisburn",
+        cause_of_death=(
+            "I(a) bronchopneumonia; I(b) chronic obstructive pulmonary disease; "
+            "II type 2 diabetes mellitus, atrial fibrillation"
+        ),
+        registered_on="2023-06-19",
+    )
+)
+STREAM_RECORDS = {"benefit_award": STREAM_RECORD, "death_registration": DEATH_STREAM_RECORD}
 # A resume token as long as the node's (a signed, base64-encoded cursor).
 # Not a secret: only its length matters.
 RESUME_TOKEN = "eyJjIjogIjEwMDAwMCIsICJyIjogIjBmM2E5YzJkNGU1YjZhNzgifQ==.q9Zx1bV2c3N4m5L6k7J8hQ=="  # noqa: S105
@@ -114,11 +129,18 @@ def one_hop(workdir: Path, *, stream_records: int, batch_size: int) -> Iterator[
 
 
 @contextmanager
-def relay_chain(workdir: Path, *, stream_records: int, batch_size: int) -> Iterator[Endpoint]:
-    """Caller -> relay (server TLS) -> provider (mutual TLS), each hop its own child process."""
+def relay_chain(
+    workdir: Path, *, stream_records: int, batch_size: int, stream_record: str = "benefit_award"
+) -> Iterator[Endpoint]:
+    """Caller -> relay (server TLS) -> provider (mutual TLS), each hop its own child process.
+
+    Extracts stream `stream_records` copies of `STREAM_RECORDS[stream_record]`.
+    """
     first, _ = _material(workdir)
     with ExitStack() as stack:
-        provider_pid, provider_port = _start(stack, workdir, "provider", stream_records)
+        provider_pid, provider_port = _start(
+            stack, workdir, "provider", stream_records, "--stream-record", stream_record
+        )
         relay_pid, relay_port = _start(
             stack, workdir, "relay", stream_records, "--upstream", f"127.0.0.1:{provider_port}"
         )
@@ -136,6 +158,7 @@ def payload_sizes() -> dict[str, int]:
         "request_bytes": REQUEST.ByteSize(),
         "response_bytes": RESPONSE.ByteSize(),
         "stream_record_bytes": STREAM_RECORD.ByteSize(),
+        "death_stream_record_bytes": DEATH_STREAM_RECORD.ByteSize(),
     }
 
 
@@ -168,8 +191,9 @@ def _start(
 class FixedExchange(exchange_pb2_grpc.ExchangeServiceServicer):
     """Answers every GetRecord with the same response and every extract with the same batches."""
 
-    def __init__(self, stream_records: int) -> None:
+    def __init__(self, stream_records: int, stream_record: records_pb2.Record) -> None:
         self._stream_records = stream_records
+        self._stream_record = stream_record
 
     async def GetRecord(
         self, request: exchange_pb2.GetRecordRequest, context: grpc.aio.ServicerContext
@@ -179,15 +203,16 @@ class FixedExchange(exchange_pb2_grpc.ExchangeServiceServicer):
     async def StreamRecords(
         self, request: exchange_pb2.StreamRecordsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
-        for batch in _batches(self._stream_records, request.batch_size):
+        for batch in _batches(self._stream_records, request.batch_size, self._stream_record):
             yield batch
 
 
 class FixedProvider(federation_pb2_grpc.FederationServiceServicer):
     """The providing end of the relay chain: the same fixed answers, wrapped for federation."""
 
-    def __init__(self, stream_records: int) -> None:
+    def __init__(self, stream_records: int, stream_record: records_pb2.Record) -> None:
         self._stream_records = stream_records
+        self._stream_record = stream_record
 
     async def Relay(
         self, request: federation_pb2.RelayRequest, context: grpc.aio.ServicerContext
@@ -197,7 +222,9 @@ class FixedProvider(federation_pb2_grpc.FederationServiceServicer):
     async def RelayStream(
         self, request: federation_pb2.RelayStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
-        for batch in _batches(self._stream_records, request.request.batch_size):
+        for batch in _batches(
+            self._stream_records, request.request.batch_size, self._stream_record
+        ):
             yield federation_pb2.RelayStreamResponse(batch=batch)
 
 
@@ -222,12 +249,14 @@ class ForwardingRelay(exchange_pb2_grpc.ExchangeServiceServicer):
             yield reply.batch
 
 
-def _batches(total: int, batch_size: int) -> Iterator[exchange_pb2.StreamRecordsResponse]:
+def _batches(
+    total: int, batch_size: int, record: records_pb2.Record
+) -> Iterator[exchange_pb2.StreamRecordsResponse]:
     """`total` records in messages of `batch_size`: built once, serialised per send as usual."""
     size = batch_size or 1000
     full = exchange_pb2.StreamRecordsResponse(
         exchange_id=RESPONSE.exchange_id,
-        records=[STREAM_RECORD] * size,
+        records=[record] * size,
         provider_node=SECOND_NODE,
         resume_token=RESUME_TOKEN,
     )
@@ -254,11 +283,13 @@ async def _serve(arguments: argparse.Namespace) -> None:
     upstream = None
     if arguments.role == "exchange":
         exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
-            FixedExchange(arguments.stream_records), server
+            FixedExchange(arguments.stream_records, STREAM_RECORDS[arguments.stream_record]),
+            server,
         )
     elif arguments.role == "provider":
         federation_pb2_grpc.add_FederationServiceServicer_to_server(
-            FixedProvider(arguments.stream_records), server
+            FixedProvider(arguments.stream_records, STREAM_RECORDS[arguments.stream_record]),
+            server,
         )
     else:
         upstream = grpc.aio.secure_channel(
@@ -294,6 +325,7 @@ def main() -> None:
     parser.add_argument("--role", choices=("exchange", "provider", "relay"), required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--stream-records", type=int, default=0)
+    parser.add_argument("--stream-record", choices=tuple(STREAM_RECORDS), default="benefit_award")
     parser.add_argument("--upstream", help="the provider's host:port (relay only)")
     arguments = parser.parse_args()
     if arguments.role == "relay" and not arguments.upstream:

@@ -75,7 +75,7 @@ CROSS_NODE_ASK = Ask(
     purpose="CIVIL_REGISTRATION",
     agreement_id="cr-dwp-nrs-births-2026",
 )
-# Bulk extracts need an agreement registered with `bulk: true`, and BENEFIT_AWARD is what
+# Bulk extracts need an agreement registered with `bulk: true` and a record type that
 # gateway.demo.seed_bulk can seed in bulk. Across two nodes: DWP (whitehall) matches the
 # Department for Communities' (stormont) benefit awards against fraud.
 BULK_ASK = Ask(
@@ -86,6 +86,18 @@ BULK_ASK = Ask(
     record_type="BENEFIT_AWARD",
     purpose="FRAUD",
     agreement_id="fraud-dwp-dfc-benefits-2026",
+)
+# Records of about 200 bytes, the size issue 6 names: the Office for National Statistics
+# (whitehall) extracts the Northern Ireland death registrations GRONI (stormont) holds, for
+# mortality statistics, with each medical certificate's cause of death in full.
+DEATHS_BULK_ASK = Ask(
+    node="whitehall",
+    provider="stormont",
+    organisation="ons",
+    system="mortality-statistics",
+    record_type="DEATH_REGISTRATION",
+    purpose="STATISTICS",
+    agreement_id="stats-ons-groni-deaths-2026",
 )
 # Through one node: the only bulk agreement whose parties share a node. Administrative Data
 # Research Scotland's accredited researchers extract Social Security Scotland's awards; a
@@ -155,11 +167,11 @@ def cross_node_exchange(workdir: Path) -> Iterator[ConcordatPath]:
 def bulk_exchange(
     workdir: Path, *, rows: int, database_url: str | None = None, ask: Ask = BULK_ASK
 ) -> Iterator[ConcordatPath]:
-    """A StreamRecords extract of every BENEFIT_AWARD the provider holds.
+    """A StreamRecords extract of every record of the ask's type the provider holds.
 
     The provider's demo records plus `rows` bulk ones are read from `database_url` (an empty
     PostgreSQL database, seeded here) or, without one, from its SQLite demo file. Across two
-    nodes for BULK_ASK, through one for LOCAL_BULK_ASK.
+    nodes for BULK_ASK and DEATHS_BULK_ASK, through one for LOCAL_BULK_ASK.
     """
     from gateway.demo import seed_bulk, seed_demo_database
     from gateway.devstate import prepare_node
@@ -168,7 +180,7 @@ def bulk_exchange(
     url = database_url or f"sqlite:///{state.demo_db}"
     if database_url is not None:
         seed_demo_database(url, ask.provider)
-    seed_bulk(url, ask.provider, rows)
+    seed_bulk(url, ask.provider, rows, record_type=ask.record_type)
     names = list(dict.fromkeys([ask.provider, ask.node]))
     with running_nodes(
         workdir, names, federated=len(names) > 1, database_urls={ask.provider: url}

@@ -629,14 +629,14 @@ def seed_demo_database(url: str, administration: str, *, people: int = 200, seed
         engine.dispose()
 
 
-def _append_awards(connection: Connection, rows: list[dict[str, Any]]) -> None:
+def _append_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     if connection.dialect.driver != "psycopg":
-        connection.execute(insert(_benefit_awards), rows)
+        connection.execute(insert(table), rows)
         return
     # COPY loads a million rows in seconds where batched INSERTs take minutes.
-    columns = [column.name for column in _benefit_awards.columns]
+    columns = [column.name for column in table.columns]
     statement = pgsql.SQL("COPY {} ({}) FROM STDIN").format(
-        pgsql.Identifier(_benefit_awards.name),
+        pgsql.Identifier(table.name),
         pgsql.SQL(", ").join(pgsql.Identifier(name) for name in columns),
     )
     raw = cast(psycopg.Connection[Any], connection.connection.driver_connection)
@@ -645,27 +645,111 @@ def _append_awards(connection: Connection, rows: list[dict[str, Any]]) -> None:
             copy.write_row([row[name] for name in columns])
 
 
-def seed_bulk(url: str, administration: str, rows: int, *, seed: int = 7) -> None:
-    """Appends `rows` synthetic BENEFIT_AWARD rows, in chunks, for the bulk extract benchmark."""
+# Records the bulk extract benchmark can seed: BENEFIT_AWARD (about 70 bytes as the fraud
+# agreements release it) and DEATH_REGISTRATION (about 200 bytes as the statistics
+# agreement releases it, with a medical certificate's cause of death in full).
+BULK_RECORD_TYPES = ("BENEFIT_AWARD", "DEATH_REGISTRATION")
+# Parts of a medical certificate of cause of death: I(a) the disease that led directly to
+# death, I(b) and I(c) what led to it, II other conditions that contributed.
+_DIRECT_CAUSES = (
+    "aspiration pneumonia",
+    "acute myocardial infarction",
+    "bronchopneumonia",
+    "congestive cardiac failure",
+    "acute kidney injury",
+    "sepsis",
+)
+_UNDERLYING_CAUSES = (
+    "advanced Alzheimer's disease",
+    "ischaemic heart disease due to coronary artery atherosclerosis",
+    "chronic obstructive pulmonary disease",
+    "metastatic carcinoma of the bronchus",
+    "cerebrovascular accident (ischaemic stroke)",
+    "frailty of old age",
+)
+_CONTRIBUTING_CAUSES = (
+    "type 2 diabetes mellitus",
+    "chronic kidney disease stage 3",
+    "atrial fibrillation",
+    "hypertension",
+    "osteoporosis with fractured neck of femur",
+)
+
+
+def seed_bulk(
+    url: str,
+    administration: str,
+    rows: int,
+    *,
+    record_type: str = "BENEFIT_AWARD",
+    seed: int = 7,
+) -> None:
+    """Appends `rows` synthetic rows of `record_type`, in chunks, for the bulk benchmark."""
     facts = _facts(administration)
-    if "BENEFIT_AWARD" not in facts.serves:
-        raise ValueError(f"{administration} serves no BENEFIT_AWARD records")
+    if record_type not in BULK_RECORD_TYPES:
+        raise ValueError(
+            f"bulk rows can be seeded for {', '.join(BULK_RECORD_TYPES)}, not {record_type}"
+        )
+    if record_type not in facts.serves:
+        raise ValueError(f"{administration} serves no {record_type} records")
+    table = _benefit_awards if record_type == "BENEFIT_AWARD" else _death_entries
     engine = create_engine(url)
     try:
-        _benefit_awards.create(engine, checkfirst=True)
+        table.create(engine, checkfirst=True)
         with engine.connect() as connection:
-            start = (connection.execute(select(func.max(_benefit_awards.c.id))).scalar() or 0) + 1
-        rng = random.Random(f"bulk:{administration}:{seed}:{start}")  # noqa: S311 (as above)
+            if record_type == "BENEFIT_AWARD":
+                start = (connection.execute(select(func.max(table.c.id))).scalar() or 0) + 1
+            else:
+                start = connection.execute(select(func.count()).select_from(table)).scalar_one()
+        rng = random.Random(f"bulk:{administration}:{record_type}:{seed}:{start}")  # noqa: S311 (as above)
         for first in range(start, start + rows, _BULK_CHUNK):
             last = min(first + _BULK_CHUNK, start + rows)
-            chunk = [
-                _benefit_award(rng, facts, number, synthetic_nino(rng))
-                for number in range(first, last)
-            ]
+            if record_type == "BENEFIT_AWARD":
+                chunk = [
+                    _benefit_award(rng, facts, number, synthetic_nino(rng))
+                    for number in range(first, last)
+                ]
+            else:
+                chunk = [_bulk_death(rng, facts, number) for number in range(first, last)]
             with engine.begin() as connection:
-                _append_awards(connection, chunk)
+                _append_rows(connection, table, chunk)
     finally:
         engine.dispose()
+
+
+def _bulk_death(rng: random.Random, facts: _Administration, number: int) -> dict[str, Any]:
+    """A death registered in the years 2015-2025, numbered apart from the demo's own.
+
+    Registration numbers run from 500000 in each year, far above the demo's, so a bulk
+    entry's reference never collides with one and still has the six digits of a real one.
+    """
+    year = 2015 + number % 11
+    registered = _day_between(rng, date(year, 1, 9), date(year, 12, 31))
+    died = registered - timedelta(days=rng.randint(1, 8))
+    town = rng.choice(facts.towns)
+    cause = f"I(a) {rng.choice(_DIRECT_CAUSES)}; I(b) {rng.choice(_UNDERLYING_CAUSES)}"
+    if rng.random() < 0.5:
+        cause += f"; I(c) {rng.choice(_UNDERLYING_CAUSES)}"
+    cause += f"; II {', '.join(rng.sample(_CONTRIBUTING_CAUSES, rng.randint(1, 2)))}"
+    # Where a death happened is registered as an address, as a hospital or as a home's.
+    place = rng.choice(
+        (
+            f"{town} Royal Infirmary, {rng.choice(_STREETS)}, {town}",
+            f"{rng.choice(('Ashgrove', 'Beechwood', 'Riverside'))} Care Home, {town}",
+            f"{rng.randrange(1, 200)} {rng.choice(_STREETS)}, {town}",
+        )
+    )
+    return {
+        "entry_ref": _registration_id(facts, "D", year, 500_000 + number // 11),
+        "district": town,
+        "deceased_nino": synthetic_nino(rng),
+        "forenames": rng.choice(_FEMALE_NAMES + _MALE_NAMES),
+        "surname": rng.choice(_FAMILY_NAMES),
+        "died_on": died,
+        "place_of_death": place,
+        "cause_text": cause,
+        "registered_on": registered,
+    }
 
 
 _REGISTRATION_FIELDS = {
@@ -872,7 +956,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--administration", choices=ADMINISTRATIONS)
     parser.add_argument("--people", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--bulk-rows", type=int, default=0, help="extra BENEFIT_AWARD rows")
+    parser.add_argument("--bulk-rows", type=int, default=0, help="extra rows for bulk extracts")
+    parser.add_argument(
+        "--bulk-record-type",
+        choices=BULK_RECORD_TYPES,
+        default="BENEFIT_AWARD",
+        help="the record type of the extra rows",
+    )
     parser.add_argument(
         "--create-database",
         action="store_true",
@@ -891,7 +981,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         create_database(args.url)
     seed_demo_database(args.url, args.administration, people=args.people, seed=args.seed)
     if args.bulk_rows:
-        seed_bulk(args.url, args.administration, args.bulk_rows, seed=args.seed)
+        seed_bulk(
+            args.url,
+            args.administration,
+            args.bulk_rows,
+            record_type=args.bulk_record_type,
+            seed=args.seed,
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from sqlalchemy import Select, column, create_engine, func, select, table
 
 from adapters.mapping import RECORD_FIELDS
 from adapters.registry import open_source
+from concordat.records.v1 import records_pb2
 from gateway.demo import (
     ADMINISTRATIONS,
     demo_source_config,
@@ -174,6 +175,55 @@ async def test_bulk_rows_stream_in_full_after_the_demo_rows(tmp_path: Path) -> N
 
     assert len(streamed) == before + 25_000
     assert len(set(streamed)) == len(streamed)
+
+
+async def test_bulk_death_registrations_are_valid_unique_and_about_200_bytes_released(
+    tmp_path: Path,
+) -> None:
+    url = seeded(tmp_path, "stormont", people=20)
+    before = row_counts(url)["death_entries"]
+
+    seed_bulk(url, "stormont", 3_000, record_type="DEATH_REGISTRATION")
+    seed_bulk(url, "stormont", 3_000, record_type="DEATH_REGISTRATION")
+    # What the statistics agreement releases, and the reference, to check it.
+    released = ["registration_district", "date_of_death", "place_of_death", "cause_of_death"]
+    source = await open_source(demo_source_config(url, "stormont"))
+    streamed = [
+        row
+        async for batch in source.stream(
+            "DEATH_REGISTRATION",
+            ["registration_id", "registered_on", *released],
+            batch_size=2_000,
+            after=None,
+        )
+        for row in batch.rows
+    ]
+    await source.close()
+
+    assert len(streamed) == before + 6_000
+    references = [row["registration_id"] for row in streamed]
+    assert len(set(references)) == len(references)
+    for row in streamed:
+        validate_subject("registration_id", row["registration_id"])
+        assert row["date_of_death"] <= row["registered_on"]
+    bulk = streamed[before:]
+    sizes = [
+        records_pb2.Record(
+            death_registration=records_pb2.DeathRegistration(
+                **{name: row[name] for name in [*released, "registered_on"]}
+            )
+        ).ByteSize()
+        for row in bulk
+    ]
+    assert 180 <= sum(sizes) / len(sizes) <= 240
+
+
+def test_bulk_rows_of_a_type_the_benchmark_cannot_seed_are_refused(tmp_path: Path) -> None:
+    url = seeded(tmp_path, "stormont", people=5)
+    with pytest.raises(ValueError, match="not PERSON"):
+        seed_bulk(url, "stormont", 10, record_type="PERSON")
+    with pytest.raises(ValueError, match="cardiff serves no BENEFIT_AWARD records"):
+        seed_bulk(url, "cardiff", 10)
 
 
 def test_seeding_an_unknown_administration_names_the_known_ones(tmp_path: Path) -> None:
