@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test setup bench
+.PHONY: up test setup services bench
 
 $(BIN)/concordat: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,16 @@ $(BIN)/concordat: pyproject.toml
 
 setup: $(BIN)/concordat
 
+# PostgreSQL (Debian's package, started, loopback trust for `postgres`) and the pinned Go tools
+# (OPA, grpcurl, ghz) in .tools/bin: what the suite and the bench need beside Python.
+services:
+	scripts/setup_services.sh
+
 up: setup
 	$(BIN)/concordat up
 
-test: setup
+test: setup services
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup services
 	$(BIN)/python -m bench
