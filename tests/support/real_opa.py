@@ -50,9 +50,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def run_opa(*arguments: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_opa(
+    *arguments: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run one OPA command (`opa test ...`) and return what it printed, without raising."""
-    return subprocess.run(  # noqa: S603 - the pinned binary with our own arguments
+    return subprocess.run(
         [str(opa_binary()), *arguments],
         capture_output=True,
         text=True,
@@ -93,6 +95,13 @@ class OpaServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (for its memory and CPU in /proc)."""
+        if self._process is None:
+            raise RuntimeError("OPA is not running")
+        return self._process.pid
+
     def __enter__(self) -> OpaServer:
         self.start()
         return self
@@ -124,7 +133,7 @@ class OpaServer:
         for bundle in self.bundles:
             argv += ["--bundle", str(bundle)]
         log = self.log_path.open("wb")
-        self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.wait_ready()
 
