@@ -69,6 +69,8 @@ class PolicyConfig(_Frozen):
     bundle: tuple[Path, ...]
     opa_url: str | None = None
     opa_timeout_seconds: float = Field(default=1.0, gt=0)
+    # How often a node on OPA asks it whether its bundles are activated (its health follows).
+    opa_health_interval_seconds: float = Field(default=1.0, gt=0)
     # How often the bundle directories are checked for changes (0: never, restart to change).
     reload_interval_seconds: float = Field(default=1.0, ge=0)
     # Decisions remembered per revision for identical inputs (embedded engine only; 0: off).

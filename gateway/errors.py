@@ -21,7 +21,27 @@ Each class has a stable `code`, used in logs, metrics, audit entries and gRPC er
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+# What an error message may repeat of a caller's input: a few values, each cut short.
+QUOTED_VALUES = 3
+QUOTED_WIDTH = 40
+
+
+def quoted(values: Sequence[str]) -> str:
+    """A few of `values` for an error message, each truncated, and how many more there were.
+
+    Messages travel in gRPC trailers, which clients cap (16 KiB by default): a message that
+    echoed a 10,000-entry field mask would never reach the caller who needs to read it.
+    """
+    shown = [
+        value if len(value) <= QUOTED_WIDTH else value[: QUOTED_WIDTH - 1] + "…"
+        for value in values[:QUOTED_VALUES]
+    ]
+    # Control and other unprintable characters are shown escaped, never sent as they are.
+    text = ", ".join(value if value.isprintable() else ascii(value) for value in shown)
+    more = len(values) - len(shown)
+    return f"{text} (and {more:,} more)" if more else text
 
 
 class ConcordatError(Exception):

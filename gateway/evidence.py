@@ -126,7 +126,7 @@ class EvidenceRecorder:
             "records": exchange.record_count if error is None or streamed else 0,
             "bytes": exchange.bytes_released if error is None or streamed else 0,
             "duration_ms": round(exchange.elapsed_ms(), 3),
-            **exchange.notes.get("evidence", {}),
+            **(exchange.peer_evidence.as_entry() if exchange.peer_evidence else {}),
         }
 
     async def record(self, exchange: Exchange) -> int:

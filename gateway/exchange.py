@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from concordat.records.v1 import records_pb2
@@ -20,11 +20,37 @@ def new_exchange_id() -> str:
 
 
 @dataclass(slots=True)
+class PeerEvidence:
+    """What the other node of a federated exchange signed, kept in this node's audit entry.
+
+    Only the members that are set go into the entry, so an entry reads as before: a
+    requesting node keeps the receipt (or, for a stream, the count and the last one), a
+    providing node the receipt it signed and the assertion it was sent.
+    """
+
+    peer: str
+    receipt: str = ""
+    response_digest: str = ""
+    ingress_decision_id: str = ""
+    assertion: str = ""
+    receipts: int = 0
+    last_receipt: str = ""
+
+    def as_entry(self) -> dict[str, Any]:
+        return {
+            member.name: getattr(self, member.name)
+            for member in fields(self)
+            if getattr(self, member.name) or member.name == "peer"
+        }
+
+
+@dataclass(slots=True)
 class Exchange:
     """Everything known about one request; each stage reads what earlier stages set."""
 
     rpc: Rpc
     role: Role
+    # The decoded request message; None when its bytes did not decode (refused as invalid).
     request: Any
     metadata: tuple[tuple[str, Any], ...]
     deadline_seconds: float | None
@@ -57,7 +83,17 @@ class Exchange:
     replay_of: str = ""
     response: Any = None
     error: ConcordatError | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
+    # The idempotency claim this exchange holds, settled when it ends.
+    idempotency_owner: str | None = None
+    # A providing node's view of the peer: its certificate and the assertion it sent.
+    peer_certificate: bytes | None = None
+    assertion: str = ""
+    exchange_id_invalid: bool = False
+    # A requesting node's view of the provider's answer.
+    peer_withheld: dict[str, str] = field(default_factory=dict)
+    peer_ingress_decision_id: str = ""
+    receipt: str = ""
+    peer_evidence: PeerEvidence | None = None
 
     @property
     def done(self) -> bool:

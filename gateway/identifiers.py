@@ -14,10 +14,13 @@ from datetime import date
 from gateway.domain import Subject, SubjectKind
 from gateway.errors import InvalidRequest
 
-_NINO = re.compile(r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$")
+# Patterns are matched whole (`fullmatch`): `$` would also accept a trailing newline.
+_NINO = re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]", re.ASCII)
 _NINO_NEVER_ISSUED = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
-_TEN_DIGITS = re.compile(r"^[0-9]{10}$")
-_REGISTRATION_ID = re.compile(r"^[A-Z]{2,4}-[BDM]-[0-9]{4}-[0-9]{6}$")
+_TEN_DIGITS = re.compile(r"[0-9]{10}", re.ASCII)
+_REGISTRATION_ID = re.compile(r"[A-Z]{2,4}-[BDM]-[0-9]{4}-[0-9]{6}", re.ASCII)
+# The longest spelling worth normalising: a 10-digit number written with spaces or hyphens.
+_MAX_RAW_LENGTH = 32
 
 
 def mod11_check_digit(first_nine: str) -> int | None:
@@ -44,21 +47,45 @@ def mod10_check_digit(first_nine: str) -> int:
     return (10 - total % 10) % 10
 
 
-def _strip(value: str) -> str:
-    return value.replace(" ", "").replace("-", "")
+def normalise(kind: str, raw: str) -> str:
+    """The one normalisation before an identifier is checked (docs/departmental-developers).
+
+    Only the spellings printed on cards and letters are accepted: ASCII spaces anywhere, and
+    for the numbers ASCII hyphens between digit groups (`943 476 5919`, `943-476-5919`,
+    `AB 12 34 56 C`); letters are upper-cased. Nothing else is removed: a tab, newline, NUL,
+    full-width digit or any other character makes the identifier malformed, so the value
+    that policy, the local system and the subject hash see is exactly the one checked.
+    """
+    if kind == "registration_id":
+        return raw.replace(" ", "").upper()
+    value = raw.replace(" ", "")
+    if kind in ("nhs_number", "chi_number", "hc_number"):
+        value = value.replace("-", "")
+    return value.upper()
+
+
+def _checked_length(raw: str, what: str) -> str:
+    if len(raw) > _MAX_RAW_LENGTH:
+        raise InvalidRequest(f"subject.{what} is too long to be an identifier")
+    return raw
 
 
 def validate_nino(raw: str) -> str:
-    nino = raw.replace(" ", "").upper()
-    if not _NINO.match(nino) or nino[:2] in _NINO_NEVER_ISSUED:
+    nino = normalise("nino", _checked_length(raw, "nino"))
+    if not _NINO.fullmatch(nino) or nino[:2] in _NINO_NEVER_ISSUED:
         raise InvalidRequest("subject.nino is not a well-formed National Insurance number")
     return nino
 
 
-def _validate_mod11(raw: str, what: str) -> str:
-    digits = _strip(raw)
-    if not _TEN_DIGITS.match(digits):
+def _ten_digits(raw: str, what: str) -> str:
+    digits = normalise(what, _checked_length(raw, what))
+    if not _TEN_DIGITS.fullmatch(digits):
         raise InvalidRequest(f"subject.{what} must be 10 digits")
+    return digits
+
+
+def _validate_mod11(raw: str, what: str) -> str:
+    digits = _ten_digits(raw, what)
     if mod11_check_digit(digits[:9]) != int(digits[9]):
         raise InvalidRequest(f"subject.{what} fails its modulus 11 check digit")
     return digits
@@ -69,9 +96,7 @@ def validate_nhs_number(raw: str) -> str:
 
 
 def validate_chi_number(raw: str) -> str:
-    digits = _strip(raw)
-    if not _TEN_DIGITS.match(digits):
-        raise InvalidRequest("subject.chi_number must be 10 digits")
+    digits = _ten_digits(raw, "chi_number")
     if not _is_plausible_birth_date(digits[:6]):
         raise InvalidRequest("subject.chi_number does not start with a valid date of birth")
     check = int(digits[9])
@@ -94,8 +119,8 @@ def validate_uprn(raw: int) -> str:
 
 
 def validate_registration_id(raw: str) -> str:
-    value = raw.strip().upper()
-    if not _REGISTRATION_ID.match(value):
+    value = normalise("registration_id", _checked_length(raw, "registration_id"))
+    if not _REGISTRATION_ID.fullmatch(value):
         raise InvalidRequest(
             "subject.registration_id must look like EW-B-2019-000123 "
             "(authority, B/D/M, year, six digits)"
@@ -127,11 +152,7 @@ def normalise_held(kind: str, value: str) -> str:
     Not a check: a local system's value is what it holds. Only the spelling is made the same
     as a caller's, so a research pseudonym is the same whichever way the subject reached us.
     """
-    if kind == "nino":
-        return value.replace(" ", "").upper()
-    if kind in ("nhs_number", "chi_number", "hc_number"):
-        return _strip(value)
-    return value.strip().upper()
+    return normalise(kind, value.strip())
 
 
 def _kind(kind: str) -> SubjectKind:

@@ -61,3 +61,14 @@ def json_line(event: dict[str, Any], **_: Any) -> bytes:
                 "log_error": "a value in this line could not be encoded",
             }
         )
+
+
+def raised_at(exc: BaseException) -> str:
+    """`module:line` of the innermost frame that raised: what an operator needs to find a bug,
+    without the exception's text, which can quote a request's identifiers or values."""
+    traceback = exc.__traceback__
+    if traceback is None:
+        return ""
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return f"{traceback.tb_frame.f_globals.get('__name__', '?')}:{traceback.tb_lineno}"

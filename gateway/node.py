@@ -46,6 +46,7 @@ from gateway.policy import PolicyEngine
 from gateway.policy.bundle import PolicyBundle, load_bundle
 from gateway.policy.cache import CachingEngine
 from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
+from gateway.policy.opa_readiness import BundleReadiness
 from gateway.policy.reloading import LivePolicy
 from gateway.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
 from gateway.service import ExchangeService
@@ -67,6 +68,8 @@ class Node:
     sources: list[RecordSource] = field(default_factory=list)
     peers: PeerClients | None = None
     federation_port: int | None = None
+    # Set when the node decides through an OPA sidecar: health follows its bundles.
+    readiness: BundleReadiness | None = None
 
     @property
     def address(self) -> str:
@@ -77,8 +80,10 @@ class Node:
         await self.server.start()
         if isinstance(self.engine, LivePolicy):
             self.engine.start_watching()
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(EXCHANGE_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        if self.readiness is None:
+            await self._report_serving(True)
+        else:
+            await self.readiness.start(self._report_serving)
         log.info(
             "node_started",
             node=self.config.node.name,
@@ -88,18 +93,32 @@ class Node:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stops taking calls, lets running ones finish, then closes what the node opened."""
+        if self.readiness is not None:
+            await self.readiness.close()
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
-        if self.peers is not None:
-            await self.peers.close()
-        await self.audit.close()
-        await self.engine.close()
-        for source in self.sources:
-            await source.close()
+        try:
+            await self.server.stop(grace)
+        finally:
+            if self.peers is not None:
+                await self.peers.close()
+            await self.audit.close()
+            await self.engine.close()
+            for source in self.sources:
+                await source.close()
         log.info("node_stopped", node=self.config.node.name)
 
+    async def _report_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", status)
+        await self.health.set(EXCHANGE_SERVICE, status)
 
-def _build_engine(config: NodeConfig) -> PolicyEngine:
+
+def _build_engine(config: NodeConfig) -> tuple[PolicyEngine, BundleReadiness | None]:
+    """The policy engine, and for an OPA sidecar the readiness the node's health follows."""
     policy = config.policy
     bundle = load_bundle(list(policy.bundle))
     if policy.engine == "opa":
@@ -109,8 +128,11 @@ def _build_engine(config: NodeConfig) -> PolicyEngine:
         from gateway.policy.opa import OpaServerEngine
 
         # The OPA server loads its own bundles; this node neither caches nor reloads them.
-        return OpaServerEngine(
+        opa = OpaServerEngine(
             url=policy.opa_url, timeout_seconds=policy.opa_timeout_seconds, revision=bundle.revision
+        )
+        return opa, BundleReadiness(
+            opa.bundles_ready, interval_seconds=policy.opa_health_interval_seconds
         )
 
     def compiled(revision: PolicyBundle) -> PolicyEngine:
@@ -119,13 +141,14 @@ def _build_engine(config: NodeConfig) -> PolicyEngine:
             return CachingEngine(engine, max_entries=policy.decision_cache_entries)
         return engine
 
-    return LivePolicy(
+    live = LivePolicy(
         policy.bundle,
         bundle=bundle,
         build=compiled,
         check=compile_in_subprocess,
         interval_seconds=policy.reload_interval_seconds,
     )
+    return live, None
 
 
 def _build_verifier(config: NodeConfig) -> TokenVerifier:
@@ -178,7 +201,7 @@ async def build_node(
     subject_key, pseudonym_key = _read_hash_keys(config.keys)
     federation = _load_federation(config)
     verifier = _build_verifier(config)
-    engine = _build_engine(config)
+    engine, readiness = _build_engine(config)
     signing_key = load_signing_key(config.keys.signing_key)
     kid = public_key_kid(name, signing_key.public_key())
     if sources is None:
@@ -285,6 +308,7 @@ async def build_node(
         sources=opened,
         peers=peers,
         federation_port=federation_port,
+        readiness=readiness,
     )
 
 
@@ -322,6 +346,8 @@ async def serve(
     if ready is not None:
         ready.set()
     try:
-        await node.server.wait_for_termination()
+        # Shielded: cancelling grpc's own wait cancels the future its shutdown then waits on,
+        # which cut node.stop() short before it closed the audit log, sources and engine.
+        await asyncio.shield(node.server.wait_for_termination())
     finally:
         await asyncio.shield(node.stop())

@@ -35,9 +35,11 @@ from gateway.federation.directory import Directory
 from gateway.federation.routing import RouteToSelf
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import TokenVerifier
+from gateway.logs import raised_at
 from gateway.policy import PolicyEngine
 from gateway.responses import Respond
 from gateway.stages import Stage
+from gateway.status import internal_error
 from gateway.streaming import StreamBatches
 
 log = structlog.get_logger("concordat.pipeline")
@@ -103,7 +105,7 @@ class Pipeline:
             ) from exc
 
     def _settle_idempotency(self, exchange: Exchange, response: Any) -> None:
-        owner = exchange.notes.get("idempotency_owner")
+        owner = exchange.idempotency_owner
         if self._idempotency is None or owner is None:
             return
         if response is None:
@@ -142,11 +144,9 @@ def _as_error(failure: BaseException, exchange: Exchange) -> ConcordatError:
         "exchange_internal_error",
         exchange_id=exchange.exchange_id,
         error=type(failure).__name__,
-        exc_info=failure,
+        raised_at=raised_at(failure),
     )
-    return InternalError(
-        f"internal error; quote exchange id {exchange.exchange_id} to the operator"
-    )
+    return internal_error(exchange.exchange_id)
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,7 @@ def _remote(parts: NodeParts) -> list[Stage]:
 def caller_get_stages(parts: NodeParts) -> list[Stage]:
     """GetRecord from a departmental system at its own administration's node."""
     return [
+        stages.RequireDecoded(),
         stages.Authenticate(parts.verifier),
         _validate(parts),
         stages.Deduplicate(parts.idempotency),
@@ -211,6 +212,7 @@ def caller_get_stages(parts: NodeParts) -> list[Stage]:
 def caller_stream_stages(parts: NodeParts) -> list[Stage]:
     """StreamRecords up to the first batch; the batches come from local or remote batches."""
     return [
+        stages.RequireDecoded(),
         stages.Authenticate(parts.verifier),
         _validate(parts),
         _route(parts),

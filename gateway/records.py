@@ -16,7 +16,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.records.v1 import options_pb2, records_pb2
-from gateway.errors import InvalidRequest, LocalDataInvalid
+from gateway.errors import InvalidRequest, LocalDataInvalid, quoted
 
 _MESSAGE_FOR_TYPE = {
     "PERSON": "person",
@@ -85,17 +85,25 @@ def shape(record_type: str) -> RecordShape:
     return RecordShape(record_type, oneof_field, message_class, fields, sensitivity, identifying)
 
 
+# No record type has half as many fields; a mask may name each once, and a few twice.
+MAX_FIELD_PATHS = 64
+
+
 def validate_field_mask(record_type: str, paths: Sequence[str]) -> tuple[str, ...]:
     """The requested fields, checked against the record type; at least one is required."""
     if not paths:
         raise InvalidRequest(
             "field_mask must list the fields you need (minimum necessary); it is empty"
         )
+    if len(paths) > MAX_FIELD_PATHS:
+        raise InvalidRequest(
+            f"field_mask may list at most {MAX_FIELD_PATHS} fields; it lists {len(paths):,}"
+        )
     known = shape(record_type).fields
     unknown = sorted({p for p in paths if p not in known})
     if unknown:
         raise InvalidRequest(
-            f"field_mask names fields that {record_type} does not have: {', '.join(unknown)}"
+            f"field_mask names fields that {record_type} does not have: {quoted(unknown)}"
         )
     return tuple(dict.fromkeys(paths))
 

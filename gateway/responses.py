@@ -8,9 +8,6 @@ from concordat.exchange.v1 import exchange_pb2
 from gateway.domain import Obligation, merge_withheld
 from gateway.exchange import Exchange
 
-# Where a requesting node keeps what the providing node said it withheld.
-PEER_WITHHELD = "peer_withheld"
-
 
 def obligations_to_proto(obligations: Iterable[Obligation]) -> list[exchange_pb2.Obligation]:
     return [
@@ -41,7 +38,7 @@ def withheld_of(exchange: Exchange) -> dict[str, str]:
     return merge_withheld(
         exchange.egress.withheld if exchange.egress else {},
         exchange.ingress.withheld if exchange.ingress else {},
-        exchange.notes.get(PEER_WITHHELD, {}),
+        exchange.peer_withheld,
     )
 
 
@@ -55,7 +52,7 @@ def take_peer_withheld(
     answer or our audit log. Call it after the answer's receipt is verified.
     """
     asked = set(exchange.fields)
-    exchange.notes[PEER_WITHHELD] = {
+    exchange.peer_withheld = {
         name: rule for name, rule in withheld_from_proto(answer.withheld).items() if name in asked
     }
     del answer.withheld[:]
@@ -76,7 +73,7 @@ class Respond:
             ingress_decision_id=(
                 exchange.ingress.decision_id
                 if exchange.ingress
-                else exchange.notes.get("ingress_decision_id", "")
+                else exchange.peer_ingress_decision_id
             ),
             provider_node=exchange.providing_node,
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from concordat.exchange.v1 import exchange_pb2
-from concordat.federation.v1 import federation_pb2_grpc
+from concordat.federation.v1 import federation_pb2
 from gateway.config import TlsConfig
 from gateway.federation.service import FederationService
 from gateway.service import ExchangeService
@@ -20,6 +20,7 @@ SERVER_OPTIONS = (
     ("grpc.so_reuseport", 0),
 )
 EXCHANGE_SERVICE = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
+FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
 
 
 def server_credentials(tls: TlsConfig, *, require_client_auth: bool) -> grpc.ServerCredentials:
@@ -42,18 +43,36 @@ def build_exchange_server(
     server.add_registered_method_handlers(EXCHANGE_SERVICE, handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            EXCHANGE_SERVICE,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
+    add_reflection(
         server,
+        (EXCHANGE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
     )
     port = server.add_secure_port(listen, server_credentials(tls, require_client_auth=False))
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, port, health_servicer
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def add_reflection(server: grpc.aio.Server, services: tuple[str, ...]) -> None:
+    """Server reflection as both `grpc.reflection.v1` and `v1alpha`.
+
+    Current grpcurl and buf ask for v1 first. grpcio-reflection ships only v1alpha; v1 is the
+    same protocol under a new package name (its messages are field for field the same, so
+    the same bytes decode as either), so the one servicer answers both names.
+    """
+    names = (*services, REFLECTION_V1, reflection.SERVICE_NAME)
+    servicer = reflection.aio.ReflectionServicer(names)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    for service in (REFLECTION_V1, reflection.SERVICE_NAME):
+        handlers = {"ServerReflectionInfo": handler}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
 
 
 def exchange_handlers(service: ExchangeService) -> dict[str, grpc.RpcMethodHandler]:
@@ -62,15 +81,29 @@ def exchange_handlers(service: ExchangeService) -> dict[str, grpc.RpcMethodHandl
     (`gateway.wire.EncodedResponse`): a relayed batch is sent as the providing node signed
     it, never parsed and serialised again. A test checks these are the API's methods."""
     return {
+        # No request deserializer: the edge decodes, so that an undecodable body is answered
+        # and audited by us (gateway/api/edge.py).
         "GetRecord": grpc.unary_unary_rpc_method_handler(
             service.GetRecord,
-            request_deserializer=exchange_pb2.GetRecordRequest.FromString,
             response_serializer=exchange_pb2.GetRecordResponse.SerializeToString,
         ),
         "StreamRecords": grpc.unary_stream_rpc_method_handler(
             service.StreamRecords,
-            request_deserializer=exchange_pb2.StreamRecordsRequest.FromString,
             response_serializer=serialize_response,
+        ),
+    }
+
+
+def federation_handlers(service: FederationService) -> dict[str, grpc.RpcMethodHandler]:
+    """The federation API's methods, registered like the exchange API's: raw request bytes."""
+    return {
+        "Relay": grpc.unary_unary_rpc_method_handler(
+            service.Relay,
+            response_serializer=federation_pb2.RelayResponse.SerializeToString,
+        ),
+        "RelayStream": grpc.unary_stream_rpc_method_handler(
+            service.RelayStream,
+            response_serializer=federation_pb2.RelayStreamResponse.SerializeToString,
         ),
     }
 
@@ -88,7 +121,11 @@ def add_federation_service(
     The exchange API's port stays without client certificates; the federation service checks
     the peer identity itself, so a call reaching it on the wrong port is refused there.
     """
-    federation_pb2_grpc.add_FederationServiceServicer_to_server(service, server)
+    handlers = federation_handlers(service)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(FEDERATION_SERVICE, handlers),)
+    )
+    server.add_registered_method_handlers(FEDERATION_SERVICE, handlers)
     credentials = grpc.ssl_server_credentials(
         [(tls.key.read_bytes(), tls.cert.read_bytes())],
         root_certificates=client_roots,

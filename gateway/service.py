@@ -1,20 +1,32 @@
-"""The gRPC servicer of the exchange API: thin, it hands each call to the pipeline."""
+"""The gRPC servicer of the exchange API: thin, it hands each call to the pipeline.
+
+Both methods run inside the edge's wrappers (gateway/api/edge.py), which receive the raw
+request bytes and turn whatever escapes into a status.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
-
-from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
-from gateway.errors import ConcordatError
-from gateway.exchange import Exchange
+from concordat.exchange.v1 import exchange_pb2
+from gateway.api.edge import Call, decode, server_stream, unary
+from gateway.exchange import Exchange, Rpc
 from gateway.pipeline import Pipeline
-from gateway.status import to_grpc_status
 from gateway.streaming import CallerBatches, StreamBatch
 
 
-class ExchangeService(exchange_pb2_grpc.ExchangeServiceServicer):
+def _caller_exchange(rpc: Rpc, request: object, call: Call) -> Exchange:
+    return Exchange(
+        rpc=rpc,
+        role="local",
+        request=request,
+        metadata=tuple(call.context.invocation_metadata() or ()),
+        deadline_seconds=call.context.time_remaining(),
+        exchange_id=call.exchange_id,
+    )
+
+
+class ExchangeService:
     def __init__(
         self,
         *,
@@ -26,34 +38,17 @@ class ExchangeService(exchange_pb2_grpc.ExchangeServiceServicer):
         self._stream = stream_pipeline
         self._batches = stream_batches
 
-    async def GetRecord(
-        self, request: exchange_pb2.GetRecordRequest, context: grpc.aio.ServicerContext
-    ) -> exchange_pb2.GetRecordResponse:
-        exchange = Exchange(
-            rpc="GetRecord",
-            role="local",
-            request=request,
-            metadata=tuple(context.invocation_metadata() or ()),
-            deadline_seconds=context.time_remaining(),
+    @unary
+    async def GetRecord(self, call: Call) -> exchange_pb2.GetRecordResponse:
+        request = decode(exchange_pb2.GetRecordRequest, call.request)
+        response: exchange_pb2.GetRecordResponse = await self._get.run(
+            _caller_exchange("GetRecord", request, call)
         )
-        try:
-            return await self._get.run(exchange)
-        except ConcordatError as error:
-            await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))
-            raise  # unreachable: abort_with_status raises
+        return response
 
-    async def StreamRecords(
-        self, request: exchange_pb2.StreamRecordsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[StreamBatch]:
-        exchange = Exchange(
-            rpc="StreamRecords",
-            role="local",
-            request=request,
-            metadata=tuple(context.invocation_metadata() or ()),
-            deadline_seconds=context.time_remaining(),
-        )
-        try:
-            async for response in self._stream.stream(exchange, self._batches):
-                yield response
-        except ConcordatError as error:
-            await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))
+    @server_stream
+    async def StreamRecords(self, call: Call) -> AsyncIterator[StreamBatch]:
+        request = decode(exchange_pb2.StreamRecordsRequest, call.request)
+        exchange = _caller_exchange("StreamRecords", request, call)
+        async for response in self._stream.stream(exchange, self._batches):
+            yield response

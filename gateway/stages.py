@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from adapters.base import AdapterError, RecordSource, SourceDataInvalid
 from gateway import records
 from gateway.clock import Clock
+from gateway.config import ADMINISTRATIONS
 from gateway.domain import Decision, Direction, merge_obligations
 from gateway.errors import (
     DeadlineExceeded,
@@ -41,8 +42,18 @@ class Stage(Protocol):
     async def __call__(self, exchange: Exchange) -> None: ...
 
 
+# Tokens this node issues are a few hundred characters; anything far longer is not one.
+MAX_RESUME_TOKEN = 4096
 _AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{0,128}$")
+
+
+class RequireDecoded:
+    """Refuses a request whose bytes did not decode (the edge hands it on as None)."""
+
+    async def __call__(self, exchange: Exchange) -> None:
+        if exchange.request is None:
+            raise InvalidRequest(f"the request body is not a valid {exchange.rpc}Request message")
 
 
 class Authenticate:
@@ -93,6 +104,12 @@ class ValidateRequest:
                 raise InvalidRequest(f"{name} must be printable ASCII of at most 128 characters")
         exchange.case_reference = request.case_reference
         exchange.idempotency_key = request.idempotency_key
+        if request.provider_node and request.provider_node not in ADMINISTRATIONS:
+            raise InvalidRequest(
+                f"provider_node must be empty or one of {', '.join(ADMINISTRATIONS)}"
+            )
+        if exchange.rpc == "StreamRecords" and len(request.resume_token) > MAX_RESUME_TOKEN:
+            raise InvalidRequest("resume_token is malformed")
 
 
 def _subject(message: Any, where: str) -> Any:
@@ -121,7 +138,7 @@ class Deduplicate:
         digest = hashlib.sha256(exchange.request.SerializeToString(deterministic=True)).hexdigest()
         earlier = self._cache.claim(owner, exchange.idempotency_key, digest, exchange.exchange_id)
         if earlier is None:
-            exchange.notes["idempotency_owner"] = owner
+            exchange.idempotency_owner = owner
             return
         response = await earlier.outcome
         if response is not None:

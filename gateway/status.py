@@ -31,11 +31,29 @@ STATUS_FOR_ERROR: dict[type[errors.ConcordatError], grpc.StatusCode] = {
 }
 
 
-def as_concordat_error(exc: BaseException, exchange_id: str) -> errors.ConcordatError:
-    """Our own errors pass through; anything else becomes an InternalError that leaks nothing."""
-    if isinstance(exc, errors.ConcordatError):
-        return exc
+_ERROR_FOR_REASON: dict[str, type[errors.ConcordatError]] = {
+    kind.code: kind for kind in STATUS_FOR_ERROR
+}
+
+
+def error_for_reason(reason: str) -> type[errors.ConcordatError] | None:
+    """The error class whose stable code a received ErrorInfo names (None if none does)."""
+    return _ERROR_FOR_REASON.get(reason)
+
+
+def internal_error(exchange_id: str) -> errors.InternalError:
+    """What a caller learns of a bug of ours: that it happened, and the id to quote."""
     return errors.InternalError(f"internal error; quote exchange id {exchange_id} to the operator")
+
+
+# A backstop: messages quote caller input only through `errors.quoted`, which keeps them far
+# shorter; gRPC clients cap trailers at 16 KiB by default, and both travel in them.
+MAX_MESSAGE = 1024
+MAX_METADATA_VALUE = 256
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def to_grpc_status(error: errors.ConcordatError, exchange_id: str) -> grpc.Status:
@@ -43,11 +61,16 @@ def to_grpc_status(error: errors.ConcordatError, exchange_id: str) -> grpc.Statu
     info = error_details_pb2.ErrorInfo(
         reason=error.code,
         domain=ERROR_DOMAIN,
-        metadata={"exchange_id": exchange_id, **error.metadata},
+        metadata={
+            "exchange_id": exchange_id,
+            **{key: _bounded(value, MAX_METADATA_VALUE) for key, value in error.metadata.items()},
+        },
     )
     detail = any_pb2.Any()
     detail.Pack(info)
-    message = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+    message = status_pb2.Status(
+        code=code.value[0], message=_bounded(error.message, MAX_MESSAGE), details=[detail]
+    )
     return rpc_status.to_status(message)
 
 

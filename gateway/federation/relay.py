@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import grpc
+import structlog
 from google.protobuf.message import DecodeError
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
 from gateway import errors, records, wire
 from gateway.domain import merge_obligations
-from gateway.exchange import Exchange
+from gateway.exchange import Exchange, PeerEvidence
 from gateway.federation.assertions import (
     AssertionSigner,
     ReceiptVerifier,
@@ -28,38 +29,88 @@ from gateway.federation.assertions import (
 from gateway.federation.breaker import retrying
 from gateway.federation.peers import Peer, PeerClients
 from gateway.responses import obligations_from_proto, take_peer_withheld
-from gateway.status import error_info
+from gateway.status import STATUS_FOR_ERROR, error_for_reason, error_info
+
+log = structlog.get_logger("concordat.relay")
 
 _RETRYABLE_CODES = {grpc.StatusCode.UNAVAILABLE}
 _BREAKER_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
+# A peer's error, by the reason its edge gave (the status table's codes): passed on to our
+# caller as the same kind of error, or, when the peer refused this node, as PeerRejected.
+_PASSED_ON: frozenset[type[errors.ConcordatError]] = frozenset(
+    {
+        errors.PolicyDenied,
+        errors.RecordNotFound,
+        errors.InvalidRequest,
+        errors.Unavailable,
+        errors.DeadlineExceeded,
+    }
+)
+_REFUSED_THIS_NODE: frozenset[type[errors.ConcordatError]] = frozenset(
+    {errors.Unauthenticated, errors.PeerRejected}
+)
+_PEER_METADATA = ("rule", "decision_id", "agreement_id", "node", "reason")
+# How much of a peer's own message is repeated to our caller.
+_PEER_MESSAGE_WIDTH = 300
+
+
 def remote_error(error: grpc.aio.AioRpcError, peer: str) -> errors.ConcordatError:
-    """Translates a peer's status into our error tree, keeping the peer's rule and reason."""
+    """Translates a peer's status into our error tree by the status table.
+
+    A status that carries a Concordat ErrorInfo whose reason agrees with its code is the
+    peer's edge speaking: its rule, reason and (bounded) message are passed on. Anything
+    else came from the transport (a refused connection, a TLS failure, a proxy): the caller
+    learns the peer's name and that nothing was released; the detail goes to our log only.
+    """
     code = error.code()
     info = error_info(error)
-    metadata = {
-        k: v
-        for k, v in info.items()
-        if k in ("rule", "decision_id", "agreement_id", "node", "reason")
-    }
+    metadata = {k: v for k, v in info.items() if k in _PEER_METADATA}
     metadata["peer"] = peer
-    detail = error.details() or code.name
-    if code == grpc.StatusCode.PERMISSION_DENIED and info.get("reason") == "policy-denied":
-        return errors.PolicyDenied(detail, metadata=metadata)
-    if code == grpc.StatusCode.NOT_FOUND:
-        return errors.RecordNotFound(detail, metadata=metadata)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
+    kind = error_for_reason(info.get("reason", ""))
+    if kind is None or STATUS_FOR_ERROR[kind] != code:
+        return _transport_error(error, peer, metadata)
+    detail = (error.details() or code.name)[:_PEER_MESSAGE_WIDTH]
+    if kind in _REFUSED_THIS_NODE:
+        return errors.PeerRejected(f"{peer} refused this node: {detail}", metadata=metadata)
+    if kind is errors.InvalidRequest:
         return errors.InvalidRequest(f"{peer} refused the request: {detail}", metadata=metadata)
-    if code in _RETRYABLE_CODES:
+    if kind is errors.DeadlineExceeded:
+        return errors.DeadlineExceeded(
+            f"{peer} did not answer within the deadline", metadata=metadata
+        )
+    if kind is errors.Unavailable:
         return errors.Unavailable(f"{peer} is unavailable: {detail}", metadata=metadata)
+    if kind in _PASSED_ON:
+        return kind(detail, metadata=metadata)
+    # The peer failed after it may have done work (internal, local data, ...): never retried.
+    return errors.Unavailable(
+        f"{peer} could not complete the exchange ({kind.code})",
+        metadata={**metadata, "released": "true"},
+    )
+
+
+def _transport_error(
+    error: grpc.aio.AioRpcError, peer: str, metadata: dict[str, str]
+) -> errors.ConcordatError:
+    code = error.code()
+    log.warning(
+        "peer_call_failed",
+        peer=peer,
+        status=code.name,
+        detail=(error.details() or "")[:_PEER_MESSAGE_WIDTH],
+    )
+    if code in _RETRYABLE_CODES:
+        return errors.Unavailable(
+            f"{peer} is unavailable; nothing was released; retry later", metadata=metadata
+        )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return errors.DeadlineExceeded(
             f"{peer} did not answer within the deadline", metadata=metadata
         )
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return errors.PeerRejected(f"{peer} refused this node: {detail}", metadata=metadata)
-    # Anything else: the peer may have done work; never retried.
+        return errors.PeerRejected(f"{peer} refused this node ({code.name})", metadata=metadata)
     return errors.Unavailable(
         f"{peer} could not complete the exchange ({code.name})",
         metadata={**metadata, "released": "true"},
@@ -110,14 +161,14 @@ class Relay:
         exchange.obligations = merge_obligations(
             exchange.obligations, obligations_from_proto(response.obligations)
         )
-        exchange.notes["ingress_decision_id"] = response.ingress_decision_id
+        exchange.peer_ingress_decision_id = response.ingress_decision_id
         take_peer_withheld(exchange, response)
-        exchange.notes["evidence"] = {
-            "peer": peer.node,
-            "receipt": reply.receipt,
-            "response_digest": response_digest,
-            "ingress_decision_id": response.ingress_decision_id,
-        }
+        exchange.peer_evidence = PeerEvidence(
+            peer=peer.node,
+            receipt=reply.receipt,
+            response_digest=response_digest,
+            ingress_decision_id=response.ingress_decision_id,
+        )
 
     async def _call_once(
         self,
@@ -228,11 +279,9 @@ class RemoteBatches:
             async for item in call:
                 verified = self._verified(item, peer.node, exchange.exchange_id)
                 receipts += 1
-                exchange.notes["evidence"] = {
-                    "peer": peer.node,
-                    "receipts": receipts,
-                    "last_receipt": item.receipt,
-                }
+                exchange.peer_evidence = PeerEvidence(
+                    peer=peer.node, receipts=receipts, last_receipt=item.receipt
+                )
                 if isinstance(verified, _PassedOn):
                     records_signed = verified.view.records
                     exchange.record_count += len(records_signed)
@@ -244,7 +293,7 @@ class RemoteBatches:
                 exchange.bytes_released += records.size_of(batch.records)
                 if batch.released_fields:
                     exchange.released_fields = tuple(batch.released_fields)
-                    exchange.notes["ingress_decision_id"] = batch.ingress_decision_id
+                    exchange.peer_ingress_decision_id = batch.ingress_decision_id
                     # After the receipt check: only verified batches say what a peer withheld.
                     take_peer_withheld(exchange, batch)
                 batch.exchange_id = exchange.exchange_id

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
-import grpc
-
-from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
-from gateway.errors import ConcordatError, InvalidRequest
-from gateway.exchange import Exchange, new_exchange_id
+from concordat.federation.v1 import federation_pb2
+from gateway.api.edge import Call, decode, server_stream, unary
+from gateway.errors import InvalidRequest
+from gateway.exchange import Exchange, PeerEvidence, Rpc
 from gateway.federation.assertions import (
     AssertionVerifier,
     ReceiptSigner,
@@ -24,7 +23,6 @@ from gateway.federation.assertions import (
 from gateway.federation.directory import Directory
 from gateway.federation.peers import peer_identity
 from gateway.pipeline import Pipeline
-from gateway.status import to_grpc_status
 from gateway.streaming import StreamBatches
 
 _EXCHANGE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -39,13 +37,15 @@ class AuthenticatePeer:
         self._verifier = verifier
 
     async def __call__(self, exchange: Exchange) -> None:
-        peer = peer_identity(exchange.notes.get("peer_certificate"), self._directory)
+        peer = peer_identity(exchange.peer_certificate, self._directory)
         exchange.requesting_node = peer
         exchange.providing_node = self._node
-        if exchange.notes.pop("exchange_id_invalid", False):
+        if exchange.request is None:
+            raise InvalidRequest(f"the request body is not a valid {exchange.rpc} relay message")
+        if exchange.exchange_id_invalid:
             raise InvalidRequest("exchange_id must be 32 lowercase hex characters")
         exchange.requester = self._verifier.verify(
-            exchange.notes.get("assertion", ""),
+            exchange.assertion,
             peer_node=peer,
             exchange_id=exchange.exchange_id,
             request_digest=request_digest(exchange.request),
@@ -69,38 +69,41 @@ class SignReceipt:
             released_fields=list(response.released_fields),
             ingress_decision_id=response.ingress_decision_id,
         )
-        exchange.notes["receipt"] = receipt
-        exchange.notes["evidence"] = {
-            "peer": exchange.requesting_node,
-            "receipt": receipt,
-            "response_digest": digest,
-            "assertion": exchange.notes.get("assertion", ""),
-        }
+        exchange.receipt = receipt
+        exchange.peer_evidence = PeerEvidence(
+            peer=exchange.requesting_node,
+            receipt=receipt,
+            response_digest=digest,
+            assertion=exchange.assertion,
+        )
 
 
 def _provider_exchange(
-    rpc: str,
-    relay_request: federation_pb2.RelayRequest | federation_pb2.RelayStreamRequest,
-    context: grpc.aio.ServicerContext,
+    rpc: Rpc,
+    relay_request: federation_pb2.RelayRequest | federation_pb2.RelayStreamRequest | None,
+    call: Call,
 ) -> Exchange:
-    valid_id = bool(_EXCHANGE_ID.match(relay_request.exchange_id))
-    certificates = context.auth_context().get("x509_pem_cert") or [None]
-    exchange = Exchange(
-        rpc=rpc,  # type: ignore[arg-type]
+    """The exchange a relay starts; one whose bytes did not decode is refused by the pipeline,
+    after the peer is named from its certificate, so that its audit entry says who sent it."""
+    certificates = call.context.auth_context().get("x509_pem_cert") or [None]
+    if relay_request is not None and _EXCHANGE_ID.match(relay_request.exchange_id):
+        call.exchange_id = relay_request.exchange_id
+    return Exchange(
+        rpc=rpc,
         role="provider",
-        request=relay_request.request,
+        request=relay_request.request if relay_request is not None else None,
         metadata=(),
-        deadline_seconds=context.time_remaining(),
-        exchange_id=relay_request.exchange_id if valid_id else new_exchange_id(),
+        deadline_seconds=call.context.time_remaining(),
+        exchange_id=call.exchange_id,
+        peer_certificate=certificates[0],
+        assertion=relay_request.assertion if relay_request is not None else "",
+        exchange_id_invalid=(
+            relay_request is not None and relay_request.exchange_id != call.exchange_id
+        ),
     )
-    exchange.notes["peer_certificate"] = certificates[0]
-    exchange.notes["assertion"] = relay_request.assertion
-    if not valid_id:
-        exchange.notes["exchange_id_invalid"] = True
-    return exchange
 
 
-class FederationService(federation_pb2_grpc.FederationServiceServicer):
+class FederationService:
     def __init__(
         self,
         *,
@@ -114,45 +117,38 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         self._batches = stream_batches
         self._receipts = receipts
 
-    async def Relay(
-        self, request: federation_pb2.RelayRequest, context: grpc.aio.ServicerContext
-    ) -> federation_pb2.RelayResponse:
-        exchange = _provider_exchange("GetRecord", request, context)
-        try:
-            response = await self._get.run(exchange)
-        except ConcordatError as error:
-            await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))
-            raise
-        return federation_pb2.RelayResponse(response=response, receipt=exchange.notes["receipt"])
+    @unary
+    async def Relay(self, call: Call) -> federation_pb2.RelayResponse:
+        exchange = _provider_exchange(
+            "GetRecord", decode(federation_pb2.RelayRequest, call.request), call
+        )
+        response = await self._get.run(exchange)
+        return federation_pb2.RelayResponse(response=response, receipt=exchange.receipt)
 
-    async def RelayStream(
-        self, request: federation_pb2.RelayStreamRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
-        exchange = _provider_exchange("StreamRecords", request, context)
-        try:
-            async for batch in self._stream.stream(exchange, self._batches):
-                # Serialised once: the receipt signs the digest of exactly the bytes sent, and
-                # gRPC copies them as they are instead of copying the batch into the relay
-                # message and serialising it again.
-                encoded = batch.SerializeToString(deterministic=True)
-                receipt = self._receipts.sign(
-                    exchange_id=exchange.exchange_id,
-                    requesting_node=exchange.requesting_node,
-                    response_digest=encoded_digest(encoded),
-                    record_count=len(batch.records),
-                    released_fields=list(batch.released_fields),
-                    ingress_decision_id=batch.ingress_decision_id,
-                )
-                exchange.notes["evidence"] = {
-                    "peer": exchange.requesting_node,
-                    "last_receipt": receipt,
-                    "assertion": request.assertion,
-                }
-                if request.accepts_encoded_batch:
-                    yield federation_pb2.RelayStreamResponse(encoded_batch=encoded, receipt=receipt)
-                else:
-                    # A requesting node of an earlier release digests the batch message; its
-                    # deterministic serialisation is `encoded`, so the same receipt holds.
-                    yield federation_pb2.RelayStreamResponse(batch=batch, receipt=receipt)
-        except ConcordatError as error:
-            await context.abort_with_status(to_grpc_status(error, exchange.exchange_id))
+    @server_stream
+    async def RelayStream(self, call: Call) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
+        request = decode(federation_pb2.RelayStreamRequest, call.request)
+        exchange = _provider_exchange("StreamRecords", request, call)
+        async for batch in self._stream.stream(exchange, self._batches):
+            # Serialised once: the receipt signs the digest of exactly the bytes sent, and
+            # gRPC copies them as they are instead of copying the batch into the relay
+            # message and serialising it again.
+            encoded = batch.SerializeToString(deterministic=True)
+            receipt = self._receipts.sign(
+                exchange_id=exchange.exchange_id,
+                requesting_node=exchange.requesting_node,
+                response_digest=encoded_digest(encoded),
+                record_count=len(batch.records),
+                released_fields=list(batch.released_fields),
+                ingress_decision_id=batch.ingress_decision_id,
+            )
+            exchange.peer_evidence = PeerEvidence(
+                peer=exchange.requesting_node, last_receipt=receipt, assertion=exchange.assertion
+            )
+            assert request is not None  # noqa: S101 - the pipeline refuses an undecoded relay
+            if request.accepts_encoded_batch:
+                yield federation_pb2.RelayStreamResponse(encoded_batch=encoded, receipt=receipt)
+            else:
+                # A requesting node of an earlier release digests the batch message; its
+                # deterministic serialisation is `encoded`, so the same receipt holds.
+                yield federation_pb2.RelayStreamResponse(batch=batch, receipt=receipt)

@@ -6,6 +6,7 @@ never disagree about what a given document means.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -22,33 +23,50 @@ class _Malformed(Exception):
     """Raised while reading a document; the message says what was wrong."""
 
 
-def parse_decision(raw: Any, *, decision_id: str, requested_fields: Collection[str]) -> Decision:
+def parse_decision(
+    raw: Any, *, decision_id: str, requested_fields: Collection[str], agreement_id: str = ""
+) -> Decision:
     """Turn a raw decision document into a `Decision`, failing closed on any doubt.
 
     `raw` is None when the policy left the decision undefined. An allow may release only
     fields the request asked for (`requested_fields`, the input's `fields`), and may name
-    as withheld only fields it asked for and does not release.
+    as withheld only fields it asked for and does not release. A denial names the agreement
+    the request cited (`agreement_id`) when the document does not.
     """
     if raw is None:
-        return deny(decision_id, UNDEFINED_RULE, "the policy defines no decision for this input")
+        return deny(
+            decision_id,
+            UNDEFINED_RULE,
+            "the policy defines no decision for this input",
+            agreement_id=agreement_id,
+        )
     try:
         decision = _read(raw, decision_id)
     except _Malformed as exc:
-        return deny(decision_id, MALFORMED_RULE, str(exc))
+        return deny(decision_id, MALFORMED_RULE, str(exc), agreement_id=agreement_id)
     if not decision.allow:
-        return decision
+        if decision.agreement_id:
+            return decision
+        return dataclasses.replace(decision, agreement_id=agreement_id)
+    cited = decision.agreement_id or agreement_id
     unrequested = sorted(set(decision.released_fields) - set(requested_fields))
     if unrequested:
         return deny(
             decision_id,
             UNREQUESTED_FIELDS_RULE,
             f"{decision.rule} released fields not asked for: {', '.join(unrequested)}",
-            agreement_id=decision.agreement_id,
+            agreement_id=cited,
         )
     contradiction = _withheld_contradiction(decision, requested_fields)
     if contradiction:
-        return deny(decision_id, MALFORMED_RULE, contradiction, agreement_id=decision.agreement_id)
+        return deny(decision_id, MALFORMED_RULE, contradiction, agreement_id=cited)
     return decision
+
+
+def requested_agreement(policy_input: Mapping[str, Any]) -> str:
+    """The agreement a policy input cites, or "" when it names none clearly."""
+    agreement_id = policy_input.get("agreement_id")
+    return agreement_id if isinstance(agreement_id, str) else ""
 
 
 def requested_fields(policy_input: Mapping[str, Any]) -> frozenset[str]:
@@ -60,7 +78,11 @@ def requested_fields(policy_input: Mapping[str, Any]) -> frozenset[str]:
 
 
 def deny(decision_id: str, rule: str, reason: str, *, agreement_id: str = "") -> Decision:
-    """A denial made by the gateway itself rather than by a policy."""
+    """A denial made by the gateway itself rather than by a policy.
+
+    `agreement_id` is the agreement the request cited, so that a caller told "engine
+    unavailable" still sees which agreement its request was under.
+    """
     return Decision(
         allow=False,
         decision_id=decision_id,

@@ -30,6 +30,7 @@ from gateway.policy.decision import (
     ENGINE_UNAVAILABLE_RULE,
     deny,
     parse_decision,
+    requested_agreement,
     requested_fields,
 )
 
@@ -99,11 +100,22 @@ class EmbeddedEngine:
     async def decide(self, direction: Direction, policy_input: Mapping[str, Any]) -> Decision:
         """Evaluate synchronously: a warm compiled evaluation is far cheaper than a thread hop."""
         decision_id = uuid.uuid4().hex
+        agreement_id = requested_agreement(policy_input)
         if self._runner is None:
-            return deny(decision_id, ENGINE_UNAVAILABLE_RULE, "the policy engine is closed")
+            return deny(
+                decision_id,
+                ENGINE_UNAVAILABLE_RULE,
+                "the policy engine is closed",
+                agreement_id=agreement_id,
+            )
         entrypoint = ENTRYPOINTS.get(direction)
         if entrypoint is None:
-            return deny(decision_id, ENGINE_ERROR_RULE, "unknown decision direction")
+            return deny(
+                decision_id,
+                ENGINE_ERROR_RULE,
+                "unknown decision direction",
+                agreement_id=agreement_id,
+            )
         try:
             self._runner.set_input(policy_input)
             output = self._runner.query_bundle_entrypoint(self._compiled, entrypoint)
@@ -111,25 +123,29 @@ class EmbeddedEngine:
             raw = _only_value(output) if ok else None
         except _ENGINE_FAILURES as exc:
             # The exception text may quote input values, so only its type is logged.
-            log.error(
-                "policy.engine_error",
-                decision_id=decision_id,
-                direction=direction,
-                revision=self._revision,
-                error=type(exc).__name__,
-            )
-            return deny(decision_id, ENGINE_ERROR_RULE, "the policy engine failed to evaluate")
+            error = type(exc).__name__
+            ok = False
+        else:
+            error = "evaluation error"
         if not ok:
             log.error(
                 "policy.engine_error",
                 decision_id=decision_id,
                 direction=direction,
                 revision=self._revision,
-                error="evaluation error",
+                error=error,
             )
-            return deny(decision_id, ENGINE_ERROR_RULE, "the policy engine failed to evaluate")
+            return deny(
+                decision_id,
+                ENGINE_ERROR_RULE,
+                "the policy engine failed to evaluate",
+                agreement_id=agreement_id,
+            )
         return parse_decision(
-            raw, decision_id=decision_id, requested_fields=requested_fields(policy_input)
+            raw,
+            decision_id=decision_id,
+            requested_fields=requested_fields(policy_input),
+            agreement_id=agreement_id,
         )
 
     async def close(self) -> None:

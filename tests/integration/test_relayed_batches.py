@@ -208,7 +208,7 @@ async def test_signed_batch_bytes_are_handed_on_with_this_exchanges_ids(relayed:
     assert all(batch.exchange_id == exchange.exchange_id for batch in received)
     assert exchange.record_count == 3
     assert exchange.bytes_released == sum(records.size_of(b.records) for b in received)
-    assert exchange.notes["evidence"]["receipts"] == 2
+    assert exchange.peer_evidence is not None and exchange.peer_evidence.receipts == 2
 
 
 async def test_batch_bytes_changed_after_signing_are_refused_and_never_handed_on(
@@ -329,7 +329,7 @@ async def test_batches_after_the_first_are_handed_on_as_the_bytes_the_provider_s
     opening, later = received
     # The first batch says what was released: this node reads it and records it.
     assert isinstance(opening, exchange_pb2.StreamRecordsResponse)
-    assert exchange.notes["ingress_decision_id"] == "dec-provider"
+    assert exchange.peer_ingress_decision_id == "dec-provider"
     # A later one goes on unparsed: the provider's signed bytes, then this exchange's id.
     assert isinstance(later, EncodedResponse)
     assert later.data.startswith(signed_bytes[1])

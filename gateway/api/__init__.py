@@ -1,0 +1,1 @@
+"""The node's gRPC APIs as callers and peers meet them: the edge every servicer method runs in."""
