@@ -142,3 +142,35 @@ def test_ruff_finds_nothing_to_fix() -> None:
         [ruff, "format", "--check", *paths], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert formatted.returncode == 0, formatted.stdout
+
+
+def _service_methods(service_name: str) -> set[str]:
+    from concordat.exchange.v1 import exchange_pb2
+    from concordat.federation.v1 import federation_pb2
+
+    for module in (exchange_pb2, federation_pb2):
+        if service_name in module.DESCRIPTOR.services_by_name:
+            return set(module.DESCRIPTOR.services_by_name[service_name].methods_by_name)
+    raise AssertionError(service_name)
+
+
+def test_every_servicer_method_runs_inside_the_edge_wrapper() -> None:
+    from gateway.api.edge import is_wrapped
+    from gateway.federation.service import FederationService
+    from gateway.server import exchange_handlers, federation_handlers
+    from gateway.service import ExchangeService
+
+    for servicer, service_name, handlers in (
+        (ExchangeService, "ExchangeService", exchange_handlers),
+        (FederationService, "FederationService", federation_handlers),
+    ):
+        public = {name for name in vars(servicer) if name[:1].isupper()}
+        assert public == _service_methods(service_name), servicer
+        assert all(is_wrapped(getattr(servicer, name)) for name in public), servicer
+        registered = handlers(object.__new__(servicer))  # type: ignore[arg-type]
+        assert set(registered) == public
+        for name, handler in registered.items():
+            behaviour = handler.unary_unary or handler.unary_stream
+            assert is_wrapped(behaviour), name
+            # The edge decodes: gRPC must hand over raw bytes, or a DecodeError escapes us.
+            assert handler.request_deserializer is None, name

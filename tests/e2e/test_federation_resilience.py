@@ -11,6 +11,7 @@ import pytest
 from concordat.exchange.v1 import exchange_pb2
 from gateway.audit.verify import verify_log
 from gateway.config import ADMINISTRATIONS
+from gateway.status import error_info
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation
 from tests.e2e.test_federation import subject
@@ -84,6 +85,10 @@ async def test_a_killed_peer_gives_unavailable_and_every_audit_log_still_verifie
         await client.get_record(_benefit_request(federation), timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "stormont" in caught.value.details()
+    # The caller learns the peer and the exchange id; the transport's detail is the operator's.
+    assert error_info(caught.value)["exchange_id"]
+    for transport_detail in ("failed to connect", "ipv4", "127.0.0.1", "Connection refused"):
+        assert transport_detail not in caught.value.details()
     # Once the breaker has counted the failures it answers at once, naming the open circuit.
     fast_messages = []
     for _ in range(5):

@@ -17,9 +17,10 @@ from gateway.exchange import new_exchange_id
 from gateway.federation.assertions import AssertionSigner, request_digest
 from gateway.federation.directory import public_key_kid
 from gateway.federation.peers import peer_server_name
-from gateway.testing import get_request
+from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation
 from tests.e2e.test_federation import subject
+from tests.support.hostile import HOSTILE_BODIES, assert_clean_refusal
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +174,31 @@ async def test_an_expired_assertion_is_refused(federation: Federation) -> None:
     await channel.close()
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "expired" in caught.value.details()
+
+
+async def test_undecodable_relays_are_refused_and_audited_once_naming_the_peer(
+    federation: Federation,
+) -> None:
+    material = federation.states["whitehall"].material
+    channel = _channel(federation, "holyrood", material.tls_cert, material.tls_key)
+    audit = federation.audit_path("holyrood")
+    for method in ("Relay", "RelayStream"):
+        path = f"/concordat.federation.v1.FederationService/{method}"
+        for what, body in HOSTILE_BODIES.items():
+            before = len(read_audit(audit))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                if method == "Relay":
+                    await channel.unary_unary(path)(body, timeout=10)
+                else:
+                    async for _ in channel.unary_stream(path)(body, timeout=10):
+                        pass
+            exchange_id = assert_clean_refusal(caught.value, f"{method} with {what}")
+            entries = read_audit(audit)[before:]
+            assert len(entries) == 1, (method, what, entries)
+            assert entries[0]["exchange_id"] == exchange_id
+            assert entries[0]["requesting_node"] == "whitehall"
+            assert entries[0]["error_code"] == "invalid-request"
+    request, exchange_id, assertion = _signed_birth_request(federation)
+    reply = await _relay(channel, assertion, request, exchange_id)
+    await channel.close()
+    assert reply.response.records
