@@ -54,7 +54,7 @@ class Pipeline:
         stages: Sequence[Stage],
         evidence: EvidenceRecorder,
         idempotency: IdempotencyCache | None = None,
-        default_deadline_seconds: float = 10.0,
+        default_deadline_seconds: float,
     ) -> None:
         self._stages = list(stages)
         self._evidence = evidence
@@ -92,9 +92,11 @@ class Pipeline:
             raise exchange.error from None  # type: ignore[misc]
 
     async def _run_stages(self, exchange: Exchange) -> None:
-        deadline = exchange.deadline_seconds or self._default_deadline
+        if not exchange.deadline_seconds:
+            # The configured default, set once here for every stage (a relay budgets from it).
+            exchange.deadline_seconds = self._default_deadline
         try:
-            async with asyncio.timeout(deadline):
+            async with asyncio.timeout(exchange.deadline_seconds):
                 for stage in self._stages:
                     await stage(exchange)
                     if exchange.done:

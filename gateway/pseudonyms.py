@@ -31,8 +31,3 @@ class Pseudonyms:
             return ""
         kind, value = subject
         return self.of(kind, normalise_held(kind, value))
-
-
-def pseudonym_for(key: bytes, agreement_id: str, kind: str, value: str) -> str:
-    """One pseudonym, for a normalised subject identifier."""
-    return Pseudonyms(key, agreement_id).of(kind, value)

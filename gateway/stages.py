@@ -32,7 +32,7 @@ from gateway.idempotency import IdempotencyCache
 from gateway.identifiers import validate_subject
 from gateway.identity import TokenVerifier, bearer_token
 from gateway.policy import PolicyEngine
-from gateway.pseudonyms import pseudonym_for
+from gateway.pseudonyms import Pseudonyms
 
 if TYPE_CHECKING:
     from gateway.federation.directory import Directory
@@ -42,6 +42,7 @@ class Stage(Protocol):
     async def __call__(self, exchange: Exchange) -> None: ...
 
 
+NOTHING_RELEASED_RULE = "concordat.no_requested_field_released"
 # Tokens this node issues are a few hundred characters; anything far longer is not one.
 MAX_RESUME_TOKEN = 4096
 _AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -239,6 +240,19 @@ class Decide:
                 },
             )
         exchange.released_fields = _narrow(exchange.released_fields, decision)
+        if not exchange.released_fields:
+            # An allow that releases none of the fields asked for discloses nothing: a denial,
+            # the same on GetRecord and StreamRecords, before any local system is read.
+            raise PolicyDenied(
+                f"the {self._direction} policy of {self._node} released none of the requested "
+                "fields",
+                metadata={
+                    "rule": NOTHING_RELEASED_RULE,
+                    "decision_id": decision.decision_id,
+                    "agreement_id": decision.agreement_id or exchange.agreement_id,
+                    "node": self._node,
+                },
+            )
         exchange.obligations = merge_obligations(exchange.obligations, decision.obligations)
 
 
@@ -282,8 +296,6 @@ class Fetch:
     async def __call__(self, exchange: Exchange) -> None:
         assert exchange.subject is not None  # noqa: S101 - ValidateRequest guarantees it
         source = self._sources[exchange.record_type]
-        if not exchange.released_fields:
-            raise PolicyDenied("the policies released none of the requested fields")
         with translate_adapter_errors(exchange.record_type):
             exchange.rows = await source.fetch(
                 exchange.record_type,
@@ -320,11 +332,8 @@ class Minimise:
         pseudonymise = bool(exchange.ingress and exchange.ingress.pseudonymise)
         pseudonym = ""
         if pseudonymise and exchange.subject is not None:
-            pseudonym = pseudonym_for(
-                self._pseudonym_key,
-                exchange.agreement_id,
-                exchange.subject.kind,
-                exchange.subject.value,
+            pseudonym = Pseudonyms(self._pseudonym_key, exchange.agreement_id).of(
+                exchange.subject.kind, exchange.subject.value
             )
         exchange.records = [
             records.build_record(

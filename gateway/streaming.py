@@ -18,7 +18,7 @@ from typing import Protocol
 from adapters.base import AdapterError, Batch, RecordSource
 from concordat.exchange.v1 import exchange_pb2
 from gateway import records
-from gateway.errors import InvalidRequest, RecordNotFound
+from gateway.errors import InvalidRequest
 from gateway.exchange import Exchange
 from gateway.pseudonyms import Pseudonyms
 from gateway.responses import obligations_to_proto, withheld_of, withheld_to_proto
@@ -114,9 +114,8 @@ class LocalBatches:
         after = self._tokens.open(request, extract)
         batch_size = request.batch_size or self._default_batch_size
         source = self._sources[exchange.record_type]
+        # Decide refused the exchange if its decisions released none of the fields.
         fields = list(exchange.released_fields)
-        if not fields:
-            raise RecordNotFound("the policies released none of the requested fields")
         # The next batch is built while gRPC sends the last one (the event loop is otherwise idle
         # while a send waits on flow control); at most BATCHES_AHEAD wait, so memory stays flat.
         built: asyncio.Queue[_Built] = asyncio.Queue(maxsize=BATCHES_AHEAD)

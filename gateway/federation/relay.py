@@ -232,7 +232,8 @@ class _PassedOn(NamedTuple):
 
 
 def remaining_seconds(exchange: Exchange) -> float:
-    budget = exchange.deadline_seconds if exchange.deadline_seconds is not None else 10.0
+    """What is left of the exchange's deadline (the caller's, or the node's configured one)."""
+    budget = exchange.deadline_seconds or 0.0
     return max(0.0, budget - (time.monotonic() - exchange.started))
 
 

@@ -26,7 +26,7 @@ from gateway.audit.meter import read_meter
 from gateway.audit.subjects import subject_hash
 from gateway.demo import demo_subjects
 from gateway.devstate import REPO_ROOT
-from gateway.pseudonyms import pseudonym_for
+from gateway.pseudonyms import Pseudonyms
 from gateway.status import error_info
 from gateway.testing import TEST_TODAY, get_request, read_audit
 from tests.e2e.conftest import Federation
@@ -360,8 +360,8 @@ async def test_research_pseudonym_is_stable_within_an_agreement_and_keyed(
     # Keyed per agreement with the node's pseudonym key: not a plain hash of the identifier,
     # not the audit log's subject hash, and another agreement would give an unrelated pseudonym.
     key = federation.states["holyrood"].material.pseudonym_key.read_bytes()
-    assert once == pseudonym_for(key, RESEARCH.agreement, "nino", first)
-    assert once != pseudonym_for(key, "research-another-agreement", "nino", first)
+    assert once == Pseudonyms(key, RESEARCH.agreement).of("nino", first)
+    assert once != Pseudonyms(key, "research-another-agreement").of("nino", first)
     assert once not in {
         hashlib.sha256(first.encode()).hexdigest()[:32],
         hashlib.sha256(f"nino:{first}".encode()).hexdigest()[:32],
@@ -379,8 +379,8 @@ async def test_research_pseudonyms_are_not_keyed_by_the_audit_log_s_subject_hash
     nino = subjects(federation, "holyrood", "BENEFIT_AWARD", "nino")[0]
     response = await send(federation, RESEARCH, nino)
     # Whoever holds the subject hash key, to search the audit log, cannot make pseudonyms.
-    assert response.records[0].pseudonym != pseudonym_for(
-        subject_key, RESEARCH.agreement, "nino", nino
+    assert response.records[0].pseudonym != Pseudonyms(subject_key, RESEARCH.agreement).of(
+        "nino", nino
     )
     (audited,) = entries(federation, "holyrood", response.exchange_id)
     assert audited["subject_hash"] == subject_hash(subject_key, "nino", nino)
@@ -429,7 +429,7 @@ async def test_a_research_extract_carries_each_records_pseudonym_and_no_identifi
     key = federation.states["holyrood"].material.pseudonym_key.read_bytes()
     held = all_ninos_with_awards(federation, "holyrood")
     assert {record.pseudonym for record in records} == {
-        pseudonym_for(key, RESEARCH.agreement, "nino", nino) for nino in held
+        Pseudonyms(key, RESEARCH.agreement).of("nino", nino) for nino in held
     }
     # The same person has the same pseudonym in an extract as in a GetRecord under the
     # agreement, so a researcher can link their own releases, and nothing more.
@@ -455,8 +455,8 @@ async def test_a_research_extract_over_listed_subjects_pseudonymises_each_subjec
     key = federation.states["holyrood"].material.pseudonym_key.read_bytes()
     assert records and all(not record.benefit_award.nino for record in records)
     assert {record.pseudonym for record in records} == {
-        pseudonym_for(key, RESEARCH.agreement, "nino", first),
-        pseudonym_for(key, RESEARCH.agreement, "nino", second),
+        Pseudonyms(key, RESEARCH.agreement).of("nino", first),
+        Pseudonyms(key, RESEARCH.agreement).of("nino", second),
     }
 
 
