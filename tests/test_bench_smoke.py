@@ -49,6 +49,13 @@ def test_smoke_run_reports_every_measure_with_figures_or_a_reason(tmp_path: Path
         figures = _numbers({k: v for k, v in result.items() if k != "summary"})
         assert figures, f"{name} reported no figures"
         assert all(math.isfinite(n) and n >= 0 for n in figures), f"{name}: {figures}"
+    # The real OPA and ghz ran, unless the measure said why not (a missing tool, outside CI).
+    decision = results["measures"]["policy_decision"]
+    assert decision["opa_missing"] or all(
+        size["opa"]["metered"]["eval_p50_us"] > 0 for size in decision["sizes"].values()
+    )
+    cross = results["measures"]["cross_node"]
+    assert "skipped" in cross or cross.get("ghz_missing") or cross["ghz"]["c32"]["calls"] > 0
     table = (tmp_path / "latest.md").read_text()
     assert all(name in table or name.replace("_", " ") in table for name in ["audit appends"])
     assert table.count("\n|") >= len(MEASURES) + 1

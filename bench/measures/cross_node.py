@@ -1,15 +1,27 @@
 """Cross-node exchange (caller -> requesting node -> providing node -> adapter) against the bare
 relay chain of the same processes, hops, TLS and payload; with the least that the path's
-signatures and durable commits must add on this machine (bench/floor.py)."""
+signatures and durable commits must add on this machine (bench/floor.py).
+
+An independent load generator, ghz (bench/ghz.py), drives the same call in the same rounds,
+interleaved with the Python generator's, to confirm its figures.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from bench import bare, concordat_paths, floor, report
-from bench.clients import measure_unary
+from bench import bare, concordat_paths, floor, ghz, report
+from bench.clients import CONCURRENCIES, Endpoint, measure_unary, plan
+from bench.load import medians
 from bench.memory import peak_rss_mb
+
+# The generators agree when ghz's median is within this fraction of the Python generator's.
+# A generator's own CPU is what may fairly move a figure: each spends 0.2-0.4 ms a call, 6-10%
+# of the CPU a call takes with both nodes (about 3 ms), at c=1 in series with the call and at
+# c=32 taken from the two cores the nodes share. Rounds far apart on a noisy host are shown.
+AGREEMENT = 0.10
 
 
 def run(smoke: bool, workdir: Path) -> dict[str, Any]:
@@ -17,18 +29,129 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
         return {"skipped": reason}
     # Timed first, while no server runs: the primitives alone, on the nodes' disk.
     least = floor.measure(workdir, smoke)
+    ghz_missing = _ghz_missing()
     with (
         bare.relay_chain(workdir, stream_records=0, batch_size=0) as chain,
         concordat_paths.cross_node_exchange(workdir) as path,
     ):
-        figures = measure_unary({"bare": chain, "concordat": path.endpoint}, smoke)
+        endpoints = {"bare": chain, "concordat": path.endpoint}
+        rounds: list[dict[str, dict[str, Any]]] = []
+        ghz_rounds: list[dict[str, dict[str, float]]] = []
+        for _ in range(plan(smoke).rounds):
+            rounds.append(measure_unary(endpoints, smoke, rounds=1))
+            if ghz_missing is None:
+                ghz_rounds.append(_ghz_round(path.endpoint, smoke, workdir))
         rss = {name: peak_rss_mb(node.pid) for name, node in path.nodes.items()}
+    figures = {
+        name: {f"c{c}": medians([r[name][f"c{c}"] for r in rounds]) for c in CONCURRENCIES}
+        for name in endpoints
+    }
     summary = report.unary_rows(
         "cross-node exchange", figures["bare"], figures["concordat"], targets=True
     )
     summary += _floor_rows(least, figures["bare"]["c32"])
     summary.append(report.rss_row("cross-node load", rss))
-    return {**figures, "floor": least, "node_peak_rss_mb": rss, "summary": summary}
+    result = {**figures, "floor": least, "node_peak_rss_mb": rss}
+    if ghz_missing is None:
+        result["ghz"] = _ghz_comparison(figures["concordat"], rounds, ghz_rounds)
+        summary += _ghz_rows(result["ghz"], figures["concordat"])
+    else:
+        result["ghz_missing"] = ghz_missing
+        summary.append(
+            report.row("cross-node exchange, ghz", concordat=f"not measured: {ghz_missing}")
+        )
+    return {**result, "summary": summary}
+
+
+def _ghz_missing() -> str | None:
+    """Why ghz cannot drive the path here, or None; under CI a missing ghz is an error."""
+    try:
+        ghz.ghz_binary()
+    except ghz.GhzMissing as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        return str(exc)
+    return None
+
+
+def _ghz_round(endpoint: Endpoint, smoke: bool, workdir: Path) -> dict[str, dict[str, float]]:
+    chosen = plan(smoke)
+    return {
+        f"c{c}": ghz.drive(
+            endpoint,
+            concurrency=c,
+            calls=min(chosen.calls[c], ghz.MAX_TOKENS - chosen.warmup),
+            warmup=chosen.warmup,
+            workdir=workdir,
+        )
+        for c in CONCURRENCIES
+    }
+
+
+def _ghz_comparison(
+    python: dict[str, dict[str, Any]],
+    rounds: list[dict[str, dict[str, Any]]],
+    ghz_rounds: list[dict[str, dict[str, float]]],
+) -> dict[str, Any]:
+    """ghz's medians over its rounds, each figure's ratio to Python's, and whether they agree."""
+    comparison: dict[str, Any] = {}
+    for c in (f"c{c}" for c in CONCURRENCIES):
+        own = medians([r[c] for r in ghz_rounds])
+        checked = {}
+        for figure in ("throughput", "p50_ms"):
+            python_rounds = [r["concordat"][c][figure] for r in rounds]
+            ratio = own[figure] / python[c][figure]
+            checked[figure] = {
+                "python": python[c][figure],
+                "ratio": round(ratio, 3),
+                "agree": abs(ratio - 1) <= AGREEMENT,
+                "python_rounds": python_rounds,
+                "ghz_rounds": [r[c][figure] for r in ghz_rounds],
+                # How far apart the Python generator's own rounds were: this host's noise.
+                "python_spread": round(max(python_rounds) / min(python_rounds) - 1, 3),
+            }
+        comparison[c] = {**own, "against_python": checked}
+    return comparison
+
+
+def _ghz_rows(
+    comparison: dict[str, Any], python: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    python_cpu = {c: figures["client_cpu_ms_per_call"] for c, figures in python.items()}
+    rows = []
+    for c, figure, label, unit in (
+        ("c32", "throughput", "throughput, c=32", "calls/s"),
+        ("c1", "p50_ms", "p50 latency, c=1", "ms"),
+        ("c1", "throughput", "throughput, c=1", "calls/s"),
+        ("c32", "p50_ms", "p50 latency, c=32", "ms"),
+    ):
+        own = comparison[c]
+        checked = own["against_python"][figure]
+        ghz_cell = f"{_shown(own[figure], unit)} ({own['calls']:,.0f} calls a round"
+        python_cell = f"{_shown(checked['python'], unit)} (Python load generator"
+        if figure == "throughput":
+            # What each generator spent, as its share of the two cores explains a difference.
+            ghz_cell += f"; client CPU {own['client_cpu_ms_per_call']:.2f} ms a call"
+            python_cell += f"; client CPU {python_cpu[c]:.2f} ms a call"
+        rows.append(
+            report.row(
+                f"cross-node exchange, ghz load generator (Go): {label}",
+                concordat=ghz_cell + ")",
+                baseline=python_cell + ")",
+                ratio=checked["ratio"],
+                target=f"agree within ±{AGREEMENT:.0%}" + _noise(checked["python_spread"]),
+                met=checked["agree"],
+            )
+        )
+    return rows
+
+
+def _noise(spread: float) -> str:
+    return f" (Python's own rounds {spread:.0%} apart)" if spread > AGREEMENT else ""
+
+
+def _shown(value: float, unit: str) -> str:
+    return report.rate(value, unit) if unit == "calls/s" else f"{value:.2f} {unit}"
 
 
 def _floor_rows(least: dict[str, Any], bare_busy: dict[str, Any]) -> list[dict[str, Any]]:
