@@ -174,3 +174,33 @@ def test_every_servicer_method_runs_inside_the_edge_wrapper() -> None:
             assert is_wrapped(behaviour), name
             # The edge decodes: gRPC must hand over raw bytes, or a DecodeError escapes us.
             assert handler.request_deserializer is None, name
+
+
+def _imported_modules(path: Path, known: set[str]) -> set[str]:
+    """The project modules a file imports, lazily or not (TYPE_CHECKING blocks aside)."""
+    found: set[str] = set()
+    for statement in ast.parse(path.read_text()).body:
+        if isinstance(statement, ast.If) and "TYPE_CHECKING" in ast.unparse(statement.test):
+            continue
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found & known
+
+
+def test_no_import_cycle_among_the_project_modules() -> None:
+    import graphlib
+
+    paths: dict[str, Path] = {}
+    for package in ("gateway", "adapters"):
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {name: _imported_modules(path, set(paths)) - {name} for name, path in paths.items()}
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as cycle:
+        pytest.fail(f"import cycle: {' -> '.join(cycle.args[1])}")

@@ -24,7 +24,7 @@ import regopy
 import structlog
 
 from gateway.domain import Decision, Direction
-from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle, packages_of
+from gateway.policy.bundle import PolicyBundle, PolicyBundleError, packages_of
 from gateway.policy.decision import (
     ENGINE_ERROR_RULE,
     ENGINE_UNAVAILABLE_RULE,
@@ -54,7 +54,7 @@ _CHILD_PROGRAM = """\
 import sys
 from pathlib import Path
 from gateway.policy.bundle import PolicyBundleError
-from gateway.policy.embedded import check_bundle
+from gateway.policy.rego_tests import check_bundle
 try:
     revision = check_bundle([Path(argument) for argument in sys.argv[1:]])
     print()
@@ -213,21 +213,6 @@ def describe_rego_error(exc: regopy.RegoError, sources: Mapping[str, str]) -> st
         line = source[: int(offset)].count("\n") + 1 if source is not None else "?"
         found.append(f"{name}:{line}: {message.strip()}")
     return "; ".join(dict.fromkeys(found)) or str(exc).strip()
-
-
-def check_bundle(directories: Sequence[Path]) -> str:
-    """Load, compile and test a bundle in this process; raise if anything fails.
-
-    Returns the revision that passed, so a caller knows exactly what was checked.
-    """
-    from gateway.policy.rego_tests import run_rego_tests  # rego_tests imports this module
-
-    bundle = load_bundle(directories)
-    EmbeddedEngine.compile(bundle)
-    failed = [f"{r.package}.{r.name}" for r in run_rego_tests(bundle) if not r.passed]
-    if failed:
-        raise PolicyBundleError(f"Rego tests failed: {', '.join(failed)}")
-    return bundle.revision
 
 
 def compile_in_subprocess(directories: Sequence[Path], *, timeout_seconds: float = 120.0) -> str:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import regopy
 
-from gateway.policy.bundle import PolicyBundle, PolicyBundleError, packages_of
-from gateway.policy.embedded import load_interpreter
+from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle, packages_of
+from gateway.policy.embedded import EmbeddedEngine, load_interpreter
 
 _TEST_RULE = re.compile(r"^(test_\w+)\s*(?:if\b|\{|:=|=)", re.MULTILINE)
 
@@ -61,3 +63,16 @@ def _query(interpreter: regopy.Interpreter, query: str) -> Any:
     if not output.ok() or len(output) != 1 or len(output[0].expressions) != 1:
         return None
     return output[0].expressions[0]
+
+
+def check_bundle(directories: Sequence[Path]) -> str:
+    """Load, compile and test a bundle in this process; raise if anything fails.
+
+    Returns the revision that passed, so a caller knows exactly what was checked.
+    """
+    bundle = load_bundle(directories)
+    EmbeddedEngine.compile(bundle)
+    failed = [f"{r.package}.{r.name}" for r in run_rego_tests(bundle) if not r.passed]
+    if failed:
+        raise PolicyBundleError(f"Rego tests failed: {', '.join(failed)}")
+    return bundle.revision
