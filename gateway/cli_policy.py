@@ -20,6 +20,7 @@ from gateway.domain import Direction
 from gateway.policy.bundle import PolicyBundleError
 from gateway.policy.tools import (
     CHANGE_KINDS,
+    BundleSigning,
     PolicyToolError,
     build_opa_bundle,
     bundle_directories,
@@ -309,18 +310,46 @@ def build(
     include_tests: Annotated[
         bool, typer.Option(help="Also pack the *_test.rego modules (for `opa test`).")
     ] = False,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(help="Sign the bundle with this PEM private key (Ed25519, ECDSA or RSA)."),
+    ] = None,
+    signing_alg: Annotated[
+        str | None,
+        typer.Option(
+            help="EdDSA, ES256/384/512, RS256/384/512 or PS256/384/512; by default the "
+            "key's own (RS256 for RSA). OPA must be given the same (--signing-alg)."
+        ),
+    ] = None,
+    key_id: Annotated[
+        str, typer.Option(help="The key id OPA verifies with (--verification-key-id).")
+    ] = "default",
 ) -> None:
     """Write the bundle as one OPA bundle tarball, for `opa run --server --bundle OUT`.
 
     Holds /.manifest (the folders' roots merged, and the revision a node records for these
     folders), one /data.json with the merged data, and the modules. The bundle must compile.
+    With --signing-key it also holds /.signatures.json in OPA's bundle signature format,
+    which `opa run --verification-key PUBLIC.pem --signing-alg ALG` checks before it
+    activates the bundle (docs/opa-sidecar.md).
     """
     directories = _directories(config, bundle, jurisdiction)
     try:
-        built = build_opa_bundle(directories, out, include_tests=include_tests)
+        signing = (
+            BundleSigning.from_pem(signing_key, algorithm=signing_alg, key_id=key_id)
+            if signing_key is not None
+            else None
+        )
+    except PolicyToolError as exc:
+        raise _fail(str(exc)) from exc
+    if signing is None and signing_alg is not None:
+        raise _fail("--signing-alg needs --signing-key")
+    try:
+        built = build_opa_bundle(directories, out, include_tests=include_tests, signing=signing)
     except PolicyBundleError as exc:
         raise _fail(str(exc)) from exc
+    signed = f", signed {signing.algorithm} (key id {signing.key_id})" if signing else ""
     typer.echo(
         f"wrote {built.path}: {len(built.files)} files, revision {built.revision}, "
-        f"roots {', '.join(built.roots) or '(all)'}"
+        f"roots {', '.join(built.roots) or '(all)'}{signed}"
     )

@@ -11,7 +11,8 @@ directories a node loads: `policies/common` plus one jurisdiction's folder.
 - `evaluate` decides one policy input.
 - `impact` re-evaluates every policy input a node's audit log recorded against a bundle
   and compares with the decision the node made then.
-- `build_opa_bundle` writes the bundle as one OPA bundle tarball for an OPA sidecar.
+- `build_opa_bundle` writes the bundle as one OPA bundle tarball for an OPA sidecar,
+  signed in OPA's bundle signature format when asked (`BundleSigning`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
+import hashlib
 import io
 import json
 import re
@@ -32,6 +34,10 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from gateway.domain import Decision, Direction
 from gateway.policy.bundle import PolicyBundle, load_bundle
@@ -481,14 +487,19 @@ def opa_manifest(bundle: PolicyBundle, directories: Sequence[Path]) -> dict[str,
 
 
 def build_opa_bundle(
-    directories: Sequence[Path], out: Path, *, include_tests: bool = False
+    directories: Sequence[Path],
+    out: Path,
+    *,
+    include_tests: bool = False,
+    signing: BundleSigning | None = None,
 ) -> BuiltBundle:
     """Write the bundle as an OPA bundle tarball (`opa run --server --bundle OUT`).
 
     Inside: `/.manifest`, one `/data.json` holding the merged data document (each folder's
     data.json already sits at its path in it) and the modules under their folder's name
-    (`common/request.rego`, ...). The bundle must compile first. The tarball is the same
-    bytes for the same files.
+    (`common/request.rego`, ...), and with `signing` a `/.signatures.json` that OPA verifies
+    (`--verification-key`). The bundle must compile first. The tarball is the same bytes for
+    the same files (and, signed, the same key: EdDSA and RSA signatures are deterministic).
     """
     bundle = load_bundle(directories)
     EmbeddedEngine.compile(bundle)
@@ -499,9 +510,109 @@ def build_opa_bundle(
     sources = {**bundle.modules, **(bundle.tests if include_tests else {})}
     for name, source in sorted(sources.items()):
         files[name] = source.encode("utf-8")
+    if signing is not None:
+        files[".signatures.json"] = signing.signatures(files)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(_tarball(files))
     return BuiltBundle(path=out, revision=bundle.revision, roots=bundle.roots, files=tuple(files))
+
+
+# What each kind of key signs with, and the algorithms it may be asked for instead; OPA
+# verifies all of these (`opa run --verification-key PEM --signing-alg ALG`).
+_ALGORITHMS_BY_KEY: dict[type, tuple[str, ...]] = {
+    ed25519.Ed25519PrivateKey: ("EdDSA",),
+    rsa.RSAPrivateKey: ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+}
+_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+@dataclass(frozen=True)
+class BundleSigning:
+    """How `build_opa_bundle` signs: OPA's bundle signature format, made here.
+
+    `.signatures.json` holds one JWT whose claims list every file with the SHA-256 of its
+    content, as OPA computes it to verify: a JSON file (data.json, .manifest) is hashed as
+    its parsed value re-encoded compactly with sorted keys (Go's encoding of strings, HTML
+    characters unescaped), any other file as its bytes.
+    """
+
+    key: Any
+    algorithm: str
+    key_id: str = "default"
+
+    @classmethod
+    def from_pem(
+        cls, path: Path, *, algorithm: str | None = None, key_id: str = "default"
+    ) -> BundleSigning:
+        """Read a PEM private key (Ed25519, ECDSA P-256/384/521 or RSA), checking `algorithm`."""
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise PolicyToolError(
+                f"{path}: not an unencrypted PEM private key ({type(exc).__name__})"
+            ) from exc
+        allowed = _algorithms_for(key)
+        if not allowed:
+            raise PolicyToolError(
+                f"{path}: OPA verifies Ed25519, ECDSA (P-256, P-384, P-521) and RSA keys, "
+                f"not {type(key).__name__}"
+            )
+        chosen = algorithm or allowed[0]
+        if chosen not in allowed:
+            raise PolicyToolError(
+                f"--signing-alg {chosen} does not suit the key in {path}; use {', '.join(allowed)}"
+            )
+        return cls(key=key, algorithm=chosen, key_id=key_id)
+
+    def signatures(self, files: Mapping[str, bytes]) -> bytes:
+        """The `.signatures.json` for these files (paths without a leading slash)."""
+        claims = {
+            "files": [
+                {"name": name, "hash": _opa_file_hash(name, content), "algorithm": "SHA-256"}
+                for name, content in files.items()
+            ],
+            "keyid": self.key_id,
+        }
+        token = jwt.encode(claims, self.key, algorithm=self.algorithm, headers={"kid": self.key_id})
+        return _json_bytes({"signatures": [token]})
+
+
+def _algorithms_for(key: Any) -> tuple[str, ...]:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        named = _EC_ALGORITHMS.get(key.curve.name)
+        return (named,) if named else ()
+    for kind, algorithms in _ALGORITHMS_BY_KEY.items():
+        if isinstance(key, kind):
+            return algorithms
+    return ()
+
+
+def _opa_file_hash(name: str, content: bytes) -> str:
+    if name.endswith(".json") or name.rsplit("/", 1)[-1] == ".manifest":
+        content = _opa_canonical_json(json.loads(content)).encode("utf-8")
+    return hashlib.sha256(content).hexdigest()
+
+
+def _opa_canonical_json(value: Any) -> str:
+    """The JSON OPA hashes for a value: compact, keys sorted, strings as Go encodes them.
+
+    Numbers keep the text they were written with (OPA reads them as json.Number), which is
+    what `json.dumps` writes for the value read back here.
+    """
+    if isinstance(value, dict):
+        items = (f"{_go_string(k)}:{_opa_canonical_json(value[k])}" for k in sorted(value))
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_opa_canonical_json(item) for item in value) + "]"
+    if isinstance(value, str):
+        return _go_string(value)
+    return json.dumps(value)
+
+
+def _go_string(text: str) -> str:
+    # Go's encoder and Python's agree on every escape but these two line separators.
+    encoded = json.dumps(text, ensure_ascii=False)
+    return encoded.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _json_bytes(document: Any) -> bytes:
