@@ -349,7 +349,7 @@ def audit_verify(
 ) -> None:
     """Check an audit log's hash chain and signatures; say where it was altered."""
     from gateway.audit.verify import verify_log
-    from gateway.devpki import load_public_key, load_signing_key
+    from gateway.keys import load_public_key, load_signing_key
 
     key = load_public_key(public_key) if public_key else None
     if key is None and config is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,14 +18,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-NODE_URI_PREFIX = "concordat://node/"
+from gateway.keys import NODE_NAME, NODE_URI_PREFIX, load_signing_key
+
 DEV_DOMAIN = "concordat.test"
 
-_NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _CA_VALIDITY = dt.timedelta(days=3650)
 _NODE_VALIDITY = dt.timedelta(days=365)
 # Certificates start slightly in the past so a peer whose clock runs behind still accepts them.
@@ -156,50 +155,10 @@ def issue_node_certificate(
     return cert_path, key_path
 
 
-def node_identity_from_certificate(der_or_pem: bytes) -> str | None:
-    """Return the node named by the certificate's `concordat://node/<name>` URI, or None.
-
-    A certificate naming two different nodes names none. Raises ValueError if it cannot be parsed.
-    """
-    if der_or_pem.lstrip().startswith(b"-----BEGIN"):
-        certificate = x509.load_pem_x509_certificate(der_or_pem)
-    else:
-        certificate = x509.load_der_x509_certificate(der_or_pem)
-    try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    nodes = {
-        uri.removeprefix(NODE_URI_PREFIX)
-        for uri in names.get_values_for_type(x509.UniformResourceIdentifier)
-        if uri.startswith(NODE_URI_PREFIX)
-    }
-    if len(nodes) != 1:
-        return None
-    (node,) = nodes
-    return node if _NODE_NAME.fullmatch(node) else None
-
-
 def ensure_signing_key(path: Path) -> Ed25519PrivateKey:
     """Load the Ed25519 key at `path`, creating it (mode 0600) if absent."""
     _ensure_private_key(Path(path), Ed25519PrivateKey.generate)
     return load_signing_key(path)
-
-
-def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    """Load an Ed25519 private key from a PEM file."""
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} does not hold an Ed25519 private key")
-    return key
-
-
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """Load an Ed25519 public key from a PEM file."""
-    key = serialization.load_pem_public_key(Path(path).read_bytes())
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{path} does not hold an Ed25519 public key")
-    return key
 
 
 def _self_signed_ca(key: ec.EllipticCurvePrivateKey, node: str) -> x509.Certificate:
@@ -243,7 +202,7 @@ def _name(common_name: str) -> x509.Name:
 
 def _check_node_name(node: str) -> None:
     # The name becomes a directory, a DNS label and a URI path, so keep it to one safe label.
-    if not _NODE_NAME.fullmatch(node):
+    if not NODE_NAME.fullmatch(node):
         raise ValueError(f"node name {node!r} must be a lowercase DNS label")
 
 

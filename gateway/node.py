@@ -19,7 +19,6 @@ from adapters.registry import open_source
 from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
-from gateway.devpki import load_public_key, load_signing_key
 from gateway.evidence import EvidenceRecorder
 from gateway.federation.assertions import (
     AssertionSigner,
@@ -34,6 +33,7 @@ from gateway.federation.relay import Relay, RemoteBatches
 from gateway.federation.service import AuthenticatePeer, FederationService, SignReceipt
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
+from gateway.keys import load_public_key, load_signing_key
 from gateway.pipeline import (
     NodeParts,
     Pipeline,

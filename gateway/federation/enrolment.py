@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.config import ConfigError, NodeConfig
-from gateway.devpki import load_public_key, load_signing_key
 from gateway.federation.directory import public_key_kid, sign_entry
+from gateway.keys import load_public_key, load_signing_key
 
 ADMINISTRATION_NAMES = {
     "whitehall": "UK Government",

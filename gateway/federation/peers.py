@@ -11,10 +11,10 @@ from cryptography.exceptions import InvalidSignature
 
 from concordat.federation.v1 import federation_pb2_grpc
 from gateway.config import TlsConfig
-from gateway.devpki import node_identity_from_certificate
 from gateway.errors import PeerRejected
 from gateway.federation.breaker import CircuitBreaker
 from gateway.federation.directory import Directory
+from gateway.keys import node_identity_from_certificate
 
 PEER_CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),

@@ -11,12 +11,13 @@ import pytest
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
-from gateway.devpki import ensure_node_material, issue_node_certificate, load_signing_key
+from gateway.devpki import ensure_node_material, issue_node_certificate
 from gateway.domain import Requester
 from gateway.exchange import new_exchange_id
 from gateway.federation.assertions import AssertionSigner, request_digest
 from gateway.federation.directory import public_key_kid
 from gateway.federation.peers import peer_server_name
+from gateway.keys import load_signing_key
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation
 from tests.e2e.test_federation import subject

@@ -8,7 +8,6 @@ import pytest
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
-from gateway.devpki import load_signing_key
 from gateway.domain import Requester
 from gateway.exchange import new_exchange_id
 from gateway.federation.assertions import (
@@ -19,6 +18,7 @@ from gateway.federation.assertions import (
 )
 from gateway.federation.directory import public_key_kid
 from gateway.federation.peers import peer_server_name
+from gateway.keys import load_signing_key
 from tests.e2e.conftest import Federation
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
-from gateway.devpki import load_signing_key
 from gateway.domain import Requester
 from gateway.errors import Unauthenticated, Unavailable
 from gateway.identity import (
@@ -32,6 +31,7 @@ from gateway.identity import (
     TokenVerifier,
     bearer_token,
 )
+from gateway.keys import load_signing_key
 
 ISSUER = "https://idp.whitehall.concordat.test"
 AUDIENCE = "concordat://node/whitehall"
