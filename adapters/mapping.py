@@ -50,6 +50,8 @@ def _record_fields() -> dict[str, dict[str, FieldKind]]:
     # (birth_registration -> BIRTH_REGISTRATION), which is how the exchange API names them.
     kinds: dict[str, dict[str, FieldKind]] = {}
     for member in records_pb2.Record.DESCRIPTOR.oneofs_by_name["kind"].fields:
+        if member.message_type is None:
+            raise TypeError(f"Record.{member.name} is not a message field")
         fields: dict[str, FieldKind] = {}
         for field in member.message_type.fields:
             fields[field.name] = _field_kind(member.name, field)

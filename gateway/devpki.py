@@ -70,7 +70,7 @@ def ensure_node_material(state_dir: Path, node: str) -> NodeMaterial:
     )
     material.issuer_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    ca_key = _ensure_private_key(material.ca_key, lambda: ec.generate_private_key(ec.SECP256R1()))
+    ca_key = _ensure_ec_key(material.ca_key)
     if not material.ca_cert.exists():
         material.ca_cert.write_bytes(_self_signed_ca(ca_key, node).public_bytes(_PEM))
     if not material.tls_cert.exists():
@@ -106,7 +106,7 @@ def issue_node_certificate(
     ca_key = serialization.load_pem_private_key(Path(ca_key_path).read_bytes(), password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{ca_key_path} is not an ECDSA CA key")
-    key = _ensure_private_key(key_path, lambda: ec.generate_private_key(ec.SECP256R1()))
+    key = _ensure_ec_key(key_path)
 
     now = dt.datetime.now(dt.UTC)
     names = x509.SubjectAlternativeName(
@@ -204,6 +204,13 @@ def _check_node_name(node: str) -> None:
     # The name becomes a directory, a DNS label and a URI path, so keep it to one safe label.
     if not NODE_NAME.fullmatch(node):
         raise ValueError(f"node name {node!r} must be a lowercase DNS label")
+
+
+def _ensure_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = _ensure_private_key(path, lambda: ec.generate_private_key(ec.SECP256R1()))
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path} does not hold an ECDSA key")
+    return key
 
 
 def _ensure_private_key(path: Path, generate: Callable[[], PrivateKeyTypes]) -> PrivateKeyTypes:

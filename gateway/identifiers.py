@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from datetime import date
+from typing import Any, TypeGuard
 
 from gateway.domain import Subject, SubjectKind
 from gateway.errors import InvalidRequest
@@ -128,7 +130,8 @@ def validate_registration_id(raw: str) -> str:
     return value
 
 
-_VALIDATORS = {
+# Each validator takes its proto field's type: a UPRN is a number, the others are text.
+_VALIDATORS: dict[SubjectKind, Callable[[Any], str]] = {
     "nino": validate_nino,
     "nhs_number": validate_nhs_number,
     "chi_number": validate_chi_number,
@@ -140,10 +143,9 @@ _VALIDATORS = {
 
 def validate_subject(kind: str, raw: str | int) -> Subject:
     """Returns the normalised subject, or raises InvalidRequest naming what is wrong."""
-    validator = _VALIDATORS.get(kind)
-    if validator is None:
+    if not _is_subject_kind(kind):
         raise InvalidRequest("subject must carry exactly one identifier")
-    return Subject(kind=_kind(kind), value=validator(raw))  # type: ignore[arg-type]
+    return Subject(kind=kind, value=_VALIDATORS[kind](raw))
 
 
 def normalise_held(kind: str, value: str) -> str:
@@ -155,8 +157,8 @@ def normalise_held(kind: str, value: str) -> str:
     return normalise(kind, value.strip())
 
 
-def _kind(kind: str) -> SubjectKind:
-    return kind  # type: ignore[return-value]
+def _is_subject_kind(kind: str) -> TypeGuard[SubjectKind]:
+    return kind in _VALIDATORS
 
 
 def _is_plausible_birth_date(ddmmyy: str) -> bool:

@@ -7,7 +7,7 @@ system returned it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, TypeVar
@@ -70,19 +70,29 @@ def purpose_name(value: int) -> str:
 @cache
 def shape(record_type: str) -> RecordShape:
     oneof_field = _MESSAGE_FOR_TYPE[record_type]
-    descriptor = records_pb2.Record.DESCRIPTOR.fields_by_name[oneof_field].message_type
+    # Reached through the file's descriptor, whose types name the pure-Python descriptor
+    # classes, not the union that a message class's DESCRIPTOR is typed as.
+    record = records_pb2.DESCRIPTOR.message_types_by_name["Record"]
+    descriptor = record.fields_by_name[oneof_field].message_type
+    if descriptor is None:
+        raise TypeError(f"Record.{oneof_field} is not a message field")
     fields = dict(descriptor.fields_by_name)
     sensitivity = {
-        name: options_pb2.Sensitivity.Name(
-            f.GetOptions().Extensions[options_pb2.sensitivity]
-        ).removeprefix("SENSITIVITY_")
+        name: options_pb2.Sensitivity.Name(_option(f, options_pb2.sensitivity)).removeprefix(
+            "SENSITIVITY_"
+        )
         for name, f in fields.items()
     }
     identifying = frozenset(
-        name for name, f in fields.items() if f.GetOptions().Extensions[options_pb2.identifying]
+        name for name, f in fields.items() if _option(f, options_pb2.identifying)
     )
     message_class = getattr(records_pb2, descriptor.name)
     return RecordShape(record_type, oneof_field, message_class, fields, sensitivity, identifying)
+
+
+def _option(field: FieldDescriptor, extension: FieldDescriptor) -> Any:
+    """The value of one of our custom field options (records/v1/options.proto) on `field`."""
+    return field.GetOptions().Extensions[extension]  # type: ignore[index]  # protoc's .pyi types extensions as plain FieldDescriptor
 
 
 # No record type has half as many fields; a mask may name each once, and a few twice.
@@ -142,7 +152,7 @@ class RecordBuilder:
         self.record_type = record_type
         self.oneof = record_shape.oneof_field
         self._fields = record_shape.fields
-        self._checks: tuple[tuple[str, type | None], ...] = tuple(
+        self._checks: tuple[tuple[str, type[Any] | None], ...] = tuple(
             (name, _fast_type(record_shape.fields[name])) for name in dict.fromkeys(released)
         )
         self._released = frozenset(released)
@@ -163,7 +173,7 @@ class RecordBuilder:
 
     def message(
         self,
-        message_class: type[_M],
+        message_class: Callable[..., _M],
         rows: Sequence[Mapping[str, Any]],
         *,
         pseudonyms: Sequence[str] = (),
@@ -217,7 +227,7 @@ class RecordBuilder:
         return LocalDataInvalid(f"the local system returned an invalid {self.record_type}")
 
 
-def _fast_type(field: FieldDescriptor) -> type | None:
+def _fast_type(field: FieldDescriptor) -> type[Any] | None:
     """The Python type a field's value usually has, or None when it always needs `_checked`."""
     if field.is_repeated:
         return None

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -145,7 +146,7 @@ class _Verification:
 
     def _check_index_columns(
         self, seq: int, exchange_id: str | None, subject: str | None, event_json: str
-    ) -> dict | None:  # type: ignore[type-arg]
+    ) -> dict[str, Any] | None:
         # The index columns decide who finds an entry, so they must say what the event says.
         try:
             event = json.loads(event_json)
@@ -205,7 +206,7 @@ class _Verification:
         ):
             yield _Seal(*row)
 
-    def _stream(self, query: str) -> Iterator[tuple]:
+    def _stream(self, query: str) -> Iterator[tuple[Any, ...]]:
         cursor = self._connection.execute(query)
         while rows := cursor.fetchmany(_ROWS_PER_FETCH):
             yield from rows

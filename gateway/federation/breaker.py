@@ -16,6 +16,7 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from gateway.errors import Unavailable
 
@@ -89,7 +90,7 @@ def retrying(deadline_at: float, attempts: int = 3) -> AsyncRetrying:
     return AsyncRetrying(
         retry=retry_if_exception(_is_retryable),
         wait=wait_random_exponential(multiplier=0.05, max=0.5),
-        stop=stop_after_attempt(attempts) | _stop_before(deadline_at),
+        stop=stop_after_attempt(attempts) | _StopBefore(deadline_at),
         reraise=True,
     )
 
@@ -99,9 +100,12 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, Unavailable) and exc.metadata.get("released") != "true"
 
 
-def _stop_before(deadline_at: float) -> Callable[[RetryCallState], bool]:
-    def stop(retry_state: RetryCallState) -> bool:
-        # tenacity computes the upcoming wait before it asks whether to stop.
-        return time.monotonic() + retry_state.upcoming_sleep >= deadline_at
+class _StopBefore(stop_base):
+    """Stops once the upcoming wait would carry the next attempt past the deadline."""
 
-    return stop
+    def __init__(self, deadline_at: float) -> None:
+        self._deadline_at = deadline_at
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        # tenacity computes the upcoming wait before it asks whether to stop.
+        return time.monotonic() + retry_state.upcoming_sleep >= self._deadline_at

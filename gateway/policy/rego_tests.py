@@ -31,7 +31,7 @@ class RegoTestResult:
 def run_rego_tests(bundle: PolicyBundle) -> list[RegoTestResult]:
     """Run every test rule of the bundle, in package and name order."""
     interpreter = load_interpreter(bundle, with_tests=True)
-    results = []
+    results: list[RegoTestResult] = []
     for package, names in sorted(discover_tests(bundle).items()):
         passed = _passing(interpreter, package, names)
         results.extend(RegoTestResult(package, name, name in passed) for name in names)
