@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -88,20 +89,156 @@ def run_node(config: Path, *, log_level: str, clock: Clock) -> None:
         raise _fail(f"the node cannot start: {exc}") from exc
 
 
-def _wait_serving(address: str, ca_cert: Path, deadline: float) -> bool:
+def _serving(address: str, ca_cert: Path) -> bool:
+    """One health check: True if the node at `address` answers SERVING."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     credentials = grpc.ssl_channel_credentials(root_certificates=ca_cert.read_bytes())
     with grpc.secure_channel(address, credentials) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=0.5
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+# A node that dies within _QUICK_EXIT_SECONDS of starting failed quickly; `up` waits
+# _RESTART_DELAYS[n - 1] before restarting it after the n-th quick failure in a row, and gives
+# up on it after one more.
+_QUICK_EXIT_SECONDS = 30.0
+_RESTART_DELAYS = (1.0, 2.0, 4.0)
+_LOG_TAIL_LINES = 5
+
+
+@dataclass
+class _NodeProcess:
+    """One node `up` runs as a child process, and how its recent restarts went."""
+
+    name: str
+    config_path: Path
+    address: str
+    ca_cert: Path
+    log_path: Path
+    pid_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    quick_exits: int = 0
+    restart_at: float = 0.0
+    recovering: bool = False
+    given_up: bool = False
+
+    def start(self) -> int:
+        """Starts the node's process; returns its pid."""
+        # Its own session: Ctrl-C reaches `up` alone, which stops the nodes it runs (and
+        # does not mistake a node stopping on Ctrl-C for a node that died).
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "gateway.cli", "node", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.started_at = time.monotonic()
+        self.pid_path.write_text(f"{self.process.pid}\n")
+        return self.process.pid
+
+    def wait_ready(self, deadline: float) -> bool:
+        """Waits until the node serves; False if it exits or the deadline passes first."""
+        assert self.process is not None  # noqa: S101 - started before it is awaited
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if _serving(self.address, self.ca_cert):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return True
-            except grpc.RpcError:
-                time.sleep(0.1)
-    return False
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.pid_path.unlink(missing_ok=True)
+
+    def by_hand(self) -> str:
+        """The command that starts this node by hand, as the user would type it here."""
+        concordat = Path(sys.executable).parent / "concordat"
+        program = _here(concordat) if concordat.exists() else f"{sys.executable} -m gateway.cli"
+        return f"{program} node --config {_here(self.config_path)}"
+
+
+def _here(path: Path) -> str:
+    """`path` relative to the working directory when it is below it, else absolute."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def _log_tail(path: Path, lines: int) -> list[str]:
+    with contextlib.suppress(OSError), path.open("rb") as log:
+        log.seek(max(0, log.seek(0, os.SEEK_END) - 16_384))
+        return log.read().decode(errors="replace").splitlines()[-lines:]
+    return []
+
+
+def _report_exit(node: _NodeProcess, code: int) -> None:
+    """Says which node stopped, how, and how its log ends."""
+    assert node.process is not None  # noqa: S101 - only a started node exits
+    how = (
+        f"was killed by {signal.Signals(-code).name} (exit code {code})"
+        if code < 0
+        else f"exited with code {code}"
+    )
+    err_console.print(f"[bold red]{node.name}[/] (pid {node.process.pid}) {how}")
+    err_console.print(f"  its log: {node.log_path}", markup=False, highlight=False, soft_wrap=True)
+    for line in _log_tail(node.log_path, _LOG_TAIL_LINES):
+        err_console.print(f"  | {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _supervise(nodes: list[_NodeProcess]) -> None:
+    """Until interrupted: reports a node that stops, keeps the others serving, restarts it."""
+    while True:
+        for node in nodes:
+            if not node.given_up:
+                _check(node, time.monotonic())
+        time.sleep(0.5)
+
+
+def _check(node: _NodeProcess, now: float) -> None:
+    if node.process is None:
+        if now >= node.restart_at:
+            console.print(f"restarted {node.name} (pid {node.start()})")
+        return
+    code = node.process.poll()
+    if code is None:
+        if node.recovering and _serving(node.address, node.ca_cert):
+            node.recovering = False
+            console.print(f"[green]{node.name} is serving again[/] on {node.address}")
+        return
+    _report_exit(node, code)
+    node.process = None
+    node.pid_path.unlink(missing_ok=True)
+    node.recovering = True
+    node.quick_exits = node.quick_exits + 1 if now - node.started_at < _QUICK_EXIT_SECONDS else 1
+    if node.quick_exits > len(_RESTART_DELAYS):
+        node.given_up = True
+        err_console.print(
+            f"[bold red]{node.name} stopped {node.quick_exits} times in a row within "
+            f"{_QUICK_EXIT_SECONDS:g} s of starting: not restarting it.[/] The other nodes "
+            "keep serving. Once its log says what to fix, start it in another terminal with:"
+        )
+        err_console.print(f"  {node.by_hand()}", markup=False, highlight=False, soft_wrap=True)
+        return
+    delay = _RESTART_DELAYS[node.quick_exits - 1]
+    node.restart_at = now + delay
+    err_console.print(f"the other nodes keep serving; restarting {node.name} in {delay:g} s")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()
@@ -113,74 +250,79 @@ def up(
     """Start the local federation on loopback with embedded defaults; Ctrl-C stops it.
 
     Uses deploy/local/<node>.toml; keys, certificates, demo data, audit logs and the signed
-    directory are made on first run under .state/.
+    directory are made on first run under .state/. A node that dies is reported and restarted
+    while the others keep serving; each node's pid is in .state/run/<node>.pid.
     """
     state_dir = DEFAULT_STATE_DIR
     names = [n.strip() for n in nodes.split(",") if n.strip()]
     unknown = [n for n in names if n not in ADMINISTRATIONS]
     if unknown:
         raise _fail(f"unknown node(s): {', '.join(unknown)}")
+    # The nodes run in sessions of their own, so `up` alone stops them: on Ctrl-C, on `kill`
+    # (even when started in the background, where SIGINT starts ignored) and when the terminal
+    # closes (unless under nohup).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
     console.print(f"preparing development state in {state_dir} ...")
     states = prepare_federation(state_dir)
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    logs_dir = state_dir / "logs"
-    logs_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        for name in names:
-            log_file = (logs_dir / f"{name}.log").open("ab")
-            processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "node",
-                    "--config",
-                    str(states[name].config_path),
-                ],
-                stdout=log_file,
-                stderr=log_file,
+    for folder in ("logs", "run"):
+        (state_dir / folder).mkdir(parents=True, exist_ok=True)
+    running: list[_NodeProcess] = []
+    for name in names:
+        config = load_config(states[name].config_path)
+        running.append(
+            _NodeProcess(
+                name=name,
+                config_path=states[name].config_path,
+                address=config.node.listen,
+                ca_cert=config.tls.ca_cert,
+                log_path=state_dir / "logs" / f"{name}.log",
+                pid_path=state_dir / "run" / f"{name}.pid",
             )
-        table = Table(title="Concordat federation (local)")
-        for column in ("node", "exchange API", "log"):
-            table.add_column(column)
+        )
+    try:
+        for node in running:
+            node.start()
         deadline = time.monotonic() + 30
-        for name in names:
-            config = load_config(states[name].config_path)
-            address = config.node.listen
-            if not _wait_serving(address, config.tls.ca_cert, deadline):
-                raise _fail(f"{name} did not become ready; see {logs_dir / (name + '.log')}")
-            table.add_row(name, address, str(logs_dir / f"{name}.log"))
+        for node in running:
+            if not node.wait_ready(deadline):
+                code = node.process.poll()  # type: ignore[union-attr]
+                if code is not None:
+                    _report_exit(node, code)
+                raise _fail(f"{node.name} did not become ready; see {node.log_path}")
+        table = Table(title="Concordat federation (local)")
+        for column in ("node", "exchange API", "pid", "log"):
+            table.add_column(column)
+        for node in running:
+            table.add_row(node.name, node.address, str(node.process.pid), str(node.log_path))  # type: ignore[union-attr]
         console.print(table)
-        console.print(_example_call(state_dir))
+        # Printed as is, never re-wrapped to the terminal, so it can be pasted.
+        console.print(_example_call(state_dir), soft_wrap=True, markup=False, highlight=False)
         console.print("[bold]Ctrl-C stops every node.[/]")
-        while all(p.poll() is None for p in processes.values()):
-            time.sleep(0.5)
-        dead = [n for n, p in processes.items() if p.poll() is not None]
-        raise _fail(f"node(s) stopped unexpectedly: {', '.join(dead)}; see {logs_dir}")
+        _supervise(running)
     except KeyboardInterrupt:
         console.print("stopping ...")
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for node in running:
+            if node.process is not None and node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        for node in running:
+            node.stop()
 
 
 def _example_call(state_dir: Path) -> str:
+    """A first call to paste: lines under 80 columns, each but the last ending in ` \\`."""
     from gateway.demo import demo_subjects
 
     births = demo_subjects(f"sqlite:///{state_dir / 'holyrood' / 'demo.db'}", "holyrood")
     registration = next(v for k, v in births["BIRTH_REGISTRATION"] if k == "registration_id")
     return (
         "Try a call from another terminal (DWP at whitehall asks holyrood for a birth):\n"
-        "  .venv/bin/concordat call --node whitehall --organisation dwp "
-        "--record-type BIRTH_REGISTRATION \\\n"
-        f"    --subject registration_id={registration} --purpose CIVIL_REGISTRATION "
-        "--agreement cr-dwp-nrs-births-2026 \\\n"
+        "  .venv/bin/concordat call --node whitehall --organisation dwp \\\n"
+        "    --record-type BIRTH_REGISTRATION \\\n"
+        f"    --subject registration_id={registration} \\\n"
+        "    --purpose CIVIL_REGISTRATION --agreement cr-dwp-nrs-births-2026 \\\n"
         "    --fields registration_id,given_name,family_name,date_of_birth"
     )
 
