@@ -32,6 +32,7 @@ from gateway.idempotency import IdempotencyCache
 from gateway.identifiers import validate_subject
 from gateway.identity import TokenVerifier, bearer_token
 from gateway.policy import PolicyEngine
+from gateway.policy.policy_input import PolicyRequest, build_policy_input
 from gateway.pseudonyms import Pseudonyms
 
 if TYPE_CHECKING:
@@ -259,27 +260,25 @@ class Decide:
 def policy_input_for(
     exchange: Exchange, direction: Direction, node: str, today: date
 ) -> dict[str, Any]:
-    """The policy input document; it names the subject's kind, never its identifier."""
-    shape = records.shape(exchange.record_type)
-    requester = exchange.requester
-    subject_kind = exchange.subject.kind if exchange.subject else ""
-    return {
-        "direction": direction,
-        "node": node,
-        "requesting_node": exchange.requesting_node,
-        "providing_node": exchange.providing_node,
-        "requester": requester.as_policy_input() if requester else {},
-        "record_type": exchange.record_type,
-        "subject_kind": subject_kind,
-        "purpose": exchange.purpose,
-        "agreement_id": exchange.agreement_id,
-        "fields": list(exchange.fields),
-        "field_sensitivity": {f: shape.sensitivity[f] for f in exchange.fields},
-        "identifying_fields": sorted(shape.identifying & set(exchange.fields)),
-        "case_reference_present": bool(exchange.case_reference),
-        "bulk": exchange.rpc == "StreamRecords",
-        "today": today.isoformat(),
-    }
+    """The policy input document for this exchange; it names the subject's kind, never its
+    identifier."""
+    return build_policy_input(
+        PolicyRequest(
+            direction=direction,
+            node=node,
+            requesting_node=exchange.requesting_node,
+            providing_node=exchange.providing_node,
+            requester=exchange.requester,
+            record_type=exchange.record_type,
+            subject_kind=exchange.subject.kind if exchange.subject else "",
+            purpose=exchange.purpose,
+            agreement_id=exchange.agreement_id,
+            fields=exchange.fields,
+            case_reference_present=bool(exchange.case_reference),
+            bulk=exchange.rpc == "StreamRecords",
+            today=today,
+        )
+    )
 
 
 def _narrow(released: Sequence[str], decision: Decision) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from gateway.clock import Clock, FixedClock
 from gateway.config import NodeConfig, parse_config
 from gateway.demo import demo_source_config
 from gateway.devstate import REPO_ROOT, LocalNodeState, audience, issuer_url, prepare_node
+from gateway.domain import Requester
 from gateway.node import Node, build_node
+from gateway.policy.policy_input import PolicyRequest, build_policy_input
 
 # Inside every agreement registered under policies/ (from 2026-04-01, reviews due 2028-03-31).
 TEST_TODAY = date(2026, 11, 21)
@@ -125,6 +127,44 @@ async def running_node(
         yield RunningNode(node=node, state=state, config=config)
     finally:
         await node.stop(grace=0.5)
+
+
+# DWP's fraud team asking, at Whitehall, for a Northern Ireland benefit award.
+DWP_FRAUD_REQUEST = PolicyRequest(
+    direction="egress",
+    node="whitehall",
+    requesting_node="whitehall",
+    providing_node="stormont",
+    requester=Requester(organisation="dwp", system="fraud-referrals", administration="whitehall"),
+    record_type="BENEFIT_AWARD",
+    subject_kind="nino",
+    purpose="FRAUD",
+    agreement_id="fraud-dwp-dfc-benefits-2026",
+    fields=("nino", "benefit", "weekly_amount_pence"),
+    case_reference_present=False,
+    bulk=False,
+    today=TEST_TODAY,
+)
+_REQUEST_FIELDS = frozenset(f.name for f in fields(PolicyRequest))
+
+
+def policy_input(base: PolicyRequest = DWP_FRAUD_REQUEST, **changes: Any) -> dict[str, Any]:
+    """The policy input a node builds for `base` with `changes`.
+
+    A change naming a PolicyRequest field replaces it, so what derives from it follows (the
+    fields' sensitivities follow `fields`). Any other key, and a `requester` given as a plain
+    mapping, is set on the document as given: an input no node would send, for a policy to
+    be tested against.
+    """
+
+    def on_request(key: str, value: Any) -> bool:
+        return key in _REQUEST_FIELDS and not (key == "requester" and isinstance(value, Mapping))
+
+    document = build_policy_input(
+        replace(base, **{k: v for k, v in changes.items() if on_request(k, v)})
+    )
+    document.update({k: v for k, v in changes.items() if not on_request(k, v)})
+    return document
 
 
 def get_request(

@@ -144,7 +144,8 @@ FIELDS = {
     "BENEFIT_AWARD": ["award_id", "benefit"],
     "COUNCIL_TAX_ACCOUNT": ["account_ref", "arrears_pence"],
 }
-PURPOSES = {"cr": "CIVIL_REGISTRATION", "fraud": "FRAUD", "debt": "DEBT"}
+# The purpose an agreement serves, by the prefix of its id.
+PURPOSE_OF_PREFIX = {"cr": "CIVIL_REGISTRATION", "fraud": "FRAUD", "debt": "DEBT"}
 
 
 def test_every_administration_is_paired_with_every_other() -> None:
@@ -170,7 +171,7 @@ async def test_a_request_crosses_from_one_administration_to_another(
     client = federation.client(requester, organisation)
     request = get_request(
         record_type,
-        purpose=PURPOSES[agreement.split("-")[0]],
+        purpose=PURPOSE_OF_PREFIX[agreement.split("-")[0]],
         agreement_id=agreement,
         fields=FIELDS[record_type],
         **{kind: value},

@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,16 @@ import pytest
 import pytest_asyncio
 from typer.testing import CliRunner, Result
 
+from gateway import testing
 from gateway.cli import app
 from gateway.demo import demo_subjects
+from gateway.domain import Requester
 from gateway.policy.bundle import load_bundle
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import OpaServerEngine
 from gateway.policy.tools import build_opa_bundle
 from gateway.status import error_info
-from gateway.testing import get_request, running_node
+from gateway.testing import DWP_FRAUD_REQUEST, get_request, running_node
 from tests.support.opa_server import OpaDataApiServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,35 +65,21 @@ def edit_register(directory: Path, change: Callable[[dict[str, Any]], None]) -> 
     path.write_text(json.dumps(data, indent=2))
 
 
+# DWP asking the General Register Office, both at whitehall, for a death registration.
+DEATH_REGISTRATION = replace(
+    DWP_FRAUD_REQUEST,
+    providing_node="whitehall",
+    requester=Requester(organisation="dwp", system="benefit-stops", administration="whitehall"),
+    record_type="DEATH_REGISTRATION",
+    subject_kind="registration_id",
+    purpose="CIVIL_REGISTRATION",
+    agreement_id="cr-dwp-gro-deaths-2026",
+    fields=("registration_id", "date_of_death", "cause_of_death"),
+)
+
+
 def policy_input(**changes: Any) -> dict[str, Any]:
-    """DWP asking the General Register Office, both at whitehall, for a death registration."""
-    base: dict[str, Any] = {
-        "direction": "egress",
-        "node": "whitehall",
-        "requesting_node": "whitehall",
-        "providing_node": "whitehall",
-        "requester": {
-            "organisation": "dwp",
-            "system": "benefit-stops",
-            "administration": "whitehall",
-            "accreditations": [],
-        },
-        "record_type": "DEATH_REGISTRATION",
-        "subject_kind": "registration_id",
-        "purpose": "CIVIL_REGISTRATION",
-        "agreement_id": "cr-dwp-gro-deaths-2026",
-        "fields": ["registration_id", "date_of_death", "cause_of_death"],
-        "field_sensitivity": {
-            "registration_id": "PERSONAL",
-            "date_of_death": "PERSONAL",
-            "cause_of_death": "SPECIAL_CATEGORY",
-        },
-        "identifying_fields": ["registration_id"],
-        "case_reference_present": False,
-        "bulk": False,
-        "today": "2026-11-21",
-    }
-    return {**base, **changes}
+    return testing.policy_input(DEATH_REGISTRATION, **changes)
 
 
 def write_json(path: Path, document: Any) -> str:

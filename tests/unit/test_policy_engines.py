@@ -19,6 +19,7 @@ from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle
 from gateway.policy.decision import parse_decision
 from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
 from gateway.policy.opa import OpaServerEngine
+from gateway.testing import policy_input
 from tests.support.opa_server import OpaDataApiServer
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -36,36 +37,6 @@ def whitehall() -> PolicyBundle:
 @pytest.fixture(scope="module")
 def stormont() -> PolicyBundle:
     return load_bundle(directories("stormont"))
-
-
-def policy_input(**changes: Any) -> dict[str, Any]:
-    """DWP's fraud team asking, at Whitehall, for a Northern Ireland benefit award."""
-    base: dict[str, Any] = {
-        "direction": "egress",
-        "node": "whitehall",
-        "requesting_node": "whitehall",
-        "providing_node": "stormont",
-        "requester": {
-            "organisation": "dwp",
-            "system": "fraud-referrals",
-            "administration": "whitehall",
-            "accreditations": [],
-        },
-        "record_type": "BENEFIT_AWARD",
-        "subject_kind": "nino",
-        "purpose": "FRAUD",
-        "agreement_id": "fraud-dwp-dfc-benefits-2026",
-        "fields": ["nino", "benefit", "weekly_amount_pence"],
-        "field_sensitivity": {
-            "nino": "PERSONAL",
-            "benefit": "PERSONAL",
-            "weekly_amount_pence": "PERSONAL",
-        },
-        "identifying_fields": ["nino"],
-        "bulk": False,
-        "today": "2026-11-21",
-    }
-    return {**base, **changes}
 
 
 def without_id(decision: Decision) -> tuple[Any, ...]:
