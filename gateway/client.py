@@ -15,7 +15,7 @@ TokenSource = Callable[[], str]
 def secure_channel(
     address: str, ca_cert: Path, *, server_name: str | None = None
 ) -> grpc.aio.Channel:
-    options = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+    options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     credentials = grpc.ssl_channel_credentials(root_certificates=ca_cert.read_bytes())
@@ -36,12 +36,19 @@ class ExchangeClient:
     async def get_record(
         self, request: exchange_pb2.GetRecordRequest, *, timeout: float = 10.0
     ) -> exchange_pb2.GetRecordResponse:
-        return await self._stub.GetRecord(request, metadata=self._metadata(), timeout=timeout)
+        # The generated stub is untyped, so the responses' types are stated here.
+        response: exchange_pb2.GetRecordResponse = await self._stub.GetRecord(
+            request, metadata=self._metadata(), timeout=timeout
+        )
+        return response
 
     def stream_records(
         self, request: exchange_pb2.StreamRecordsRequest, *, timeout: float = 600.0
     ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
-        return self._stub.StreamRecords(request, metadata=self._metadata(), timeout=timeout)
+        responses: AsyncIterator[exchange_pb2.StreamRecordsResponse] = self._stub.StreamRecords(
+            request, metadata=self._metadata(), timeout=timeout
+        )
+        return responses
 
     async def close(self) -> None:
         await self._channel.close()

@@ -71,13 +71,14 @@ def to_grpc_status(error: errors.ConcordatError, exchange_id: str) -> grpc.Statu
     message = status_pb2.Status(
         code=code.value[0], message=_bounded(error.message, MAX_MESSAGE), details=[detail]
     )
-    return rpc_status.to_status(message)
+    status: grpc.Status = rpc_status.to_status(message)
+    return status
 
 
-def error_info(error: grpc.RpcError) -> dict[str, str]:
+def error_info(error: grpc.aio.AioRpcError) -> dict[str, str]:
     """The ErrorInfo of a received error as a flat mapping: reason, exchange_id, rule, ..."""
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
                 info = error_details_pb2.ErrorInfo()

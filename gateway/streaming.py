@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from adapters.base import AdapterError, Batch, RecordSource
+from adapters.base import AdapterError, Batch, RecordSource, Row, SubjectKey
 from concordat.exchange.v1 import exchange_pb2
 from gateway import records
 from gateway.errors import InvalidRequest
@@ -203,8 +203,8 @@ class LocalBatches:
     ) -> AsyncIterator[Batch]:
         """Batches over an explicit subject list; the cursor is the next subject's index."""
         start = int(after) if after and after.isdigit() else 0
-        pending: list = []
-        subjects: list = []
+        pending: list[Row] = []
+        subjects: list[SubjectKey | None] = []
         for index in range(start, len(exchange.subjects)):
             subject = exchange.subjects[index]
             rows = await source.fetch(exchange.record_type, subject.kind, subject.value, fields)

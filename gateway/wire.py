@@ -9,9 +9,13 @@ than everything else it does per record, so such a batch travels as its bytes, w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import final
+
+from google.protobuf.message import Message
 
 
+# Final, so that `type(response) is EncodedResponse` (cheaper than isinstance) narrows for mypy.
+@final
 @dataclass(frozen=True, slots=True)
 class EncodedResponse:
     """A response message in wire form, sent by gRPC without being parsed or copied."""
@@ -19,8 +23,8 @@ class EncodedResponse:
     data: bytes
 
 
-def serialize_response(response: Any) -> bytes:
+def serialize_response(response: Message | EncodedResponse) -> bytes:
     """gRPC's response serializer for a method whose handler may yield EncodedResponse."""
     if type(response) is EncodedResponse:
         return response.data
-    return response.SerializeToString()  # type: ignore[no-any-return]
+    return response.SerializeToString()

@@ -48,7 +48,7 @@ class Call:
 
     method: str
     request: bytes
-    context: grpc.aio.ServicerContext
+    context: grpc.aio.ServicerContext[bytes, Any]
     exchange_id: str = field(default_factory=new_exchange_id)
 
 
@@ -68,11 +68,11 @@ StreamMethod = Callable[[S, Call], AsyncIterator[R]]
 
 def unary(
     method: UnaryMethod[S, R],
-) -> Callable[[S, bytes, grpc.aio.ServicerContext], Awaitable[R]]:
+) -> Callable[[S, bytes, grpc.aio.ServicerContext[bytes, R]], Awaitable[R]]:
     """Wraps a unary servicer method: errors become statuses here and nowhere else."""
 
     @functools.wraps(method)
-    async def guarded(self: S, request: bytes, context: grpc.aio.ServicerContext) -> R:
+    async def guarded(self: S, request: bytes, context: grpc.aio.ServicerContext[bytes, R]) -> R:
         call = Call(method.__name__, request, context)
         try:
             return await method(self, call)
@@ -90,12 +90,12 @@ def unary(
 
 def server_stream(
     method: StreamMethod[S, R],
-) -> Callable[[S, bytes, grpc.aio.ServicerContext], AsyncIterator[R]]:
+) -> Callable[[S, bytes, grpc.aio.ServicerContext[bytes, R]], AsyncIterator[R]]:
     """Wraps a server-streaming servicer method the same way, for failures at any batch."""
 
     @functools.wraps(method)
     async def guarded(
-        self: S, request: bytes, context: grpc.aio.ServicerContext
+        self: S, request: bytes, context: grpc.aio.ServicerContext[bytes, R]
     ) -> AsyncIterator[R]:
         call = Call(method.__name__, request, context)
         try:

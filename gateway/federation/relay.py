@@ -184,7 +184,8 @@ class Relay:
             raise errors.DeadlineExceeded("the call's deadline ran out before the relay")
         assertion = sign_assertion(self._signer, exchange, peer.node, digest, remaining)
         try:
-            reply = await peer.stub.Relay(
+            # The generated stub is untyped; the reply's type is stated here.
+            reply: federation_pb2.RelayResponse = await peer.stub.Relay(
                 federation_pb2.RelayRequest(
                     exchange_id=exchange.exchange_id, assertion=assertion, request=request
                 ),
