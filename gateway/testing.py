@@ -8,8 +8,6 @@ as the registered agreements reach their review and end dates.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields, replace
@@ -19,6 +17,7 @@ from typing import Any
 
 from adapters.base import RecordSource
 from concordat.exchange.v1 import exchange_pb2
+from gateway.audit.reader import read_events
 from gateway.client import ExchangeClient, secure_channel
 from gateway.clock import Clock, FixedClock
 from gateway.config import NodeConfig, parse_config
@@ -106,8 +105,7 @@ class RunningNode:
 
 def read_audit(path: Path) -> list[dict[str, Any]]:
     """Every audit event in sequence order, as stored (for assertions in tests)."""
-    with sqlite3.connect(path) as db:
-        return [json.loads(row[0]) for row in db.execute("SELECT event FROM entries ORDER BY seq")]
+    return [dict(recorded.event) for recorded in read_events(path)]
 
 
 @asynccontextmanager

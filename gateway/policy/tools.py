@@ -24,13 +24,11 @@ import hashlib
 import io
 import json
 import re
-import sqlite3
 import sys
 import tarfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from gateway.audit.reader import AuditLogUnreadable, RecordedEvent, read_events
 from gateway.domain import Decision, Direction
 from gateway.policy.bundle import PolicyBundle, load_bundle
 from gateway.policy.decision import ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE
@@ -274,13 +273,6 @@ RULE_CHANGED = "rule changed"
 CHANGE_KINDS = (ALLOWED_TO_DENIED, DENIED_TO_ALLOWED, RULE_CHANGED)
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    seq: int
-    recorded_at: str
-    event: Mapping[str, Any]
-
-
 @dataclass
 class ChangeGroup:
     """Recorded decisions that the bundle would decide differently, alike in every key."""
@@ -353,27 +345,17 @@ def parse_since(value: str) -> str:
         raise PolicyToolError(f"--since must be an ISO date (YYYY-MM-DD), not {value!r}") from exc
 
 
-def read_audit_events(path: Path) -> Iterator[AuditEvent]:
+def read_audit_events(path: Path) -> Iterator[RecordedEvent]:
     """Every entry of an audit log in sequence order, read-only (a running node may write)."""
-    if not path.is_file():
-        raise PolicyToolError(f"audit log {path} does not exist")
-    return _audit_events(path)
-
-
-def _audit_events(path: Path) -> Iterator[AuditEvent]:
-    uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        with closing(sqlite3.connect(uri, uri=True)) as connection:
-            rows = connection.execute("SELECT seq, recorded_at, event FROM entries ORDER BY seq")
-            for seq, recorded_at, event_json in rows:
-                yield AuditEvent(seq=seq, recorded_at=recorded_at, event=json.loads(event_json))
-    except sqlite3.DatabaseError as exc:
-        raise PolicyToolError(f"{path} is not a readable audit log: {exc}") from exc
+        yield from read_events(path)
+    except AuditLogUnreadable as exc:
+        raise PolicyToolError(str(exc)) from exc
 
 
 def impact(
     directories: Sequence[Path],
-    events: Iterable[AuditEvent],
+    events: Iterable[RecordedEvent],
     *,
     since: str | None = None,
     as_of: str | None = None,
@@ -393,7 +375,7 @@ def impact(
 
 
 async def _impact(
-    engine: EmbeddedEngine, events: Iterable[AuditEvent], *, since: str | None, as_of: str | None
+    engine: EmbeddedEngine, events: Iterable[RecordedEvent], *, since: str | None, as_of: str | None
 ) -> ImpactReport:
     report = ImpactReport(revision=engine.revision)
     groups: dict[tuple[str, str, str, str, str], ChangeGroup] = {}
