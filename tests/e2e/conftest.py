@@ -77,6 +77,16 @@ class Federation:
 
     def start(self, node: str, *, today: date = TEST_TODAY) -> None:
         """Starts the node's process: `concordat node`, deciding as on `today`."""
+        self.start_many([node], today=today)
+
+    def start_many(self, nodes: Sequence[str], *, today: date = TEST_TODAY) -> None:
+        """Starts the nodes' processes together, then waits until each serves."""
+        for node in nodes:
+            self._spawn(node, today)
+        for node in nodes:
+            _wait_serving(self.address(node), self.states[node].material.ca_cert)
+
+    def _spawn(self, node: str, today: date) -> None:
         log = (self.state_dir / f"{node}.log").open("ab")
         self.processes[node] = subprocess.Popen(
             [
@@ -93,7 +103,6 @@ class Federation:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             cwd=REPO_ROOT,
         )
-        _wait_serving(self.address(node), self.states[node].material.ca_cert)
 
     def restart(self, node: str, *, today: date = TEST_TODAY) -> None:
         """Stops the node gracefully and starts it again, deciding as on `today`."""
@@ -170,8 +179,7 @@ def build_federation(state_dir: Path) -> Federation:
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     running = build_federation(tmp_path_factory.mktemp("federation"))
     try:
-        for node in ADMINISTRATIONS:
-            running.start(node)
+        running.start_many(ADMINISTRATIONS)
         yield running
     finally:
         running.stop_all()
