@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, get_args
+from typing import Any, Protocol, get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -87,6 +87,17 @@ class DirectoryEntry:
 
     def serves_subject(self, record_type: str, subject_kind: str, subject_value: str) -> bool:
         return any(rule.matches(record_type, subject_kind, subject_value) for rule in self.serves)
+
+
+class DirectoryLookup(Protocol):
+    """What routing and peer checks ask of the directory: a Directory, or a LiveDirectory."""
+
+    @property
+    def nodes(self) -> tuple[str, ...]: ...
+
+    def entry(self, node: str) -> DirectoryEntry: ...
+
+    def providers(self, record_type: str, subject_kind: str, subject_value: str) -> list[str]: ...
 
 
 class Directory:

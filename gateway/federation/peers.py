@@ -13,7 +13,7 @@ from concordat.federation.v1 import federation_pb2_grpc
 from gateway.config import TlsConfig
 from gateway.errors import PeerRejected
 from gateway.federation.breaker import CircuitBreaker
-from gateway.federation.directory import Directory
+from gateway.federation.directory import DirectoryLookup
 from gateway.keys import node_identity_from_certificate
 
 PEER_CHANNEL_OPTIONS = (
@@ -40,7 +40,7 @@ class PeerClients:
     def __init__(
         self,
         *,
-        directory: Directory,
+        directory: DirectoryLookup,
         tls: TlsConfig,
         breaker_failures: int,
         breaker_reset_seconds: float,
@@ -88,7 +88,7 @@ class PeerClients:
         self._peers.clear()
 
 
-def peer_identity(certificate_pem: bytes | None, directory: Directory) -> str:
+def peer_identity(certificate_pem: bytes | None, directory: DirectoryLookup) -> str:
     """The node a calling peer is, from its certificate, checked against its own CA.
 
     TLS already checked the chain against every member's CA; this also requires the CA to be
