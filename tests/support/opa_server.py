@@ -1,8 +1,12 @@
-"""A real HTTP server on loopback that speaks OPA's Data API, evaluating a bundle with regopy.
+"""A stand-in for OPA that misbehaves on request, for tests of how the OPA engine fails closed.
 
-It answers `POST /v1/data/<path>` with `{"result": ...}` (or `{}` when the document is
-undefined) and `GET /health` with `{}`, like an OPA sidecar serving the same bundle, so
-`OpaServerEngine` can be tested without an OPA binary. Faults are set as attributes.
+Use it only where a test needs OPA to misbehave: answer with an HTTP error (`fail_with`),
+with a body that is not a decision (`respond_with`), too late (`delay_seconds`), or to
+vanish mid-test. Anything that needs a well-behaved OPA runs the real one instead
+(tests/support/real_opa.py: `opa run --server` on the bundle `concordat policy build`
+writes), since only the real OPA proves the bundle, the Data API and the client agree.
+It speaks OPA's Data API (`POST /v1/data/<path>`, `GET /health`) over loopback HTTP and
+evaluates the bundle with rego-cpp, so the faults above come between real answers.
 """
 
 from __future__ import annotations
