@@ -31,7 +31,7 @@ from gateway.domain import Direction
 from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unavailable
 from gateway.evidence import EvidenceRecorder
 from gateway.exchange import Exchange
-from gateway.federation.directory import Directory
+from gateway.federation.directory import DirectoryLookup
 from gateway.federation.routing import RouteToSelf
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import TokenVerifier
@@ -40,7 +40,7 @@ from gateway.policy import PolicyEngine
 from gateway.responses import Respond
 from gateway.stages import Stage
 from gateway.status import internal_error
-from gateway.streaming import StreamBatches
+from gateway.streaming import CallerBatches
 
 log = structlog.get_logger("concordat.pipeline")
 
@@ -70,12 +70,12 @@ class Pipeline:
             await self._record(exchange, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise exchange.error from None  # type: ignore[misc]
+            raise exchange.error from None  # type: ignore[misc]  # _record set it for the failure
         self._settle_idempotency(exchange, exchange.response)
         await self._record(exchange, None)
         return exchange.response
 
-    async def stream(self, exchange: Exchange, batches: StreamBatches) -> AsyncIterator[Any]:
+    async def stream(self, exchange: Exchange, batches: CallerBatches) -> AsyncIterator[Any]:
         """Runs the stages, then yields batches; audits once when the stream ends, however."""
         failure: BaseException | None = None
         try:
@@ -89,7 +89,7 @@ class Pipeline:
         if isinstance(failure, asyncio.CancelledError | GeneratorExit):
             raise failure
         if failure is not None:
-            raise exchange.error from None  # type: ignore[misc]
+            raise exchange.error from None  # type: ignore[misc]  # _record set it for the failure
 
     async def _run_stages(self, exchange: Exchange) -> None:
         if not exchange.deadline_seconds:
@@ -164,7 +164,7 @@ class NodeParts:
     limits: LimitsConfig
     # The day policies decide on: the system clock in production, a fixed day in tests.
     clock: Clock
-    directory: Directory | None = None
+    directory: DirectoryLookup | None = None
     relay: Stage | None = None
     authenticate_peer: Stage | None = None
     sign_receipt: Stage | None = None

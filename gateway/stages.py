@@ -36,7 +36,7 @@ from gateway.policy.policy_input import PolicyRequest, build_policy_input
 from gateway.pseudonyms import Pseudonyms
 
 if TYPE_CHECKING:
-    from gateway.federation.directory import Directory
+    from gateway.federation.directory import DirectoryLookup
 
 
 class Stage(Protocol):
@@ -154,7 +154,7 @@ class Route:
     """Chooses the node that holds the records: this one, or a peer from the directory."""
 
     def __init__(
-        self, node: str, local_types: frozenset[str], directory: Directory | None = None
+        self, node: str, local_types: frozenset[str], directory: DirectoryLookup | None = None
     ) -> None:
         self._node = node
         self._local_types = local_types
@@ -172,7 +172,7 @@ class Route:
             candidates = self._directory_candidates(exchange)
             if record_type not in self._local_types and self._node in candidates:
                 candidates.remove(self._node)
-        wanted = exchange.request.provider_node
+        wanted: str = exchange.request.provider_node
         if wanted:
             if wanted not in candidates:
                 raise NoRoute(f"{wanted} does not serve {record_type} records for this subject")

@@ -20,7 +20,7 @@ from gateway.federation.assertions import (
     encoded_digest,
     request_digest,
 )
-from gateway.federation.directory import Directory
+from gateway.federation.directory import DirectoryLookup
 from gateway.federation.peers import peer_identity
 from gateway.pipeline import Pipeline
 from gateway.streaming import StreamBatches
@@ -31,7 +31,9 @@ _EXCHANGE_ID = re.compile(r"^[0-9a-f]{32}$")
 class AuthenticatePeer:
     """The calling peer from its certificate; the original caller from the peer's assertion."""
 
-    def __init__(self, *, node: str, directory: Directory, verifier: AssertionVerifier) -> None:
+    def __init__(
+        self, *, node: str, directory: DirectoryLookup, verifier: AssertionVerifier
+    ) -> None:
         self._node = node
         self._directory = directory
         self._verifier = verifier
@@ -85,7 +87,7 @@ def _provider_exchange(
 ) -> Exchange:
     """The exchange a relay starts; one whose bytes did not decode is refused by the pipeline,
     after the peer is named from its certificate, so that its audit entry says who sent it."""
-    certificates = call.context.auth_context().get("x509_pem_cert") or [None]
+    certificate = next(iter(call.context.auth_context().get("x509_pem_cert", ())), None)
     if relay_request is not None and _EXCHANGE_ID.match(relay_request.exchange_id):
         call.exchange_id = relay_request.exchange_id
     return Exchange(
@@ -95,7 +97,7 @@ def _provider_exchange(
         metadata=(),
         deadline_seconds=call.context.time_remaining(),
         exchange_id=call.exchange_id,
-        peer_certificate=certificates[0],
+        peer_certificate=certificate,
         assertion=relay_request.assertion if relay_request is not None else "",
         exchange_id_invalid=(
             relay_request is not None and relay_request.exchange_id != call.exchange_id
