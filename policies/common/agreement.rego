@@ -6,6 +6,7 @@ package concordat.common.agreement
 import rego.v1
 
 import data.concordat.common.register
+import data.concordat.common.release
 import data.concordat.common.request
 
 # Debt (s.48) and fraud (s.56) disclosures run as pilots whose review dates the codes of
@@ -43,23 +44,34 @@ failures contains "common.agreement_malformed" if not well_formed
 # Suspended and ended agreements stop at once, whatever their dates say.
 failures contains "common.agreement_not_active" if not register.agreement.status == "active"
 
-failures contains "common.agreement_not_started" if not register.agreement.start <= register.today
+# A comparison or builtin call that reads a value which may be missing is asked in a rule
+# of its own and that rule negated: OPA evaluates the operands of a negated call before
+# the negation, so `not a.start <= today` is undefined, not true, when `a.start` is
+# missing (policies/README.md, "Where OPA and rego-cpp disagreed").
+failures contains "common.agreement_not_started" if not started
 
-failures contains "common.agreement_expired" if not register.today <= register.agreement.end
+started if register.agreement.start <= register.today
+
+failures contains "common.agreement_expired" if not unexpired
+
+unexpired if register.today <= register.agreement.end
 
 failures contains "common.agreement_review_overdue" if review_overdue
 
 review_overdue if {
 	request.purpose in review_purposes
-	not register.today <= register.agreement.review
+	not reviewed_in_time
 }
+
+reviewed_in_time if register.today <= register.agreement.review
 
 # A request names one purpose; the agreement must be registered for that purpose.
 failures contains "common.purpose_mismatch" if not register.agreement.purpose == request.purpose
 
-failures contains "common.record_type_not_covered" if {
-	not is_array(register.agreement.record_types[request.record_type])
-}
+failures contains "common.record_type_not_covered" if not record_type_covered
+
+# The agreement's fields for the record type, looked up once per decision for the release.
+record_type_covered if is_array(release.agreement_fields)
 
 # Bulk extracts need an agreement that says so: one-off lookups versus ongoing extracts
 # is one of the terms the register records.

@@ -82,3 +82,16 @@ test_bulk_request_under_a_bulk_agreement_is_allowed if {
 	reg := fixtures.with_agreement({"bulk": true})
 	fixtures.decide(fixtures.with_request({"bulk": true}), reg).allow
 }
+
+# A missing date fails its check rather than passing it (on OPA too: see policies/README.md).
+test_agreement_without_its_dates_fails_each_date_check if {
+	failing := fixtures.failing(fixtures.request, fixtures.without_terms(["start", "end", "review"]))
+	"common.agreement_not_started" in failing
+	"common.agreement_expired" in failing
+	"common.agreement_review_overdue" in failing
+}
+
+test_agreement_without_record_types_does_not_cover_the_record_type if {
+	d := fixtures.decide(fixtures.request, fixtures.without_terms(["record_types"]))
+	d.rule == "common.record_type_not_covered"
+}

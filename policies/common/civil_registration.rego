@@ -14,10 +14,16 @@ registration_record_types := ["BIRTH_REGISTRATION", "DEATH_REGISTRATION", "MARRI
 
 failures contains "common.civil_registration_record_type" if {
 	request.purpose == "CIVIL_REGISTRATION"
-	not request.record_type in registration_record_types
+	not registration_record
 }
+
+# Each membership test is a rule of its own, negated where it is used: a missing record
+# type or provider must fail the check on OPA too (see `started` in agreement.rego).
+registration_record if request.record_type in registration_record_types
 
 failures contains "common.civil_registration_provider_not_registrar" if {
 	request.purpose == "CIVIL_REGISTRATION"
-	not "registrar" in register.provider_body.roles
+	not provider_is_registrar
 }
+
+provider_is_registrar if "registrar" in register.provider_body.roles

@@ -79,6 +79,15 @@ with_agreement(changes) := json.patch(register, replacements(["agreements", "fra
 
 with_body(id, changes) := json.patch(register, replacements(["bodies", id], changes))
 
+# The fixture register with terms of the agreement removed, and the request with values
+# removed (each a path): what a hand-made input or a faulty register can miss.
+without_terms(terms) := json.patch(register, [op |
+	some term in terms
+	op := {"op": "remove", "path": ["agreements", "fraud-pilot", term]}
+])
+
+without(req, paths) := json.patch(req, [{"op": "remove", "path": path} | some path in paths])
+
 # `some key, value in changes` would read more simply, but rego-cpp 1.5 misparses the
 # comma inside a comprehension.
 replacements(at, changes) := [op |

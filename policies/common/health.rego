@@ -25,9 +25,16 @@ default special_category := false
 
 special_category if request.record_type == "HEALTH_SUMMARY"
 
-special_category if {
-	some field in release.agreed_fields
-	not known_sensitivities[request.field_sensitivity[field]]
+special_category if not sensitivities_known
+
+# `every`, not `some field ...; not known_sensitivities[request.field_sensitivity[field]]`:
+# OPA looks up a field's sensitivity before a `not` written around the lookup, so a field
+# without one left the `not` undefined and the field out of special category. Asked in
+# its own rule, the lookup is undefined inside `every` on both engines, as it should be.
+sensitivities_known if {
+	every field in release.agreed_fields {
+		known_sensitivities[request.field_sensitivity[field]]
+	}
 }
 
 failures contains "common.special_category_not_agreed" if {

@@ -25,7 +25,11 @@ both_listed if {
 	purpose in register.provider_body.listed_for
 }
 
-failures contains "common.requester_not_party" if not register.requester in register.agreement.parties
+failures contains "common.requester_not_party" if not requester_is_party
+
+# A rule of its own, so that a requester or parties missing fails the check on OPA too
+# (see `started` in agreement.rego).
+requester_is_party if register.requester in register.agreement.parties
 
 failures contains "common.provider_mismatch" if not provider_matches
 

@@ -36,3 +36,8 @@ test_body_not_listed_for_fraud_is_denied if {
 	d := fixtures.decide(fixtures.with_requester("unlisted", []), reg)
 	d.rule == "common.body_not_listed_for_purpose"
 }
+
+test_requester_without_an_organisation_is_not_a_party if {
+	req := fixtures.without(fixtures.request, [["requester", "organisation"]])
+	fixtures.decide(req, fixtures.register).rule == "common.requester_not_party"
+}

@@ -11,5 +11,9 @@ import data.concordat.common.request
 
 failures contains "common.psd_objective_not_listed" if {
 	request.purpose == "PUBLIC_SERVICE_DELIVERY"
-	not register.agreement.objective in data.register.objectives
+	not objective_listed
 }
+
+# A rule of its own, so that an agreement without an objective fails the check on OPA too
+# (see `started` in agreement.rego).
+objective_listed if register.agreement.objective in data.register.objectives

@@ -110,3 +110,38 @@ test_statistics_purpose_is_only_for_a_statistics_authority if {
 	d := fixtures.decide(fixtures.with_request({"purpose": "STATISTICS"}), statistics_register)
 	d.rule == "common.statistics_requester_not_authority"
 }
+
+# A missing term or value fails the check that reads it (on OPA too: see policies/README.md).
+test_psd_agreement_without_an_objective_is_denied if {
+	reg := fixtures.with_agreement({"purpose": "PUBLIC_SERVICE_DELIVERY"})
+	fixtures.decide(psd_request, reg).rule == "common.psd_objective_not_listed"
+}
+
+test_civil_registration_request_without_a_record_type_is_denied if {
+	req := fixtures.without(civil_registration_request("BIRTH_REGISTRATION", ["registration_id"]), [["record_type"]])
+	"common.civil_registration_record_type" in fixtures.failing(req, civil_registration_register("registrar@beta"))
+}
+
+test_civil_registration_provider_missing_from_the_register_is_not_a_registrar if {
+	req := civil_registration_request("BIRTH_REGISTRATION", ["registration_id"])
+	reg := civil_registration_register("stranger@beta")
+	"common.civil_registration_provider_not_registrar" in fixtures.failing(req, reg)
+}
+
+test_researcher_without_accreditations_is_denied if {
+	req := fixtures.without(research_request(["accredited-researcher"]), [["requester", "accreditations"]])
+	d := fixtures.decide(req, research_register("P-1", "provider@beta"))
+	d.rule == "common.research_requester_not_accredited"
+}
+
+test_research_request_without_identifying_fields_releases_nothing if {
+	req := fixtures.without(research_request(["accredited-researcher"]), [["identifying_fields"]])
+	d := fixtures.decide(req, research_register("P-1", "provider@beta"))
+	d.reasons == ["common.request_malformed", "common.no_fields_releasable"]
+}
+
+test_statistics_request_without_a_requester_is_denied if {
+	req := object.union(fixtures.with_requester("statistician", []), {"purpose": "STATISTICS"})
+	failing := fixtures.failing(fixtures.without(req, [["requester", "organisation"]]), statistics_register)
+	"common.statistics_requester_not_authority" in failing
+}

@@ -106,3 +106,17 @@ test_agreements_filed_in_their_shards_are_read_back_whole if {
 	flat := register_check.agreements with data.register as reg
 	flat == fixtures.register.agreements
 }
+
+test_missing_terms_are_reported if {
+	reg := fixtures.without_terms(["power", "review", "retention_days", "record_types", "status", "bulk"])
+	expected := {
+		"agreement fraud-pilot: power must be a string",
+		"agreement fraud-pilot: review must be a string",
+		"agreement fraud-pilot: review is not an ISO date",
+		"agreement fraud-pilot: retention_days must be a positive number",
+		"agreement fraud-pilot: record_types must map record types to field lists",
+		"agreement fraud-pilot: status must be active, suspended or ended",
+		"agreement fraud-pilot: bulk must be true or false",
+	}
+	expected - problems(reg) == set()
+}

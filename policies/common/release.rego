@@ -20,14 +20,19 @@ agreed_fields := [field | some field in request.fields; field in agreement_field
 # Sorted so both engines and every node list fields alike.
 fields := sort(agreed_fields) if request.purpose != "RESEARCH"
 
-fields := sort([field | some field in agreed_fields; not field in req.identifying_fields]) if {
+fields := sort([field | some field in agreed_fields; not field in identifying]) if {
 	request.purpose == "RESEARCH"
+	identifying := req.identifying_fields
 }
 
 # Research releases carry a pseudonym instead of the subject's identifiers.
 pseudonymise := request.purpose == "RESEARCH"
 
-failures contains "common.no_fields_releasable" if not count(fields) > 0
+failures contains "common.no_fields_releasable" if not releases_fields
+
+# A rule of its own, so that `fields` undefined fails the check on OPA too (see `started`
+# in agreement.rego).
+releases_fields if count(fields) > 0
 
 # Most requests ask only for fields they may have; they skip the work of naming rules.
 default withheld := {}
@@ -37,8 +42,9 @@ withheld := withholdings if count(fields) != count(request.fields)
 # A withholding is `withholdings[field] := "<rule id>"`. The two below never see the same
 # field, so each withheld field has exactly one rule.
 withholdings[field] := "common.field_not_in_agreement" if {
+	agreed := agreement_fields
 	some field in request.fields
-	not field in agreement_fields
+	not field in agreed
 }
 
 withholdings[field] := "common.research_identifying_field" if {

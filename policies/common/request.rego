@@ -77,7 +77,11 @@ failures contains "common.requester_administration_mismatch" if {
 	not req.requester.administration == req.requesting_node
 }
 
-failures contains "common.purpose_unknown" if not purpose in purposes
+failures contains "common.purpose_unknown" if not known_purpose
+
+# A rule of its own, so that a request without a purpose fails the check on OPA too (see
+# `started` in agreement.rego).
+known_purpose if purpose in purposes
 
 # The checks that depend on which decision document is evaluated: it must be the one for
 # the request's own direction, on the node that direction belongs to.

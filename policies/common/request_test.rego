@@ -51,3 +51,9 @@ test_unknown_purpose_is_denied if {
 	d := fixtures.decide(fixtures.with_request({"purpose": "MARKETING"}), fixtures.register)
 	d.rule == "common.purpose_unknown"
 }
+
+test_request_without_a_purpose_is_denied_as_an_unknown_purpose if {
+	d := fixtures.decide(fixtures.without(fixtures.request, [["purpose"]]), fixtures.register)
+	d.rule == "common.purpose_unknown"
+	"common.no_fields_releasable" in d.reasons
+}

@@ -81,11 +81,18 @@ decide_with(req, register) := d if {
 		with data.register as register
 }
 
-# The real register with one term of one agreement replaced, in the shard the bundle
-# loader filed it in, so the decision reads it as a node would.
+# The real register with one term of one agreement replaced where the register keeps it,
+# so the decision reads it as a node would.
 with_term(agreement_id, term, value) := json.patch(
 	data.register,
-	[{"op": "add", "path": ["agreement_shards", data.concordat.common.register.shard(agreement_id), agreement_id, term], "value": value}],
+	[{"op": "add", "path": array.concat(agreement_path(agreement_id), [term]), "value": value}],
 )
+
+# In its shard once the bundle loader has filed the register (a node, `concordat policy
+# test`, the bundle `concordat policy build` writes); keyed by id in the folders as
+# written (`opa test policies/common policies/<jurisdiction>`).
+agreement_path(agreement_id) := ["agreement_shards", data.concordat.common.register.shard(agreement_id), agreement_id] if {
+	is_object(data.register.agreement_shards)
+} else := ["agreements", agreement_id]
 
 obligation_codes(decision) := [o.code | some o in decision.obligations]

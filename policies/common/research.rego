@@ -24,8 +24,12 @@ provider_outside_health_and_care if {
 
 failures contains "common.research_requester_not_accredited" if {
 	request.purpose == "RESEARCH"
-	not "accredited-researcher" in req.requester.accreditations
+	not requester_accredited
 }
+
+# A rule of its own, so that a requester without accreditations fails the check on OPA
+# too (see `started` in agreement.rego).
+requester_accredited if "accredited-researcher" in req.requester.accreditations
 
 failures contains "common.research_project_not_accredited" if {
 	request.purpose == "RESEARCH"

@@ -10,5 +10,9 @@ import data.concordat.common.request
 
 failures contains "common.statistics_requester_not_authority" if {
 	request.purpose == "STATISTICS"
-	not register.requester in data.register.statistics_authorities
+	not requester_is_authority
 }
+
+# A rule of its own, so that a missing requester fails the check on OPA too (see `started`
+# in agreement.rego).
+requester_is_authority if register.requester in data.register.statistics_authorities
