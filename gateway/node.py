@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -50,6 +50,7 @@ from gateway.policy.opa_readiness import BundleReadiness
 from gateway.policy.reloading import LivePolicy
 from gateway.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
 from gateway.service import ExchangeService
+from gateway.stages import Stage
 from gateway.streaming import ChooseBatches, LocalBatches, ResumeTokens
 
 log = structlog.get_logger("concordat.node")
@@ -267,7 +268,7 @@ async def build_node(
         sign_receipt=sign_receipt,
     )
 
-    def pipeline(stage_list: list, *, dedupe: bool = False) -> Pipeline:  # type: ignore[type-arg]
+    def pipeline(stage_list: Sequence[Stage], *, dedupe: bool = False) -> Pipeline:
         return Pipeline(
             stages=stage_list,
             evidence=evidence,

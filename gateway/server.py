@@ -24,11 +24,13 @@ FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationServi
 
 
 def server_credentials(tls: TlsConfig, *, require_client_auth: bool) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials(
+    # grpc.ssl_server_credentials is unannotated; what it returns is stated here.
+    credentials: grpc.ServerCredentials = grpc.ssl_server_credentials(
         [(tls.key.read_bytes(), tls.cert.read_bytes())],
         root_certificates=tls.ca_cert.read_bytes() if require_client_auth else None,
         require_client_auth=require_client_auth,
     )
+    return credentials
 
 
 def build_exchange_server(
