@@ -17,13 +17,14 @@ from typing import Annotated
 import grpc
 import typer
 from google.protobuf import json_format
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from rich.console import Console
 from rich.table import Table
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.cli_policy import policy_app
 from gateway.clock import Clock, SystemClock
-from gateway.config import ADMINISTRATIONS, ConfigError, load_config
+from gateway.config import ADMINISTRATIONS, ConfigError, NodeConfig, load_config
 from gateway.devstate import (
     DEFAULT_STATE_DIR,
     LOCAL_CONFIG_DIR,
@@ -76,7 +77,7 @@ def run_node(config: Path, *, log_level: str, clock: Clock) -> None:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, task.cancel)  # type: ignore[union-attr]
+            loop.add_signal_handler(signum, task.cancel)  # type: ignore[union-attr]  # main() is asyncio.run's task
         with contextlib.suppress(asyncio.CancelledError):
             await serve(node_config, clock=clock)
 
@@ -287,7 +288,7 @@ def up(
         deadline = time.monotonic() + 30
         for node in running:
             if not node.wait_ready(deadline):
-                code = node.process.poll()  # type: ignore[union-attr]
+                code = node.process.poll()  # type: ignore[union-attr]  # started just above
                 if code is not None:
                     _report_exit(node, code)
                 raise _fail(f"{node.name} did not become ready; see {node.log_path}")
@@ -295,7 +296,7 @@ def up(
         for column in ("node", "exchange API", "pid", "log"):
             table.add_column(column)
         for node in running:
-            table.add_row(node.name, node.address, str(node.process.pid), str(node.log_path))  # type: ignore[union-attr]
+            table.add_row(node.name, node.address, str(node.process.pid), str(node.log_path))  # type: ignore[union-attr]  # started just above
         console.print(table)
         # Printed as is, never re-wrapped to the terminal, so it can be pasted.
         console.print(_example_call(state_dir), soft_wrap=True, markup=False, highlight=False)
@@ -412,21 +413,22 @@ def call(
     _print_response(response)
 
 
-def _enum(enum: object, prefix: str, name: str) -> int:
-    try:
-        return enum.Value(prefix + name.upper().replace("-", "_"))  # type: ignore[attr-defined]
-    except ValueError as exc:
-        known = ", ".join(n.removeprefix(prefix) for n in enum.keys()[1:])  # type: ignore[attr-defined]
-        raise _fail(f"unknown value {name!r}; known: {known}") from exc
+def _enum(enum: EnumTypeWrapper, prefix: str, name: str) -> str:
+    """The value's full name, which a request message takes for the value; unknown ones fail."""
+    label = prefix + name.upper().replace("-", "_")
+    if label not in enum.keys():
+        known = ", ".join(n.removeprefix(prefix) for n in enum.keys()[1:])
+        raise _fail(f"unknown value {name!r}; known: {known}")
+    return label
 
 
 async def _get_record(
-    node_config: object, request: exchange_pb2.GetRecordRequest, bearer: str
+    node_config: NodeConfig, request: exchange_pb2.GetRecordRequest, bearer: str
 ) -> exchange_pb2.GetRecordResponse | grpc.aio.AioRpcError:
     from gateway.client import ExchangeClient, secure_channel
 
     client = ExchangeClient(
-        secure_channel(node_config.node.listen, node_config.tls.ca_cert),  # type: ignore[attr-defined]
+        secure_channel(node_config.node.listen, node_config.tls.ca_cert),
         lambda: bearer,
     )
     try:

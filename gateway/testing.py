@@ -177,8 +177,9 @@ def get_request(
 ) -> exchange_pb2.GetRecordRequest:
     """A GetRecordRequest from plain names: get_request("PERSON", nino=..., purpose=...)."""
     request = exchange_pb2.GetRecordRequest(
-        record_type=exchange_pb2.RecordType.Value(f"RECORD_TYPE_{record_type}"),
-        purpose=exchange_pb2.Purpose.Value(f"PURPOSE_{purpose}"),
+        # protobuf takes an enum's value by its name, and raises ValueError for an unknown one.
+        record_type=f"RECORD_TYPE_{record_type}",
+        purpose=f"PURPOSE_{purpose}",
         agreement_id=agreement_id,
         case_reference=case_reference,
         idempotency_key=idempotency_key,
