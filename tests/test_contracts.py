@@ -167,7 +167,7 @@ def test_every_servicer_method_runs_inside_the_edge_wrapper() -> None:
         public = {name for name in vars(servicer) if name[:1].isupper()}
         assert public == _service_methods(service_name), servicer
         assert all(is_wrapped(getattr(servicer, name)) for name in public), servicer
-        registered = handlers(object.__new__(servicer))  # type: ignore[arg-type]
+        registered = handlers(object.__new__(servicer))  # type: ignore[arg-type]  # each servicer with its own handlers
         assert set(registered) == public
         for name, handler in registered.items():
             behaviour = handler.unary_unary or handler.unary_stream
