@@ -2,23 +2,18 @@
 whenever OPA stops saying so; decisions still go to OPA meanwhile, and are denials.
 
 The real OPA fetches the bundle from a bundle service, as in production: a small HTTP server
-here that answers 404 until the tarball `concordat policy build` wrote is put in place.
+here (tests/support/real_opa.py) that answers 404 until the tarball `concordat policy build`
+wrote is published.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import shutil
-import threading
 import time
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.memory import MemorySource
@@ -27,42 +22,10 @@ from gateway.policy.tools import build_opa_bundle
 from gateway.status import error_info
 from gateway.testing import RunningNode, get_request, running_node
 from tests.integration.conftest import BUNDLE
-from tests.support.real_opa import OpaServer
+from tests.support.real_opa import BundleService, OpaServer
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-
-@pytest.fixture
-def bundle_service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTP bundle service on loopback: its URL, and the folder it serves files from."""
-    served = tmp_path / "served"
-    served.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=served))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", served
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-class OpaAwaitingItsBundle(OpaServer):
-    """`opa run --server` that counts as started once it answers, bundle activated or not."""
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while self.health() != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"OPA did not answer: {self.output()}")
-            time.sleep(0.05)
 
 
 def opa_config(service_url: str) -> dict[str, Any]:
@@ -110,16 +73,16 @@ async def ask(node: RunningNode, nino: str) -> Any:
 
 
 async def test_health_follows_opa_bundle_activation_and_decisions_fail_closed_meanwhile(
-    tmp_path: Path,
-    source: MemorySource,
-    people: list[dict[str, object]],
-    bundle_service: tuple[str, Path],
+    tmp_path: Path, source: MemorySource, people: list[dict[str, object]]
 ) -> None:
-    service_url, served = bundle_service
     built = build_opa_bundle([BUNDLE], tmp_path / "bundle.tar.gz")
     nino = str(people[0]["nino"])
-    opa = OpaAwaitingItsBundle([], config=opa_config(service_url), workdir=tmp_path)
-    with opa:
+    with (
+        BundleService(tmp_path / "served") as service,
+        OpaServer(
+            [], config=opa_config(service.url), workdir=tmp_path, wait_for_bundles=False
+        ) as opa,
+    ):
         async with running_node(
             tmp_path / "node",
             sources={t: source for t in source.record_types},
@@ -140,7 +103,7 @@ async def test_health_follows_opa_bundle_activation_and_decisions_fail_closed_me
                 "TEST-FRAUD-1",
             )
 
-            shutil.copy(built.path, served / "bundle.tar.gz")
+            service.publish(built.path, "bundle.tar.gz")
             await until_health(node, SERVING)
             assert list((await ask(node, nino)).released_fields) == ["nino"]
 

@@ -27,7 +27,7 @@ from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import OpaServerEngine
 from gateway.policy.tools import build_opa_bundle
 from tests.integration.conftest import BUNDLE
-from tests.support.real_opa import OpaServer, run_opa
+from tests.support.real_opa import BundleService, OpaServer, run_opa
 
 HOLYROOD = [REPO_ROOT / "policies" / "common", REPO_ROOT / "policies" / "holyrood"]
 ASK = {
@@ -154,6 +154,38 @@ async def test_a_bundle_signed_by_concordat_policy_build_is_verified_by_opa(
     assert f"signed {signed_with} (key id default)" in result.output
     with OpaServer([out], arguments=verifying(public, signed_with)) as opa:
         await decisions_agree(opa, directories, "TEST-FRAUD-1")
+
+
+async def test_a_signed_bundle_from_a_bundle_service_is_verified_with_the_configured_key(
+    tmp_path: Path,
+) -> None:
+    # OPA's `keys` configuration takes RSA, ECDSA and HMAC keys (it refuses EdDSA there,
+    # though --verification-key takes it), so a service-fed sidecar verifies ES256 here.
+    key, public = write_key(tmp_path / "ec.pem", ec.generate_private_key(ec.SECP256R1()))
+    signed = tmp_path / "holyrood.tar.gz"
+    result = CliRunner().invoke(
+        app,
+        [
+            "policy", "build", "--jurisdiction", "holyrood", "--out", str(signed),
+            "--signing-key", str(key), "--key-id", "holyrood-bundles",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with BundleService(tmp_path / "served") as service:
+        service.publish(signed, "holyrood.tar.gz")
+        config = {
+            "services": {"bundles": {"url": service.url}},
+            "keys": {"holyrood-bundles": {"algorithm": "ES256", "key": public.read_text()}},
+            "bundles": {
+                "concordat": {
+                    "service": "bundles",
+                    "resource": "holyrood.tar.gz",
+                    "signing": {"keyid": "holyrood-bundles"},
+                }
+            },
+        }
+        with OpaServer([], config=config, workdir=tmp_path) as opa:
+            await decisions_agree(opa, HOLYROOD, "cr-dwp-nrs-births-2026")
 
 
 def rewritten(tarball: Path, out: Path, change: Callable[[dict[str, bytes]], None]) -> Path:

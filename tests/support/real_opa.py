@@ -8,15 +8,18 @@ a loaded bundle.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -71,6 +74,8 @@ class OpaServer:
     folder). `config` is written as OPA's config file (decision logs, masking, keys...);
     `arguments` are extra command-line flags (`--verification-key`, ...). The server's
     own output goes to `log_path` (a temporary file beside the first bundle by default).
+    With `wait_for_bundles=False` it counts as started once it answers, bundles activated
+    or not (an OPA whose bundle service has nothing to give yet).
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class OpaServer:
         arguments: Sequence[str] = (),
         workdir: Path | None = None,
         ready_timeout: float = 60.0,
+        wait_for_bundles: bool = True,
     ) -> None:
         self.bundles = [Path(b) for b in bundles]
         self.port = free_port()
@@ -88,6 +94,7 @@ class OpaServer:
         self._arguments = list(arguments)
         self._workdir = workdir or self.bundles[0].parent
         self._ready_timeout = ready_timeout
+        self._wait_for_bundles = wait_for_bundles
         self._process: subprocess.Popen[bytes] | None = None
         self.log_path = self._workdir / f"opa-{self.port}.log"
 
@@ -142,7 +149,7 @@ class OpaServer:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"OPA exited with {self._process.returncode}: {self.output()}")
-            if self.health(bundles=True) == 200:
+            if self.health(bundles=self._wait_for_bundles) == 200:
                 return
             time.sleep(0.05)
         self.stop()
@@ -176,3 +183,50 @@ class OpaServer:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+class BundleService:
+    """`with BundleService(folder) as service:` an OPA bundle service on loopback.
+
+    It serves the files in `folder` at `service.url` (`GET /<name>`), and 404 for a file
+    not there yet, as a bundle server that has nothing to give; `publish` puts one there.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "enter the context first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def publish(self, path: Path, name: str) -> None:
+        shutil.copy(path, self.folder / name)
+
+    def __enter__(self) -> BundleService:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handler = functools.partial(_QuietFiles, directory=str(self.folder))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
