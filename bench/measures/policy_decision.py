@@ -327,7 +327,7 @@ async def _opa_sidecar(bundle: Path, per_round: int) -> AsyncIterator[Sidecar]:
                                 dict(ASK),
                                 "concordat.egress",
                                 "decision",
-                                query_params={"metrics": "true"},
+                                query_params={"metrics": True},
                             ),
                             per_round,
                             metrics=lambda answer: answer["metrics"],
