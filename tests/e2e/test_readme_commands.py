@@ -227,7 +227,9 @@ class Up:
     def stderr(self) -> str:
         return "".join(self._lines["stderr"])
 
-    def wait_for(self, pattern: str, *, stream: str = "stdout", timeout: float = 120) -> re.Match:
+    def wait_for(
+        self, pattern: str, *, stream: str = "stdout", timeout: float = 120
+    ) -> re.Match[str]:
         """The first match of `pattern` (a line, multiline) in one of the streams, once printed."""
         deadline = time.monotonic() + timeout
         while True:
