@@ -95,3 +95,9 @@ test_agreement_without_record_types_does_not_cover_the_record_type if {
 	d := fixtures.decide(fixtures.request, fixtures.without_terms(["record_types"]))
 	d.rule == "common.record_type_not_covered"
 }
+
+test_register_entry_that_is_not_an_object_is_a_malformed_agreement if {
+	reg := json.patch(fixtures.register, [{"op": "add", "path": ["agreements", "fraud-pilot"], "value": "fraud-pilot"}])
+	d := fixtures.decide(fixtures.request, reg)
+	d.rule == "common.agreement_malformed"
+}

@@ -2,6 +2,7 @@ package concordat.common.tests.release
 
 import rego.v1
 
+import data.concordat.common.obligations
 import data.concordat.common.tests.fixtures
 
 test_only_requested_fields_the_agreement_lists_are_released if {
@@ -82,4 +83,13 @@ test_every_release_carries_onward_disclosure_and_retention_obligations if {
 			"parameters": {"days": "90"},
 		},
 	]
+}
+
+# An obligation naming a term the agreement lacks is left out rather than half built (such
+# an agreement is malformed, so this is never an allow's list).
+test_obligations_naming_a_missing_term_are_left_out if {
+	reg := fixtures.without_terms(["power", "retention_days"])
+	o := obligations.obligations with data.concordat.common.request.req as fixtures.request
+		with data.register as reg
+	o == []
 }
