@@ -25,11 +25,12 @@ from gateway.devstate import REPO_ROOT
 from gateway.policy.bundle import load_bundle
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import OpaServerEngine
-from gateway.policy.tools import build_opa_bundle
+from gateway.policy.tools import BundleSigning, build_opa_bundle
 from tests.integration.conftest import BUNDLE
 from tests.support.real_opa import BundleService, OpaServer, run_opa
 
 HOLYROOD = [REPO_ROOT / "policies" / "common", REPO_ROOT / "policies" / "holyrood"]
+DEPLOY = REPO_ROOT / "deploy" / "opa"
 ASK = {
     "direction": "ingress",
     "node": "whitehall",
@@ -94,20 +95,33 @@ def unpack(tarball: Path, into: Path) -> Path:
     return into
 
 
-async def test_a_bundle_signed_by_opa_build_is_verified_and_served(tmp_path: Path) -> None:
+async def test_a_bundle_signed_by_opa_build_is_verified_and_served_with_the_signed_mask(
+    tmp_path: Path,
+) -> None:
+    # --verification-key verifies every --bundle, so the decision-log mask is signed too.
     key, public = write_key(tmp_path / "rsa.pem", rsa.generate_private_key(65537, 2048))
     built = build_opa_bundle(HOLYROOD, tmp_path / "holyrood.tar.gz")
     folder = unpack(built.path, tmp_path / "holyrood")
-    signed = tmp_path / "holyrood-signed.tar.gz"
-    done = run_opa(
-        "build", "--bundle", str(folder), "--signing-key", str(key),
-        "--signing-alg", "RS256", "--output", str(signed),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    with tarfile.open(signed) as archive:
-        assert "/.signatures.json" in archive.getnames()
-    with OpaServer([signed], arguments=verifying(public, "RS256")) as opa:
+    signed, mask = tmp_path / "holyrood-signed.tar.gz", tmp_path / "mask-signed.tar.gz"
+    for bundle, out, cwd in ((folder, signed, tmp_path), (Path("mask"), mask, DEPLOY)):
+        done = run_opa(
+            "build", "--bundle", str(bundle), "--signing-key", str(key),
+            "--signing-alg", "RS256", "--output", str(out), cwd=cwd,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        with tarfile.open(out) as archive:
+            assert "/.signatures.json" in archive.getnames()
+    arguments = [*verifying(public, "RS256"), "--config-file", str(DEPLOY / "config.yaml")]
+    with OpaServer([signed, mask], arguments=arguments) as opa:
         await decisions_agree(opa, HOLYROOD, "cr-dwp-nrs-births-2026")
+        engine = OpaServerEngine(url=opa.url)
+        try:
+            decision = await engine.decide("ingress", {**ASK, "subject": {"nino": "AB123456C"}})
+        finally:
+            await engine.close()
+        logged = [json.loads(line) for line in opa.output().splitlines() if "Decision Log" in line]
+    (masked,) = [event for event in logged if event["decision_id"] == decision.decision_id]
+    assert masked["erased"] == ["/input/subject"]
 
 
 TRICKY = {
@@ -184,8 +198,18 @@ async def test_a_signed_bundle_from_a_bundle_service_is_verified_with_the_config
                 }
             },
         }
-        with OpaServer([], config=config, workdir=tmp_path) as opa:
+        # Verification belongs to the service's bundle; the local mask loads unsigned.
+        with OpaServer([DEPLOY / "mask"], config=config, workdir=tmp_path) as opa:
             await decisions_agree(opa, HOLYROOD, "cr-dwp-nrs-births-2026")
+
+
+def test_the_same_folders_and_ed25519_key_give_the_same_signed_tarball(tmp_path: Path) -> None:
+    key, _ = write_key(tmp_path / "ed.pem", ed25519.Ed25519PrivateKey.generate())
+    signing = BundleSigning.from_pem(key)
+    first = build_opa_bundle([BUNDLE], tmp_path / "first.tar.gz", signing=signing)
+    second = build_opa_bundle([BUNDLE], tmp_path / "second.tar.gz", signing=signing)
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert signing.algorithm == "EdDSA"
 
 
 def rewritten(tarball: Path, out: Path, change: Callable[[dict[str, bytes]], None]) -> Path:

@@ -130,7 +130,7 @@ class OpaServer:
             f"127.0.0.1:{self.port}",
             "--log-format",
             "json",
-            "--disable-telemetry",
+            "--skip-version-check",
         ]
         if self._config is not None:
             config_path = self._workdir / f"opa-{self.port}.json"
