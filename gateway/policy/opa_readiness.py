@@ -31,10 +31,6 @@ class BundleReadiness:
         self._ready: bool | None = None
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def ready(self) -> bool:
-        return bool(self._ready)
-
     async def start(self, report: Report) -> None:
         """Ask once and report the answer, then keep asking in the background."""
         await self._check(report)
