@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2
 
 from adapters.base import RecordSource
 from adapters.registry import open_source
+from gateway.audit import AuditLog
 from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
@@ -65,7 +66,7 @@ class Node:
     port: int
     health: health.aio.HealthServicer
     engine: PolicyEngine
-    audit: SqliteAuditLog
+    audit: AuditLog
     sources: list[RecordSource] = field(default_factory=list)
     peers: PeerClients | None = None
     federation_port: int | None = None
