@@ -105,9 +105,9 @@ def _serving(address: str, ca_cert: Path) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-# A node that dies within _QUICK_EXIT_SECONDS of starting failed quickly; `up` waits
-# _RESTART_DELAYS[n - 1] before restarting it after the n-th quick failure in a row, and gives
-# up on it after one more.
+# A node that dies within _QUICK_EXIT_SECONDS of starting failed quickly. `up` restarts a dead
+# node after _RESTART_DELAYS[0], and after each quick failure in a row waits the next delay;
+# when the restart after the last delay fails quickly too, it leaves the node stopped.
 _QUICK_EXIT_SECONDS = 30.0
 _RESTART_DELAYS = (1.0, 2.0, 4.0)
 _LOG_TAIL_LINES = 5
@@ -227,8 +227,8 @@ def _check(node: _NodeProcess, now: float) -> None:
     if node.quick_exits > len(_RESTART_DELAYS):
         node.given_up = True
         err_console.print(
-            f"[bold red]{node.name} stopped {node.quick_exits} times in a row within "
-            f"{_QUICK_EXIT_SECONDS:g} s of starting: not restarting it.[/] The other nodes "
+            f"[bold red]{node.name} died within {_QUICK_EXIT_SECONDS:g} s of each of "
+            f"{len(_RESTART_DELAYS)} restarts in a row: not restarting it.[/] The other nodes "
             "keep serving. Once its log says what to fix, start it in another terminal with:"
         )
         err_console.print(f"  {node.by_hand()}", markup=False, highlight=False, soft_wrap=True)

@@ -393,7 +393,6 @@ class Expect:
     check: Callable[[Ran], None] | None = None
     skip: str = ""
     prepare: Callable[[Path], object] | None = None
-    phase: str = "federation"  # or "postgres": run by the PostgreSQL demo test below
 
 
 EXPECTATIONS = [
@@ -430,13 +429,11 @@ EXPECTATIONS = [
     Expect(
         "postgres-seed",
         r"python -m gateway\.demo .*--create-database",
-        phase="postgres",
         skip="run by test_the_postgres_demo_answers_the_first_call_as_readme_shows",
     ),
     Expect(
         "postgres-node",
         r"concordat node --config deploy/postgres/holyrood\.toml",
-        phase="postgres",
         skip="run by test_the_postgres_demo_answers_the_first_call_as_readme_shows",
     ),
     Expect("edit-register", r"^\$EDITOR ", skip="opens the author's editor"),
@@ -492,7 +489,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def federation(checkout: Path) -> Iterator[Up]:
+def local_up(checkout: Path) -> Iterator[Up]:
     """`concordat up` as `make up` runs it, in the checkout."""
     require_free_ports(checkout)
     up = Up(checkout, [".venv/bin/concordat", "up"])
@@ -518,7 +515,7 @@ def test_every_readme_command_has_an_expectation_or_a_reason_to_skip_it() -> Non
         for i, c in enumerate(COMMANDS)
     ],
 )
-def test_readme_command_runs_as_written(checkout: Path, federation: Up, command: str) -> None:
+def test_readme_command_runs_as_written(checkout: Path, local_up: Up, command: str) -> None:
     expected = expectation(command)
     assert expected is not None, f"no expectation for README command {command!r}"
     if expected.skip:
@@ -530,9 +527,9 @@ def test_readme_command_runs_as_written(checkout: Path, federation: Up, command:
 
 
 def test_the_call_concordat_up_prints_is_readme_s_first_call_and_runs_as_pasted(
-    checkout: Path, federation: Up
+    checkout: Path, local_up: Up
 ) -> None:
-    lines = federation.stdout.splitlines()
+    lines = local_up.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Try a call")) + 1
     printed = []
     for line in lines[start:]:
@@ -547,14 +544,12 @@ def test_the_call_concordat_up_prints_is_readme_s_first_call_and_runs_as_pasted(
     _released_first_call(run(checkout, "\n".join(printed)))
 
 
-def test_ctrl_c_stops_every_node_and_removes_their_pid_files(
-    checkout: Path, federation: Up
-) -> None:
-    pids = federation.pids()
+def test_ctrl_c_stops_every_node_and_removes_their_pid_files(checkout: Path, local_up: Up) -> None:
+    pids = local_up.pids()
     assert set(pids) == set(ADMINISTRATIONS)
 
-    assert federation.interrupt() == 0, federation.stderr
-    assert "stopping ..." in federation.stdout
+    assert local_up.interrupt() == 0, local_up.stderr
+    assert "stopping ..." in local_up.stdout
     assert not [node for node, pid in pids.items() if alive(pid)]
     assert not list((checkout / ".state" / "run").glob("*.pid"))
 
@@ -574,10 +569,10 @@ def _require_postgres() -> None:
 
 @pytest.mark.postgres
 def test_the_postgres_demo_answers_the_first_call_as_readme_shows(
-    checkout: Path, federation: Up
+    checkout: Path, local_up: Up
 ) -> None:
     _require_postgres()
-    federation.interrupt()  # holyrood's ports go to the node README starts from PostgreSQL
+    local_up.interrupt()  # holyrood's ports go to the node README starts from PostgreSQL
     [three] = re.findall(r"`(\.venv/bin/concordat up --nodes [a-z,]+)`", README.read_text())
     others = Up(checkout, shlex.split(three))
     try:
