@@ -1,7 +1,7 @@
 # What a Concordat node's OPA sidecar may write to its decision log (`system.log.mask`).
 #
 # A node's policy input names the kind of subject, never its identifier, and says whether a
-# case reference was given, never which (gateway/stages.py, policy_input_for). This mask
+# case reference was given, never which (gateway/policy/policy_input.py). This mask
 # keeps it so whoever asks OPA: anything under `input` that is not part of that document is
 # erased before the decision is logged, and a known field whose text looks like a subject
 # identifier is replaced, in the input and where the decision echoes it. OPA lists what it
@@ -11,7 +11,8 @@ package system.log
 import rego.v1
 
 # The policy input a node sends, key by key; each holds kinds, names of bodies and fields,
-# flags and the day.
+# flags and the day. A key a node adds must be added here, or it is erased from the log
+# (tests/integration/test_opa_decision_logs.py fails until it is).
 input_keys := {
 	"direction", "node", "requesting_node", "providing_node", "requester", "record_type",
 	"subject_kind", "purpose", "agreement_id", "fields", "field_sensitivity",
