@@ -145,6 +145,10 @@ class _NodeProcess:
         self.pid_path.write_text(f"{self.process.pid}\n")
         return self.process.pid
 
+    def exit_code(self) -> int | None:
+        """The node process's exit code once it has exited; None while it runs."""
+        return None if self.process is None else self.process.poll()
+
     def wait_ready(self, deadline: float) -> bool:
         """Waits until the node serves; False if it exits or the deadline passes first."""
         assert self.process is not None  # noqa: S101 - started before it is awaited
@@ -283,20 +287,18 @@ def up(
             )
         )
     try:
-        for node in running:
-            node.start()
+        pids = {node.name: node.start() for node in running}
         deadline = time.monotonic() + 30
         for node in running:
             if not node.wait_ready(deadline):
-                code = node.process.poll()  # type: ignore[union-attr]  # started just above
-                if code is not None:
+                if (code := node.exit_code()) is not None:
                     _report_exit(node, code)
                 raise _fail(f"{node.name} did not become ready; see {node.log_path}")
         table = Table(title="Concordat federation (local)")
         for column in ("node", "exchange API", "pid", "log"):
             table.add_column(column)
         for node in running:
-            table.add_row(node.name, node.address, str(node.process.pid), str(node.log_path))  # type: ignore[union-attr]  # started just above
+            table.add_row(node.name, node.address, str(pids[node.name]), str(node.log_path))
         console.print(table)
         # Printed as is, never re-wrapped to the terminal, so it can be pasted.
         console.print(_example_call(state_dir), soft_wrap=True, markup=False, highlight=False)
