@@ -21,7 +21,12 @@ from bench.memory import peak_rss_mb
 # A generator's own CPU is what may fairly move a figure: each spends 0.2-0.4 ms a call, 6-10%
 # of the CPU a call takes with both nodes (about 3 ms), at c=1 in series with the call and at
 # c=32 taken from the two cores the nodes share. Rounds far apart on a noisy host are shown.
+# Judged: throughput at both concurrencies, and p50 at c=1, where a call waits for nothing
+# else. At c=32 a call mostly queues (70 ms against 3.5 ms of work), and how a generator's 32
+# callers take turns shapes the median while throughput fixes the mean (Little's law): that
+# p50 is shown, not judged.
 AGREEMENT = 0.10
+JUDGED = frozenset({("c1", "throughput"), ("c1", "p50_ms"), ("c32", "throughput")})
 
 
 def run(smoke: bool, workdir: Path) -> dict[str, Any]:
@@ -106,7 +111,7 @@ def _ghz_comparison(
             checked[figure] = {
                 "python": python[c][figure],
                 "ratio": round(ratio, 3),
-                "agree": abs(ratio - 1) <= AGREEMENT,
+                "agree": abs(ratio - 1) <= AGREEMENT if (c, figure) in JUDGED else None,
                 "python_rounds": python_rounds,
                 "ghz_rounds": [r[c][figure] for r in ghz_rounds],
                 # How far apart the Python generator's own rounds were: this host's noise.
@@ -125,10 +130,11 @@ def _ghz_rows(
         ("c32", "throughput", "throughput, c=32", "calls/s"),
         ("c1", "p50_ms", "p50 latency, c=1", "ms"),
         ("c1", "throughput", "throughput, c=1", "calls/s"),
-        ("c32", "p50_ms", "p50 latency, c=32", "ms"),
+        ("c32", "p50_ms", "p50 latency, c=32 (queueing: shown, not judged)", "ms"),
     ):
         own = comparison[c]
         checked = own["against_python"][figure]
+        judged = checked["agree"] is not None
         ghz_cell = f"{_shown(own[figure], unit)} ({own['calls']:,.0f} calls a round"
         python_cell = f"{_shown(checked['python'], unit)} (Python load generator"
         if figure == "throughput":
@@ -141,8 +147,12 @@ def _ghz_rows(
                 concordat=ghz_cell + ")",
                 baseline=python_cell + ")",
                 ratio=checked["ratio"],
-                target=f"agree within ±{AGREEMENT:.0%}" + _noise(checked["python_spread"]),
-                met=checked["agree"],
+                target=(
+                    f"agree within ±{AGREEMENT:.0%}" + _noise(checked["python_spread"])
+                    if judged
+                    else report.NOT_APPLICABLE
+                ),
+                met=checked["agree"] if judged else None,
             )
         )
     return rows
