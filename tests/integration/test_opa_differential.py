@@ -1,0 +1,486 @@
+"""The embedded engine and the real OPA decide every input alike, for each jurisdiction.
+
+One corpus of policy inputs is decided by `EmbeddedEngine` (rego-cpp, what a node runs by
+default) and by `OpaServerEngine` asking a real `opa run --server` that serves the bundle
+`concordat policy build` writes (a node's `engine = "opa"`), and the parsed decisions must
+be identical: allow, rule, agreement, released fields, withheld fields with their rules,
+obligations, reasons and pseudonymisation. The corpus, per jurisdiction:
+
+- every agreement of its register, asked in both directions by each party that is not the
+  provider, built as the gateway builds a policy input (`gateway.stages.policy_input_for`);
+  where the jurisdiction decides that direction, also changed one thing at a time
+  (`VARIATIONS`: the purpose, the fields, their sensitivities, the record type, the day
+  against the agreement's dates, accreditations, identifying fields, case reference, bulk,
+  the requester, the agreement id, the nodes);
+- copies of every agreement with one term changed or missing (`AGREEMENT_CHANGES`:
+  suspended, ended, without dates, objective, record types, protocol references, turned to
+  research...), registered beside the real ones in the bundle both engines load, asked as
+  the original would be where the jurisdiction decides;
+- every request the Rego tests decide (read by evaluating the tests on OPA with their
+  decide helpers replaced by ones that print what they are asked), and `{}`.
+
+2,715 inputs in all when written (whitehall 890, holyrood 665, stormont 658, cardiff 502),
+reaching every rule id each bundle defines; about 2 s a jurisdiction, 8 s for the four, on
+a busy two-core machine. Against the policies as they were before they were proven on OPA,
+759 of them were decided differently, 129 allowed by OPA alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import records
+from gateway.domain import Decision, Direction, Requester, Subject
+from gateway.exchange import Exchange
+from gateway.policy.bundle import load_bundle
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.opa import OpaServerEngine
+from gateway.policy.tools import POLICIES, build_opa_bundle, rule_ids
+from gateway.stages import policy_input_for
+from tests.support.real_opa import OpaBinaryMissing, OpaServer, opa_binary, run_opa
+
+JURISDICTIONS = ["whitehall", "holyrood", "stormont", "cardiff"]
+DIRECTIONS: tuple[Direction, Direction] = ("egress", "ingress")
+TODAY = dt.date(2026, 11, 21)
+PURPOSES = [
+    "PUBLIC_SERVICE_DELIVERY",
+    "CIVIL_REGISTRATION",
+    "DEBT",
+    "FRAUD",
+    "RESEARCH",
+    "STATISTICS",
+]
+SUBJECT_KINDS = {
+    "PERSON": "nino",
+    "BIRTH_REGISTRATION": "registration_id",
+    "DEATH_REGISTRATION": "registration_id",
+    "MARRIAGE_REGISTRATION": "registration_id",
+    "BENEFIT_AWARD": "nino",
+    "COUNCIL_TAX_ACCOUNT": "uprn",
+    "HEALTH_SUMMARY": "nhs_number",
+}
+PROJECT = "P-differential"
+# Fewer OPA requests in flight than this gain nothing on two cores.
+OPA_CONCURRENCY = 8
+
+Agreement = dict[str, Any]
+PolicyInput = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One input to decide with both engines, named for the failure message."""
+
+    name: str
+    direction: Direction
+    policy_input: PolicyInput
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _opa() -> None:
+    try:
+        opa_binary()
+    except OpaBinaryMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc}; under CI the engines must be compared")
+        pytest.skip(str(exc))
+
+
+# --- policy inputs as the gateway builds them, and variations on them ---------------------
+
+
+def gateway_input(
+    agreement: Agreement, requester: str, direction: Direction, node: str
+) -> PolicyInput:
+    """The input a node would decide for `requester` asking for every agreed field."""
+    organisation, administration = requester.split("@")
+    record_type = next(iter(agreement["record_types"]))
+    accreditations = {"accredited-researcher"} if agreement["purpose"] == "RESEARCH" else set()
+    exchange = Exchange(
+        rpc="GetRecord",
+        role="local",
+        request=None,
+        metadata=(),
+        deadline_seconds=None,
+        requester=Requester(
+            organisation, "differential", administration, frozenset(accreditations)
+        ),
+        record_type=record_type,
+        subject=Subject(SUBJECT_KINDS[record_type], "subject"),  # type: ignore[arg-type]
+        purpose=agreement["purpose"],
+        agreement_id=agreement["id"],
+        fields=tuple(agreement["record_types"][record_type]),
+        requesting_node=administration,
+        providing_node=agreement["provider"].split("@")[1],
+    )
+    return policy_input_for(exchange, direction, node, TODAY)
+
+
+def with_fields(policy_input: PolicyInput, fields: list[str]) -> PolicyInput:
+    """The input asking for other fields, with the sensitivities the gateway would send."""
+    shape = records.shape(policy_input["record_type"])
+    return {
+        **policy_input,
+        "fields": fields,
+        "field_sensitivity": {f: shape.sensitivity[f] for f in fields if f in shape.sensitivity},
+        "identifying_fields": sorted(shape.identifying & set(fields)),
+    }
+
+
+def without(policy_input: PolicyInput, *path: str) -> PolicyInput:
+    changed = copy.deepcopy(policy_input)
+    inner = changed
+    for key in path[:-1]:
+        inner = inner[key]
+    del inner[path[-1]]
+    return changed
+
+
+def with_requester(policy_input: PolicyInput, **changes: Any) -> PolicyInput:
+    return {**policy_input, "requester": {**policy_input["requester"], **changes}}
+
+
+def day(value: str, days: int) -> str:
+    return (dt.date.fromisoformat(value) + dt.timedelta(days=days)).isoformat()
+
+
+def other_record_type(policy_input: PolicyInput) -> PolicyInput:
+    asked = policy_input["record_type"]
+    other = "PERSON" if asked != "PERSON" else "BENEFIT_AWARD"
+    shaped = {**policy_input, "record_type": other, "subject_kind": SUBJECT_KINDS[other]}
+    return with_fields(shaped, sorted(records.shape(other).sensitivity))
+
+
+def another(value: str, among: list[str]) -> str:
+    return among[(among.index(value) + 1) % len(among)] if value in among else among[0]
+
+
+# A variation changes one thing in the input as built; it also sees the agreement asked for.
+Variation = Callable[[PolicyInput, Agreement], PolicyInput]
+
+VARIATIONS: dict[str, Variation] = {
+    "as the gateway builds it": lambda i, a: i,
+    "another purpose": lambda i, a: {**i, "purpose": another(i["purpose"], PURPOSES)},
+    "an unknown purpose": lambda i, a: {**i, "purpose": "MARKETING"},
+    "no purpose": lambda i, a: without(i, "purpose"),
+    "one field": lambda i, a: with_fields(i, i["fields"][:1]),
+    "every field of the record": lambda i, a: with_fields(
+        i, sorted(records.shape(i["record_type"]).sensitivity)
+    ),
+    "only fields not agreed": lambda i, a: with_fields(
+        i, sorted(set(records.shape(i["record_type"]).sensitivity) - set(i["fields"]))
+    ),
+    "only identifying fields": lambda i, a: with_fields(i, i["identifying_fields"]),
+    "no fields": lambda i, a: with_fields(i, []),
+    "no field list": lambda i, a: without(i, "fields"),
+    "a field of unknown sensitivity": lambda i, a: {**i, "fields": [*i["fields"], "notes"]},
+    "no field sensitivities": lambda i, a: without(i, "field_sensitivity"),
+    "an agreed field of special category": lambda i, a: {
+        **i,
+        "field_sensitivity": {**i["field_sensitivity"], i["fields"][0]: "SPECIAL_CATEGORY"},
+    },
+    "a record type not agreed": lambda i, a: other_record_type(i),
+    "no record type": lambda i, a: without(i, "record_type"),
+    "the day before it starts": lambda i, a: {**i, "today": day(a["start"], -1)},
+    "its first day": lambda i, a: {**i, "today": a["start"]},
+    "its last day": lambda i, a: {**i, "today": a["end"]},
+    "the day after it ends": lambda i, a: {**i, "today": day(a["end"], 1)},
+    "the day after its review": lambda i, a: {**i, "today": day(a["review"], 1)},
+    "a day that is not a date": lambda i, a: {**i, "today": "2026"},
+    "no day": lambda i, a: without(i, "today"),
+    "an accredited researcher": lambda i, a: with_requester(
+        i, accreditations=["accredited-researcher"]
+    ),
+    "no accreditations": lambda i, a: without(i, "requester", "accreditations"),
+    "no identifying fields list": lambda i, a: without(i, "identifying_fields"),
+    "a case reference": lambda i, a: {**i, "case_reference_present": True},
+    "no case reference flag": lambda i, a: without(i, "case_reference_present"),
+    "a bulk extract": lambda i, a: {**i, "bulk": True},
+    "bulk not a boolean": lambda i, a: {**i, "bulk": "yes"},
+    "a requester of another administration": lambda i, a: with_requester(
+        i, administration=another(i["requester"]["administration"], JURISDICTIONS)
+    ),
+    "an unregistered requester": lambda i, a: with_requester(i, organisation="stranger"),
+    "a requester without an organisation": lambda i, a: without(i, "requester", "organisation"),
+    "the provider asking": lambda i, a: with_requester(
+        {**i, "requesting_node": i["providing_node"]},
+        organisation=a["provider"].split("@")[0],
+        administration=i["providing_node"],
+    ),
+    "an unknown agreement": lambda i, a: {**i, "agreement_id": "no-such-agreement"},
+    "an agreement id that is not a string": lambda i, a: {**i, "agreement_id": 7},
+    "the other direction in the input": lambda i, a: {
+        **i,
+        "direction": another(i["direction"], list(DIRECTIONS)),
+    },
+    "another deciding node": lambda i, a: {**i, "node": another(i["node"], JURISDICTIONS)},
+    "another providing node": lambda i, a: {
+        **i,
+        "providing_node": another(i["providing_node"], JURISDICTIONS),
+    },
+}
+
+
+# --- agreements with one term changed, registered beside the real ones --------------------
+
+# A change gives the changed copy (an agreement, or anything a register could wrongly hold),
+# or None where it does not apply to the agreement.
+Change = Callable[[Agreement], Any]
+
+
+def dropped(term: str) -> Change:
+    return lambda a: {k: v for k, v in a.items() if k != term} if term in a else None
+
+
+def replaced(term: str, value: Any) -> Change:
+    return lambda a: {**a, term: value}
+
+
+def unregistered_provider(a: Agreement) -> Agreement:
+    ghost = "ghost@" + a["provider"].split("@")[1]
+    return {
+        **a,
+        "provider": ghost,
+        "parties": [p if p != a["provider"] else ghost for p in a["parties"]],
+    }
+
+
+AGREEMENT_CHANGES: dict[str, Change] = {
+    "suspended": replaced("status", "suspended"),
+    "ended": replaced("status", "ended"),
+    "without-start": dropped("start"),
+    "without-end": dropped("end"),
+    "without-review": dropped("review"),
+    "without-status": dropped("status"),
+    "without-power": dropped("power"),
+    "no-retention": replaced("retention_days", 0),
+    "without-record-types": dropped("record_types"),
+    "fields-not-a-list": lambda a: {**a, "record_types": {t: "all" for t in a["record_types"]}},
+    "without-objective": dropped("objective"),
+    "objective-not-listed": lambda a: (
+        {**a, "objective": "not-an-objective"} if "objective" in a else None
+    ),
+    "without-accredited-project": dropped("accredited_project"),
+    "unknown-accredited-project": lambda a: (
+        {**a, "accredited_project": "P-unknown"} if "accredited_project" in a else None
+    ),
+    "without-isp-reference": dropped("isp_reference"),
+    "without-pbpp-reference": dropped("pbpp_reference"),
+    "special-category-flipped": lambda a: {**a, "special_category": not a["special_category"]},
+    "bulk-flipped": lambda a: {**a, "bulk": not a["bulk"]},
+    "provider-unregistered": unregistered_provider,
+    "requester-not-a-party": lambda a: {**a, "parties": [a["provider"]]},
+    "not-an-object": lambda a: "not an agreement",
+    # Research under the project every changed register accredits, so that each register
+    # has a research release to make (only holyrood's registers one of its own).
+    "for-research": lambda a: {**a, "purpose": "RESEARCH", "accredited_project": PROJECT},
+}
+
+
+def changed_agreements(register: dict[str, Any]) -> dict[str, tuple[Agreement, Any]]:
+    """Each changed copy by its id `<id>~<change>`, with the agreement it was made from."""
+    copies = {}
+    for agreement_id, agreement in register["agreements"].items():
+        for change_name, change in AGREEMENT_CHANGES.items():
+            changed = change(agreement)
+            if changed is None:
+                continue
+            copy_id = f"{agreement_id}~{change_name}"
+            if isinstance(changed, dict):
+                changed = {**changed, "id": copy_id}
+            copies[copy_id] = (agreement, changed)
+    return copies
+
+
+def bundle_folders(
+    jurisdiction: str, root: Path
+) -> tuple[list[Path], dict[str, tuple[Agreement, Any]]]:
+    """Common plus a copy of the jurisdiction's folder whose register holds the changed copies."""
+    own = shutil.copytree(POLICIES / jurisdiction, root / jurisdiction)
+    data = json.loads((own / "data.json").read_text())
+    copies = changed_agreements(data["register"])
+    data["register"]["agreements"].update({k: changed for k, (_, changed) in copies.items()})
+    project = {"title": "Differential", "status": "active", "expires": "2030-12-31"}
+    data["register"]["accredited_projects"][PROJECT] = project
+    (own / "data.json").write_text(json.dumps(data))
+    return [POLICIES / "common", own], copies
+
+
+# --- the corpus ---------------------------------------------------------------------------
+
+
+def requesters(agreement: Agreement) -> list[str]:
+    return [party for party in agreement["parties"] if party != agreement["provider"]]
+
+
+def decides(policy_input: PolicyInput) -> bool:
+    """Whether the input's node is the one that decides its direction."""
+    deciding = {"egress": "requesting_node", "ingress": "providing_node"}[policy_input["direction"]]
+    return bool(policy_input["node"] == policy_input[deciding])
+
+
+def agreement_cases(register: dict[str, Any], jurisdiction: str) -> Iterator[Case]:
+    """Each variation where the jurisdiction decides; where it does not, the input as built
+    (every variation of it is refused as `common.not_deciding_node` first)."""
+    for agreement_id, agreement in sorted(register["agreements"].items()):
+        for requester in requesters(agreement):
+            for direction in DIRECTIONS:
+                base = gateway_input(agreement, requester, direction, jurisdiction)
+                variations = VARIATIONS if decides(base) else dict(list(VARIATIONS.items())[:1])
+                for name, vary in variations.items():
+                    varied = vary(copy.deepcopy(base), agreement)
+                    yield Case(
+                        f"{agreement_id} {direction} by {requester}: {name}", direction, varied
+                    )
+
+
+def changed_agreement_cases(
+    copies: dict[str, tuple[Agreement, Any]], jurisdiction: str
+) -> Iterator[Case]:
+    for copy_id, (original, changed) in sorted(copies.items()):
+        # Asked for as the original was, under the copy's id and purpose.
+        purpose = changed.get("purpose", original["purpose"]) if isinstance(changed, dict) else None
+        asked_for = {**original, "id": copy_id, "purpose": purpose or original["purpose"]}
+        for requester in requesters(original):
+            for direction in DIRECTIONS:
+                asked = gateway_input(asked_for, requester, direction, jurisdiction)
+                if decides(asked):
+                    yield Case(f"{copy_id} {direction} by {requester}", direction, asked)
+
+
+SPY = """\
+package differential.spy
+
+import rego.v1
+
+import data.concordat.common.tests.fixtures
+import data.concordat.common.tests.requests
+
+decide_with(req, register) := d if {
+	print(json.marshal({"direction": req.direction, "input": req}))
+	d := requests.decide_with(req, register)
+}
+
+decide_as(req, reg, direction) := d if {
+	print(json.marshal({"direction": direction, "input": req}))
+	d := fixtures.decide_as(req, reg, direction)
+}
+"""
+SPIED = (
+    "[data.concordat.tests, data.concordat.common.tests]"
+    " with data.concordat.common.tests.requests.decide_with as data.differential.spy.decide_with"
+    " with data.concordat.common.tests.fixtures.decide_as as data.differential.spy.decide_as"
+)
+
+
+def rego_test_cases(jurisdiction: str, workdir: Path) -> list[Case]:
+    """Every request the bundle's Rego tests decide, read by running them on OPA."""
+    spy = workdir / "spy.rego"
+    spy.write_text(SPY)
+    folders = [str(POLICIES / "common"), str(POLICIES / jurisdiction)]
+    evaluated = run_opa(
+        "eval", "--format=json", *(f"--data={f}" for f in [*folders, str(spy)]), SPIED
+    )
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    asked = {line for line in evaluated.stderr.splitlines() if line.startswith("{")}
+    cases = []
+    for index, line in enumerate(sorted(asked)):
+        recorded = json.loads(line)
+        if recorded["direction"] in DIRECTIONS:
+            cases.append(
+                Case(f"Rego test request {index}", recorded["direction"], recorded["input"])
+            )
+    return cases
+
+
+def corpus(
+    jurisdiction: str, folders: list[Path], copies: dict[str, tuple[Agreement, Any]], workdir: Path
+) -> list[Case]:
+    register = json.loads((POLICIES / jurisdiction / "data.json").read_text())["register"]
+    return [
+        *agreement_cases(register, jurisdiction),
+        *changed_agreement_cases(copies, jurisdiction),
+        *rego_test_cases(jurisdiction, workdir),
+        *(Case(f"an empty input, {d}", d, {}) for d in DIRECTIONS),
+    ]
+
+
+# --- both engines -------------------------------------------------------------------------
+
+
+def comparable(decision: Decision) -> Decision:
+    """The decision without its id, which each engine makes up."""
+    return dataclasses.replace(decision, decision_id="")
+
+
+def decide_embedded(folders: list[Path], cases: list[Case]) -> list[Decision]:
+    """Compile and decide in the calling thread, which the engine then belongs to."""
+
+    async def decide_all() -> list[Decision]:
+        engine = EmbeddedEngine.compile(load_bundle(folders))
+        try:
+            return [comparable(await engine.decide(c.direction, c.policy_input)) for c in cases]
+        finally:
+            await engine.close()
+
+    return asyncio.run(decide_all())
+
+
+async def decide_on_opa(engine: OpaServerEngine, cases: list[Case]) -> list[Decision]:
+    gate = asyncio.Semaphore(OPA_CONCURRENCY)
+
+    async def one(case: Case) -> Decision:
+        async with gate:
+            return comparable(await engine.decide(case.direction, case.policy_input))
+
+    return list(await asyncio.gather(*(one(case) for case in cases)))
+
+
+def rules_reached(decisions: list[Decision]) -> set[str]:
+    return {r for d in decisions for r in (d.rule, *d.reasons, *d.withheld.values())}
+
+
+@pytest.mark.parametrize("jurisdiction", JURISDICTIONS)
+async def test_embedded_engine_and_real_opa_decide_every_input_alike(
+    jurisdiction: str, tmp_path: Path
+) -> None:
+    folders, copies = bundle_folders(jurisdiction, tmp_path / "bundle")
+    cases = corpus(jurisdiction, folders, copies, tmp_path)
+    built = build_opa_bundle(folders, tmp_path / f"{jurisdiction}.tar.gz")
+    with OpaServer([built.path]) as opa:
+        engine = OpaServerEngine(url=opa.url, timeout_seconds=30, revision=built.revision)
+        try:
+            # rego-cpp decides in a thread of its own (its calls release the GIL) while OPA
+            # answers over HTTP: the two take about as long, so together they take half.
+            on_embedded, on_opa = await asyncio.gather(
+                asyncio.to_thread(decide_embedded, folders, cases), decide_on_opa(engine, cases)
+            )
+        finally:
+            await engine.close()
+
+    differing = [
+        f"{case.name}:\n  embedded {e}\n  opa      {o}\n  input {json.dumps(case.policy_input)}"
+        for case, e, o in zip(cases, on_embedded, on_opa, strict=True)
+        if e != o
+    ]
+    assert differing == [], f"{len(differing)} of {len(cases)} decided differently:\n" + "\n".join(
+        differing[:10]
+    )
+    # The corpus is worth comparing: it allows and denies, and reaches every rule id.
+    assert sum(d.allow for d in on_embedded) >= 20
+    assert set(rule_ids(load_bundle(folders))) - rules_reached(on_embedded) == set()
+    assert not rules_reached(on_embedded) & {
+        "concordat.engine_error",
+        "concordat.engine_unavailable",
+    }
