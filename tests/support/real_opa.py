@@ -230,3 +230,15 @@ class BundleService:
 class _QuietFiles(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""
+
+
+def require_opa() -> Path:
+    """The OPA binary for a test; without it the test skips, or fails under CI."""
+    import pytest
+
+    try:
+        return opa_binary()
+    except OpaBinaryMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc}; CI must run the real OPA")
+        pytest.skip(str(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ async def test_an_identical_input_is_answered_from_the_cache_with_a_fresh_decisi
 async def test_any_difference_in_the_input_is_decided_afresh(counted: CountingEngine) -> None:
     cache = CachingEngine(counted)
     allowed = await cache.decide("egress", policy_input())
-    other_day = await cache.decide("egress", policy_input(today="2031-01-01"))
+    other_day = await cache.decide("egress", policy_input(today=date(2031, 1, 1)))
     other_org = await cache.decide(
         "egress", policy_input(requester={**policy_input()["requester"], "organisation": "hmrc"})
     )
@@ -70,8 +71,8 @@ async def test_any_difference_in_the_input_is_decided_afresh(counted: CountingEn
 
 async def test_the_oldest_decision_is_forgotten_beyond_the_limit(counted: CountingEngine) -> None:
     cache = CachingEngine(counted, max_entries=2)
-    for day in ("2026-11-21", "2026-11-22", "2026-11-23", "2026-11-21"):
-        await cache.decide("egress", policy_input(today=day))
+    for day in (21, 22, 23, 21):
+        await cache.decide("egress", policy_input(today=date(2026, 11, day)))
     assert counted.calls == 4
 
 
