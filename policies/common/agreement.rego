@@ -50,11 +50,20 @@ failures contains "common.agreement_not_active" if not register.agreement.status
 # missing (policies/README.md, "Where OPA and rego-cpp disagreed").
 failures contains "common.agreement_not_started" if not started
 
-started if register.agreement.start <= register.today
+# Each date is compared only when it is a string, like the day (see `today` in request.rego).
+started if {
+	start := register.agreement.start
+	is_string(start)
+	start <= register.today
+}
 
 failures contains "common.agreement_expired" if not unexpired
 
-unexpired if register.today <= register.agreement.end
+unexpired if {
+	end := register.agreement.end
+	is_string(end)
+	register.today <= end
+}
 
 failures contains "common.agreement_review_overdue" if review_overdue
 
@@ -63,7 +72,11 @@ review_overdue if {
 	not reviewed_in_time
 }
 
-reviewed_in_time if register.today <= register.agreement.review
+reviewed_in_time if {
+	review := register.agreement.review
+	is_string(review)
+	register.today <= review
+}
 
 # A request names one purpose; the agreement must be registered for that purpose.
 failures contains "common.purpose_mismatch" if not register.agreement.purpose == request.purpose

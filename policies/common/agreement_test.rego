@@ -101,3 +101,13 @@ test_register_entry_that_is_not_an_object_is_a_malformed_agreement if {
 	d := fixtures.decide(fixtures.request, reg)
 	d.rule == "common.agreement_malformed"
 }
+
+# A date of another type is not in force: OPA orders numbers before strings and rego-cpp
+# after, so an unguarded comparison would decide differently on each engine.
+test_agreement_whose_dates_are_not_strings_fails_each_date_check if {
+	reg := fixtures.with_agreement({"start": 20260101, "end": 20271231, "review": 20270630})
+	failing := fixtures.failing(fixtures.request, reg)
+	"common.agreement_not_started" in failing
+	"common.agreement_expired" in failing
+	"common.agreement_review_overdue" in failing
+}

@@ -57,3 +57,10 @@ test_request_without_a_purpose_is_denied_as_an_unknown_purpose if {
 	d.rule == "common.purpose_unknown"
 	"common.no_fields_releasable" in d.reasons
 }
+
+test_request_whose_day_is_not_a_string_is_malformed_and_in_no_agreement_s_term if {
+	d := fixtures.decide(fixtures.with_request({"today": 20261121}), fixtures.register)
+	d.rule == "common.request_malformed"
+	"common.agreement_not_started" in d.reasons
+	"common.agreement_expired" in d.reasons
+}

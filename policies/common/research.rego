@@ -13,7 +13,9 @@ import data.concordat.common.request.req
 accredited_project if {
 	project := data.register.accredited_projects[register.agreement.accredited_project]
 	project.status == "active"
-	register.today <= project.expires
+	expires := project.expires
+	is_string(expires)
+	register.today <= expires
 }
 
 # Binding the roles first makes a provider missing from the register fail the check.

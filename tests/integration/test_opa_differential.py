@@ -11,18 +11,19 @@ obligations, reasons and pseudonymisation. The corpus, per jurisdiction:
   where the jurisdiction decides that direction, also changed one thing at a time
   (`VARIATIONS`: the purpose, the fields, their sensitivities, the record type, the day
   against the agreement's dates, accreditations, identifying fields, case reference, bulk,
-  the requester, the agreement id, the nodes);
-- copies of every agreement with one term changed or missing (`AGREEMENT_CHANGES`:
-  suspended, ended, without dates, objective, record types, protocol references, turned to
-  research...), registered beside the real ones in the bundle both engines load, asked as
-  the original would be where the jurisdiction decides;
+  the requester, the agreement id, the nodes, values of the wrong type);
+- copies of every agreement with one term changed, missing or of the wrong type
+  (`AGREEMENT_CHANGES`: suspended, ended, without dates, objective, record types, protocol
+  references, dates as numbers, turned to research...), registered beside the real ones in
+  the bundle both engines load, asked as the original would be where the jurisdiction
+  decides;
 - every request the Rego tests decide (read by evaluating the tests on OPA with their
   decide helpers replaced by ones that print what they are asked), and `{}`.
 
-2,715 inputs in all when written (whitehall 890, holyrood 665, stormont 658, cardiff 502),
-reaching every rule id each bundle defines; about 2 s a jurisdiction, 8 s for the four, on
-a busy two-core machine. Against the policies as they were before they were proven on OPA,
-759 of them were decided differently, 129 allowed by OPA alone.
+3,940 inputs in all when written (whitehall 1,298, holyrood 965, stormont 957, cardiff
+720), reaching every rule id each bundle defines; about 2 s a jurisdiction, 8 s for the
+four, on a busy two-core machine. The policies as they were before they were proven on OPA
+decided 1,160 of them differently: 202 allowed by OPA alone, 39 by rego-cpp alone.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ import pytest
 from gateway import records
 from gateway.domain import Decision, Direction, Requester, Subject
 from gateway.exchange import Exchange
+from gateway.pipeline.stages import policy_input_for
 from gateway.policy.bundle import load_bundle
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import OpaServerEngine
 from gateway.policy.tools import POLICIES, build_opa_bundle, rule_ids
-from gateway.stages import policy_input_for
 from tests.support.real_opa import OpaBinaryMissing, OpaServer, opa_binary, run_opa
 
 JURISDICTIONS = ["whitehall", "holyrood", "stormont", "cardiff"]
@@ -182,6 +183,7 @@ VARIATIONS: dict[str, Variation] = {
         i, sorted(set(records.shape(i["record_type"]).sensitivity) - set(i["fields"]))
     ),
     "only identifying fields": lambda i, a: with_fields(i, i["identifying_fields"]),
+    "a field asked for twice": lambda i, a: with_fields(i, [*i["fields"], i["fields"][0]]),
     "no fields": lambda i, a: with_fields(i, []),
     "no field list": lambda i, a: without(i, "fields"),
     "a field of unknown sensitivity": lambda i, a: {**i, "fields": [*i["fields"], "notes"]},
@@ -229,6 +231,26 @@ VARIATIONS: dict[str, Variation] = {
         **i,
         "providing_node": another(i["providing_node"], JURISDICTIONS),
     },
+    # Values of the wrong type, as a hand-made input could carry them.
+    "fields as a string": lambda i, a: {**i, "fields": ",".join(i["fields"])},
+    "field sensitivities as a list": lambda i, a: {**i, "field_sensitivity": list(i["fields"])},
+    "accreditations as a string": lambda i, a: with_requester(
+        i, accreditations="accredited-researcher"
+    ),
+    "identifying fields as a string": lambda i, a: {**i, "identifying_fields": "nino"},
+    "a requester that is a string": lambda i, a: {**i, "requester": "dwp@whitehall"},
+    "a purpose that is a number": lambda i, a: {**i, "purpose": 3},
+    "a record type that is a number": lambda i, a: {**i, "record_type": 5},
+    "a day that is a number": lambda i, a: {**i, "today": 20261121},
+    "a case reference flag that is a string": lambda i, a: {**i, "case_reference_present": "yes"},
+    "a field that is a number": lambda i, a: {**i, "fields": [*i["fields"], 7]},
+    "a sensitivity that is a number": lambda i, a: {
+        **i,
+        "field_sensitivity": {**i["field_sensitivity"], i["fields"][0]: 1},
+    },
+    "an agreement id that is null": lambda i, a: {**i, "agreement_id": None},
+    "a node that is null": lambda i, a: {**i, "node": None},
+    "an administration that is a number": lambda i, a: with_requester(i, administration=1),
 }
 
 
@@ -282,6 +304,23 @@ AGREEMENT_CHANGES: dict[str, Change] = {
     "provider-unregistered": unregistered_provider,
     "requester-not-a-party": lambda a: {**a, "parties": [a["provider"]]},
     "not-an-object": lambda a: "not an agreement",
+    # Terms of the wrong type, as a faulty register could hold them.
+    "parties-as-a-string": lambda a: {**a, "parties": ",".join(a["parties"])},
+    "record-types-as-a-list": lambda a: {**a, "record_types": list(a["record_types"])},
+    "start-as-a-number": replaced("start", 20260401),
+    "end-as-a-number": replaced("end", 20290331),
+    "status-as-a-boolean": replaced("status", True),
+    "retention-fractional": replaced("retention_days", 30.5),
+    "retention-as-a-string": replaced("retention_days", "90"),
+    "bulk-as-a-string": replaced("bulk", "yes"),
+    "special-category-as-a-string": replaced("special_category", "yes"),
+    "objective-as-a-number": lambda a: {**a, "objective": 1} if "objective" in a else None,
+    "a-party-that-is-a-number": lambda a: {**a, "parties": [*a["parties"], 1]},
+    "a-field-that-is-a-number": lambda a: {
+        **a,
+        "record_types": {t: [*fields, 1] for t, fields in a["record_types"].items()},
+    },
+    "power-as-a-number": replaced("power", 56),
     # Research under the project every changed register accredits, so that each register
     # has a research release to make (only holyrood's registers one of its own).
     "for-research": lambda a: {**a, "purpose": "RESEARCH", "accredited_project": PROJECT},
