@@ -26,7 +26,7 @@ from concordat.records.v1 import records_pb2
 from gateway.devpki import NodeMaterial, ensure_node_material
 
 FIRST_NODE, SECOND_NODE = "whitehall", "holyrood"
-# The same limits as the node's own server (gateway/server.py), which this module cannot import
+# The same limits as the node's own server (gateway/api/server.py), which this module cannot import
 # without the whole gateway.
 SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),

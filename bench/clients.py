@@ -18,7 +18,7 @@ from typing import Any
 from bench.load import drive, medians
 from bench.memory import cpu_seconds
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
-from gateway.client import secure_channel
+from gateway.api.client import secure_channel
 
 CONCURRENCIES = (1, 32)
 # One streamed batch in this many has its size taken (see _stream_sample).

@@ -22,7 +22,7 @@ from bench import concordat_paths
 from bench.clients import _bearers, _metadata
 from bench.load import drive
 from concordat.exchange.v1 import exchange_pb2_grpc
-from gateway.client import secure_channel
+from gateway.api.client import secure_channel
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -427,7 +427,7 @@ def _enum(enum: EnumTypeWrapper, prefix: str, name: str) -> str:
 async def _get_record(
     node_config: NodeConfig, request: exchange_pb2.GetRecordRequest, bearer: str
 ) -> exchange_pb2.GetRecordResponse | grpc.aio.AioRpcError:
-    from gateway.client import ExchangeClient, secure_channel
+    from gateway.api.client import ExchangeClient, secure_channel
 
     client = ExchangeClient(
         secure_channel(node_config.node.listen, node_config.tls.ca_cert),
@@ -442,7 +442,7 @@ async def _get_record(
 
 
 def _print_error(error: grpc.aio.AioRpcError) -> None:
-    from gateway.status import error_info
+    from gateway.api.status import error_info
 
     info = error_info(error)
     err_console.print(f"[bold red]{error.code().name}[/]: {error.details()}")

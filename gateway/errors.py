@@ -1,7 +1,7 @@
 """The closed set of errors a node raises on purpose.
 
 Every error a caller can see is one of these; anything else is a bug and becomes a generic
-INTERNAL status (gateway/status.py is the only place that maps errors to gRPC)::
+INTERNAL status (gateway/api/status.py is the only place that maps errors to gRPC)::
 
     ConcordatError
     ├── Unauthenticated        the caller or peer could not be authenticated

@@ -16,11 +16,13 @@ from grpc_health.v1 import health, health_pb2
 
 from adapters.base import RecordSource
 from adapters.registry import open_source
+from gateway.api.exchange_service import ExchangeService
+from gateway.api.federation_service import FederationService
+from gateway.api.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
 from gateway.audit import AuditLog
 from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
-from gateway.evidence import EvidenceRecorder
 from gateway.federation.assertions import (
     AssertionSigner,
     AssertionVerifier,
@@ -30,29 +32,28 @@ from gateway.federation.assertions import (
 from gateway.federation.directory import DirectoryError, public_key_kid
 from gateway.federation.live_directory import LiveDirectory
 from gateway.federation.peers import PeerClients
-from gateway.federation.relay import Relay, RemoteBatches
-from gateway.federation.service import AuthenticatePeer, FederationService, SignReceipt
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
 from gateway.keys import load_public_key, load_signing_key
-from gateway.pipeline import (
+from gateway.pipeline.batches import ChooseBatches, LocalBatches, ResumeTokens
+from gateway.pipeline.evidence import EvidenceRecorder
+from gateway.pipeline.order import (
     NodeParts,
-    Pipeline,
     caller_get_stages,
     caller_stream_stages,
     provider_get_stages,
     provider_stream_stages,
 )
+from gateway.pipeline.peer import AuthenticatePeer, SignReceipt
+from gateway.pipeline.relay import Relay, RemoteBatches
+from gateway.pipeline.run import Pipeline
+from gateway.pipeline.stages import Stage
 from gateway.policy import PolicyEngine
 from gateway.policy.bundle import PolicyBundle, load_bundle
 from gateway.policy.cache import CachingEngine
 from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
 from gateway.policy.opa_readiness import BundleReadiness
 from gateway.policy.reloading import LivePolicy
-from gateway.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
-from gateway.service import ExchangeService
-from gateway.stages import Stage
-from gateway.streaming import ChooseBatches, LocalBatches, ResumeTokens
 
 log = structlog.get_logger("concordat.node")
 

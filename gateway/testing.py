@@ -17,8 +17,8 @@ from typing import Any
 
 from adapters.base import RecordSource
 from concordat.exchange.v1 import exchange_pb2
+from gateway.api.client import ExchangeClient, secure_channel
 from gateway.audit.reader import read_events
-from gateway.client import ExchangeClient, secure_channel
 from gateway.clock import Clock, FixedClock
 from gateway.config import NodeConfig, parse_config
 from gateway.demo import demo_source_config

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway import errors
-from gateway.status import STATUS_FOR_ERROR
+from gateway.api.status import STATUS_FOR_ERROR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_every_error_class_maps_to_a_grpc_status() -> None:
     unmapped = [
         c.__name__ for c in _all_subclasses(errors.ConcordatError) if c not in STATUS_FOR_ERROR
     ]
-    assert not unmapped, f"add these to gateway/status.py: {unmapped}"
+    assert not unmapped, f"add these to gateway/api/status.py: {unmapped}"
 
 
 def test_error_codes_are_unique() -> None:
@@ -156,9 +156,9 @@ def _service_methods(service_name: str) -> set[str]:
 
 def test_every_servicer_method_runs_inside_the_edge_wrapper() -> None:
     from gateway.api.edge import is_wrapped
-    from gateway.federation.service import FederationService
-    from gateway.server import exchange_handlers, federation_handlers
-    from gateway.service import ExchangeService
+    from gateway.api.exchange_service import ExchangeService
+    from gateway.api.federation_service import FederationService
+    from gateway.api.server import exchange_handlers, federation_handlers
 
     for servicer, service_name, handlers in (
         (ExchangeService, "ExchangeService", exchange_handlers),

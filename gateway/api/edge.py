@@ -7,7 +7,7 @@ no audit entry. The servicer decodes with `decode`, and an undecodable request r
 the pipeline like any other, to be refused as `invalid-request` and audited once.
 
 `unary` and `server_stream` then map whatever escapes the method in the one place errors
-meet gRPC: a ConcordatError by the status table (gateway/status.py), anything else to
+meet gRPC: a ConcordatError by the status table (gateway/api/status.py), anything else to
 INTERNAL with a generic message and the exchange id, its detail kept for the operator's log.
 `EDGE_WRAPPED` marks a wrapped method so that an architecture test can prove every servicer
 method is one.
@@ -24,10 +24,10 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
+from gateway.api.status import internal_error, to_grpc_status
 from gateway.errors import ConcordatError
 from gateway.exchange import new_exchange_id
 from gateway.logs import raised_at
-from gateway.status import internal_error, to_grpc_status
 
 log = structlog.get_logger("concordat.edge")
 

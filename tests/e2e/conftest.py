@@ -24,7 +24,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.client import ExchangeClient, secure_channel
+from gateway.api.client import ExchangeClient, secure_channel
 from gateway.config import ADMINISTRATIONS, parse_config
 from gateway.devstate import (
     LOCAL_CONFIG_DIR,

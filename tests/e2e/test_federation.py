@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from gateway.api.status import error_info
 from gateway.config import ADMINISTRATIONS
 from gateway.demo import demo_subjects
-from gateway.status import error_info
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation
 

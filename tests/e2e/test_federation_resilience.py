@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from concordat.exchange.v1 import exchange_pb2
+from gateway.api.status import error_info
 from gateway.audit.verify import verify_log
 from gateway.config import ADMINISTRATIONS
-from gateway.status import error_info
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation
 from tests.e2e.test_federation import subject

@@ -22,13 +22,13 @@ import grpc
 import pytest
 
 from concordat.exchange.v1 import exchange_pb2
+from gateway.api.status import error_info
 from gateway.audit.meter import read_meter
 from gateway.audit.subjects import subject_hash
 from gateway.demo import demo_subjects
 from gateway.devstate import REPO_ROOT
 from gateway.domain import PURPOSES
 from gateway.pseudonyms import Pseudonyms
-from gateway.status import error_info
 from gateway.testing import TEST_TODAY, get_request, read_audit
 from tests.e2e.conftest import Federation
 

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.base import AdapterError, Batch, Row
 from concordat.exchange.v1 import exchange_pb2
-from gateway.status import error_info
+from gateway.api.status import error_info
 from gateway.testing import running_node
 from tests.integration.conftest import BUNDLE
 

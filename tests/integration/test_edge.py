@@ -13,10 +13,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from concordat.exchange.v1 import exchange_pb2
+from gateway.api.client import secure_channel
 from gateway.api.edge import Call, server_stream, unary
-from gateway.client import secure_channel
+from gateway.api.status import error_info
 from gateway.errors import InvalidRequest
-from gateway.status import error_info
 from gateway.testing import RunningNode, get_request
 from tests.support.hostile import HOSTILE_BODIES, LEAKS, assert_clean_refusal
 

@@ -15,9 +15,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from adapters.memory import MemorySource
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
-from gateway.client import secure_channel
+from gateway.api.client import secure_channel
+from gateway.api.status import error_info
 from gateway.clock import FixedClock
-from gateway.status import error_info
 from gateway.testing import TEST_TODAY, RunningNode, get_request, running_node
 from tests.integration.conftest import BUNDLE
 

@@ -19,12 +19,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from adapters.memory import MemorySource
-from gateway.client import ExchangeClient, secure_channel
+from gateway.api.client import ExchangeClient, secure_channel
+from gateway.api.status import error_info
 from gateway.config import parse_config
 from gateway.devstate import audience, prepare_node
 from gateway.node import serve
 from gateway.policy.tools import build_opa_bundle
-from gateway.status import error_info
 from gateway.testing import TEST_CLOCK, get_request, node_config_dict, running_node
 from tests.integration.conftest import BUNDLE
 from tests.support.real_opa import OpaServer, free_port

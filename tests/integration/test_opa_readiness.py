@@ -17,9 +17,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.memory import MemorySource
-from gateway.client import secure_channel
+from gateway.api.client import secure_channel
+from gateway.api.status import error_info
 from gateway.policy.tools import build_opa_bundle
-from gateway.status import error_info
 from gateway.testing import RunningNode, get_request, running_node
 from tests.integration.conftest import BUNDLE
 from tests.support.real_opa import BundleService, OpaServer

@@ -28,7 +28,7 @@ from gateway.federation.assertions import (
 )
 from gateway.federation.breaker import CircuitBreaker
 from gateway.federation.peers import Peer
-from gateway.federation.relay import RemoteBatches
+from gateway.pipeline.relay import RemoteBatches
 from gateway.wire import EncodedResponse, serialize_response
 
 PROVIDER, REQUESTER_NODE = "stormont", "whitehall"

@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from concordat.exchange.v1 import exchange_pb2
+from gateway.api.status import error_info
 from gateway.demo import demo_subjects
-from gateway.status import error_info
 from gateway.testing import RunningNode, get_request, running_node
 
 AGREEMENT = "cr-dwp-gro-deaths-2026"

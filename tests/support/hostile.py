@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from gateway.status import error_info
+from gateway.api.status import error_info
 
 # Bodies no decoder should accept, or that decode to nothing a node can use.
 HOSTILE_BODIES: dict[str, bytes] = {

@@ -22,6 +22,7 @@ import pytest_asyncio
 from typer.testing import CliRunner, Result
 
 from gateway import testing
+from gateway.api.status import error_info
 from gateway.cli import app
 from gateway.demo import demo_subjects
 from gateway.domain import Requester
@@ -29,7 +30,6 @@ from gateway.policy.bundle import load_bundle
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import OpaServerEngine
 from gateway.policy.tools import build_opa_bundle
-from gateway.status import error_info
 from gateway.testing import DWP_FRAUD_REQUEST, get_request, running_node
 from tests.support.real_opa import OpaServer, require_opa
 

@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from gateway import errors
-from gateway.federation.relay import remote_error
-from gateway.status import STATUS_FOR_ERROR, to_grpc_status
+from gateway.api.status import STATUS_FOR_ERROR, to_grpc_status
+from gateway.pipeline.relay import remote_error
 
 # What a requesting node makes of each error the providing node's edge can send.
 EXPECTED: dict[type[errors.ConcordatError], type[errors.ConcordatError]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from concordat.records.v1 import records_pb2
-from gateway.server import EXCHANGE_SERVICE, exchange_handlers
+from gateway.api.server import EXCHANGE_SERVICE, exchange_handlers
 from gateway.wire import EncodedResponse, serialize_response
 
 

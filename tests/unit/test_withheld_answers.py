@@ -5,7 +5,7 @@ from __future__ import annotations
 from concordat.exchange.v1 import exchange_pb2
 from gateway.domain import Decision
 from gateway.exchange import Exchange
-from gateway.responses import Respond, take_peer_withheld, withheld_from_proto, withheld_of
+from gateway.pipeline.respond import Respond, take_peer_withheld, withheld_from_proto, withheld_of
 
 
 def exchange_with(

@@ -15,8 +15,8 @@ from gateway.audit import AuditLog
 from gateway.audit.subjects import subject_hash
 from gateway.domain import Decision
 from gateway.exchange import Exchange
+from gateway.pipeline.respond import withheld_from_proto, withheld_of
 from gateway.policy import PolicyEngine
-from gateway.responses import withheld_from_proto, withheld_of
 
 _PEER_ERROR_KEYS = ("peer", "node", "rule", "decision_id", "agreement_id", "reason")
 

@@ -20,9 +20,9 @@ from concordat.exchange.v1 import exchange_pb2
 from gateway import records
 from gateway.errors import InvalidRequest
 from gateway.exchange import Exchange
+from gateway.pipeline.respond import obligations_to_proto, withheld_of, withheld_to_proto
+from gateway.pipeline.stages import translate_adapter_errors
 from gateway.pseudonyms import Pseudonyms
-from gateway.responses import obligations_to_proto, withheld_of, withheld_to_proto
-from gateway.stages import translate_adapter_errors
 from gateway.wire import EncodedResponse
 
 # Batches built ahead of the one being sent.

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from concordat.exchange.v1 import exchange_pb2
 from gateway.api.edge import Call, decode, server_stream, unary
 from gateway.exchange import Exchange, Rpc
-from gateway.pipeline import Pipeline
-from gateway.streaming import CallerBatches, StreamBatch
+from gateway.pipeline.batches import CallerBatches, StreamBatch
+from gateway.pipeline.run import Pipeline
 
 
 def _caller_exchange(rpc: Rpc, request: object, call: Call) -> Exchange:

@@ -1,46 +1,25 @@
-"""The order of an exchange, in one place.
-
-    GetRecord at the caller's node:
-        authenticate → validate → deduplicate → route → egress decision →
-          local:  ingress decision → fetch → minimise
-          remote: relay (assertion; the peer decides ingress) → verify receipt
-        → respond
-    Relay at the providing node:
-        authenticate peer + assertion → validate → route to self → ingress decision
-        → fetch → minimise → respond → sign receipt
-    StreamRecords: the same stages up to the decisions, then batches (local or relayed).
+"""Runs an exchange's stages in order and records its one audit entry, whatever happens.
 
 Whatever happens, `Pipeline` writes exactly one audit entry per exchange, durably, before
-the answer (or the error) goes back to the caller.
+the answer (or the error) goes back to the caller; the entry is shielded from cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import structlog
 
-from adapters.base import RecordSource
-from gateway import stages
-from gateway.clock import Clock
-from gateway.config import LimitsConfig
-from gateway.domain import Direction
+from gateway.api.status import internal_error
 from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unavailable
-from gateway.evidence import EvidenceRecorder
 from gateway.exchange import Exchange
-from gateway.federation.directory import DirectoryLookup
-from gateway.federation.routing import RouteToSelf
 from gateway.idempotency import IdempotencyCache
-from gateway.identity import TokenVerifier
 from gateway.logs import raised_at
-from gateway.policy import PolicyEngine
-from gateway.responses import Respond
-from gateway.stages import Stage
-from gateway.status import internal_error
-from gateway.streaming import CallerBatches
+from gateway.pipeline.batches import CallerBatches
+from gateway.pipeline.evidence import EvidenceRecorder
+from gateway.pipeline.stages import Stage
 
 log = structlog.get_logger("concordat.pipeline")
 
@@ -149,100 +128,3 @@ def _as_error(failure: BaseException, exchange: Exchange) -> ConcordatError:
         raised_at=raised_at(failure),
     )
     return internal_error(exchange.exchange_id)
-
-
-@dataclass(frozen=True)
-class NodeParts:
-    """The collaborators the stages are built from (assembled by gateway/node.py)."""
-
-    node: str
-    verifier: TokenVerifier
-    engine: PolicyEngine
-    sources: Mapping[str, RecordSource]
-    idempotency: IdempotencyCache
-    pseudonym_key: bytes
-    limits: LimitsConfig
-    # The day policies decide on: the system clock in production, a fixed day in tests.
-    clock: Clock
-    directory: DirectoryLookup | None = None
-    relay: Stage | None = None
-    authenticate_peer: Stage | None = None
-    sign_receipt: Stage | None = None
-
-
-def _validate(parts: NodeParts) -> Stage:
-    return stages.ValidateRequest(
-        min_deadline_seconds=parts.limits.min_deadline_seconds,
-        max_batch_size=parts.limits.max_stream_batch_size,
-    )
-
-
-def _decide(direction: Direction, parts: NodeParts) -> Stage:
-    return stages.Decide(direction, parts.node, parts.engine, parts.clock)
-
-
-def _route(parts: NodeParts) -> Stage:
-    return stages.Route(parts.node, frozenset(parts.sources), parts.directory)
-
-
-def _remote(parts: NodeParts) -> list[Stage]:
-    return [parts.relay] if parts.relay is not None else []
-
-
-def caller_get_stages(parts: NodeParts) -> list[Stage]:
-    """GetRecord from a departmental system at its own administration's node."""
-    return [
-        stages.RequireDecoded(),
-        stages.Authenticate(parts.verifier),
-        _validate(parts),
-        stages.Deduplicate(parts.idempotency),
-        _route(parts),
-        _decide("egress", parts),
-        stages.Branch(
-            parts.node,
-            local=[
-                _decide("ingress", parts),
-                stages.Fetch(parts.sources),
-                stages.Minimise(parts.pseudonym_key),
-            ],
-            remote=_remote(parts),
-        ),
-        Respond(),
-    ]
-
-
-def caller_stream_stages(parts: NodeParts) -> list[Stage]:
-    """StreamRecords up to the first batch; the batches come from local or remote batches."""
-    return [
-        stages.RequireDecoded(),
-        stages.Authenticate(parts.verifier),
-        _validate(parts),
-        _route(parts),
-        _decide("egress", parts),
-        stages.Branch(parts.node, local=[_decide("ingress", parts)], remote=[]),
-    ]
-
-
-def provider_get_stages(parts: NodeParts) -> list[Stage]:
-    """A GetRecord relayed by a peer node, for records this node holds."""
-    assert parts.authenticate_peer and parts.sign_receipt  # noqa: S101 - federation configured
-    return [
-        parts.authenticate_peer,
-        _validate(parts),
-        RouteToSelf(parts.node, frozenset(parts.sources)),
-        _decide("ingress", parts),
-        stages.Fetch(parts.sources),
-        stages.Minimise(parts.pseudonym_key),
-        Respond(),
-        parts.sign_receipt,
-    ]
-
-
-def provider_stream_stages(parts: NodeParts) -> list[Stage]:
-    assert parts.authenticate_peer is not None  # noqa: S101 - federation configured
-    return [
-        parts.authenticate_peer,
-        _validate(parts),
-        RouteToSelf(parts.node, frozenset(parts.sources)),
-        _decide("ingress", parts),
-    ]

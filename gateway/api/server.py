@@ -8,9 +8,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
+from gateway.api.exchange_service import ExchangeService
+from gateway.api.federation_service import FederationService
 from gateway.config import TlsConfig
-from gateway.federation.service import FederationService
-from gateway.service import ExchangeService
 from gateway.wire import serialize_response
 
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024

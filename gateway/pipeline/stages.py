@@ -1,7 +1,7 @@
 """The stages of an exchange, each one small thing with the same signature.
 
 `async def __call__(self, exchange) -> None`: read what earlier stages set, add one thing,
-or raise a ConcordatError. The order lives in gateway/pipeline.py.
+or raise a ConcordatError. The order lives in gateway/pipeline/order.py.
 """
 
 from __future__ import annotations

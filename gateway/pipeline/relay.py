@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
 from gateway import errors, records, wire
+from gateway.api.status import STATUS_FOR_ERROR, error_for_reason, error_info
 from gateway.domain import merge_obligations
 from gateway.exchange import Exchange, PeerEvidence
 from gateway.federation.assertions import (
@@ -28,8 +29,7 @@ from gateway.federation.assertions import (
 )
 from gateway.federation.breaker import retrying
 from gateway.federation.peers import Peer, PeerClients
-from gateway.responses import obligations_from_proto, take_peer_withheld
-from gateway.status import STATUS_FOR_ERROR, error_for_reason, error_info
+from gateway.pipeline.respond import obligations_from_proto, take_peer_withheld
 
 log = structlog.get_logger("concordat.relay")
 
