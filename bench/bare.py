@@ -23,7 +23,7 @@ from bench.clients import Endpoint
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
 from concordat.records.v1 import records_pb2
-from gateway.devpki import NodeMaterial, ensure_node_material
+from gateway.dev.pki import NodeMaterial, ensure_node_material
 
 FIRST_NODE, SECOND_NODE = "whitehall", "holyrood"
 # The same limits as the node's own server (gateway/api/server.py), which this module cannot import
@@ -84,7 +84,7 @@ STREAM_RECORD = records_pb2.Record(
     )
 )
 # The statistics release of a death registration (bench.concordat_paths.DEATHS_BULK_ASK), a
-# little under the average size of the bulk rows gateway.demo seeds for it (about 210 bytes).
+# little under the average size of the bulk rows gateway.dev.demo seeds for it (about 210 bytes).
 DEATH_STREAM_RECORD = records_pb2.Record(
     death_registration=records_pb2.DeathRegistration(
         registration_district="Lisburn",

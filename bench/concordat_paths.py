@@ -32,7 +32,7 @@ from concordat.exchange.v1 import exchange_pb2
 from gateway.config import LimitsConfig
 
 if TYPE_CHECKING:
-    from gateway.devstate import LocalNodeState
+    from gateway.dev.state import LocalNodeState
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -76,7 +76,7 @@ CROSS_NODE_ASK = Ask(
     agreement_id="cr-dwp-nrs-births-2026",
 )
 # Bulk extracts need an agreement registered with `bulk: true` and a record type that
-# gateway.demo.seed_bulk can seed in bulk. Across two nodes: DWP (whitehall) matches the
+# gateway.dev.demo.seed_bulk can seed in bulk. Across two nodes: DWP (whitehall) matches the
 # Department for Communities' (stormont) benefit awards against fraud.
 BULK_ASK = Ask(
     node="whitehall",
@@ -173,8 +173,8 @@ def bulk_exchange(
     PostgreSQL database, seeded here) or, without one, from its SQLite demo file. Across two
     nodes for BULK_ASK and DEATHS_BULK_ASK, through one for LOCAL_BULK_ASK.
     """
-    from gateway.demo import seed_bulk, seed_demo_database
-    from gateway.devstate import prepare_node
+    from gateway.dev.demo import seed_bulk, seed_demo_database
+    from gateway.dev.state import prepare_node
 
     state = prepare_node(_state_dir(workdir), ask.provider)
     url = database_url or f"sqlite:///{state.demo_db}"
@@ -203,8 +203,8 @@ def running_nodes(
     demo records from that database instead of its SQLite demo file: the same mapping, only
     the URL differs.
     """
-    from gateway.demo import demo_source_config
-    from gateway.devstate import prepare_node
+    from gateway.dev.demo import demo_source_config
+    from gateway.dev.state import prepare_node
     from gateway.testing import node_config_dict
 
     state_dir = _state_dir(workdir)
@@ -231,7 +231,7 @@ def running_nodes(
 
 def _federation_section(state_dir: Path, node: str, members: Sequence[str]) -> dict[str, Any]:
     from gateway.config import load_config
-    from gateway.devstate import LOCAL_CONFIG_DIR
+    from gateway.dev.state import LOCAL_CONFIG_DIR
 
     # What each node serves is the development federation's own rule list.
     local = load_config(LOCAL_CONFIG_DIR / f"{node}.toml").federation
@@ -326,7 +326,7 @@ def _endpoint(
 
 
 def _token_minter(state: LocalNodeState, ask: Ask) -> Callable[[int], list[str]]:
-    from gateway.devstate import audience
+    from gateway.dev.state import audience
 
     def mint(count: int) -> list[str]:
         return [
@@ -343,7 +343,7 @@ def _token_minter(state: LocalNodeState, ask: Ask) -> Callable[[int], list[str]]
 
 
 def _demo_subject(nodes: Mapping[str, RunningNode], ask: Ask) -> tuple[str, str | int]:
-    from gateway.demo import demo_subjects
+    from gateway.dev.demo import demo_subjects
 
     provider = nodes[ask.provider].state
     found = demo_subjects(f"sqlite:///{provider.demo_db}", provider.node)[ask.record_type]

@@ -12,11 +12,8 @@ import hashlib
 import heapq
 import json
 import math
-import os
 import re
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,10 +21,8 @@ from typing import Any, Protocol
 import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from jwt.algorithms import OKPAlgorithm
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
-from gateway.devpki import ensure_signing_key
 from gateway.domain import Requester
 from gateway.errors import Unauthenticated, Unavailable
 
@@ -67,7 +62,7 @@ class JwksFile:
             version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if version == self._version:
                 return
-            keys = _parse_jwks(self._path.read_text(encoding="utf-8"))
+            keys = parse_jwks(self._path.read_text(encoding="utf-8"))
         except (OSError, ValueError, jwt.PyJWTError) as exc:
             if self._version is None:
                 raise Unavailable("the identity provider's signing keys cannot be read") from exc
@@ -120,7 +115,7 @@ class JwksUrl:
         try:
             response = self._client.get(self._url, timeout=self._timeout)
             response.raise_for_status()
-            keys = _parse_jwks(response.text)
+            keys = parse_jwks(response.text)
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             if self._keys is None:
                 raise Unavailable("the identity provider's signing keys cannot be fetched") from exc
@@ -298,79 +293,7 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str:
     return parts[1]
 
 
-class DevIssuer:
-    """A development identity provider for one administration: an Ed25519 key and its JWKS."""
-
-    KEY_FILE = "issuer_key.pem"
-    JWKS_FILE = "jwks.json"
-
-    def __init__(
-        self, *, issuer: str, kid: str, private_key: ed25519.Ed25519PrivateKey, directory: Path
-    ) -> None:
-        self.issuer = issuer
-        self.kid = kid
-        self._private_key = private_key
-        self._directory = directory
-
-    @classmethod
-    def load_or_create(cls, directory: Path, *, issuer: str, kid_prefix: str) -> DevIssuer:
-        """Load the issuer kept in `directory`, creating its key and public JWKS where absent."""
-        directory = Path(directory)
-        private_key = ensure_signing_key(directory / cls.KEY_FILE)
-        jwk = OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-        kid = f"{kid_prefix}-{_thumbprint(jwk)}"
-        dev_issuer = cls(issuer=issuer, kid=kid, private_key=private_key, directory=directory)
-        dev_issuer._publish_jwks({**jwk, "kid": kid, "use": "sig", "alg": "EdDSA"})
-        return dev_issuer
-
-    @property
-    def jwks_path(self) -> Path:
-        return self._directory / self.JWKS_FILE
-
-    def mint(
-        self,
-        *,
-        audience: str,
-        organisation: str,
-        system: str,
-        accreditations: Sequence[str] = (),
-        ttl_seconds: int = 300,
-        subject: str | None = None,
-        extra_claims: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Sign a single-use token for a departmental system; `extra_claims` override the rest."""
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": subject if subject is not None else system,
-            "aud": audience,
-            "iat": now,
-            "nbf": now,
-            "exp": now + ttl_seconds,
-            "jti": str(uuid.uuid4()),
-            "organisation": organisation,
-            "system": system,
-            "accreditations": list(accreditations),
-        }
-        claims.update(extra_claims or {})
-        return jwt.encode(claims, self._private_key, algorithm="EdDSA", headers={"kid": self.kid})
-
-    def _publish_jwks(self, jwk: dict[str, Any]) -> None:
-        try:
-            if jwk["kid"] in _parse_jwks(self.jwks_path.read_text(encoding="utf-8")):
-                return
-        except (OSError, ValueError, jwt.PyJWTError):
-            # Absent or unusable: the fresh set written below replaces it.
-            pass
-        # Replace atomically so a JwksFile watching this path never reads half a file.
-        fd, temporary = tempfile.mkstemp(dir=self._directory, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump({"keys": [jwk]}, file, indent=2)
-        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; a JWKS is public by design
-        os.replace(temporary, self.jwks_path)
-
-
-def _parse_jwks(text: str) -> dict[str, jwt.PyJWK]:
+def parse_jwks(text: str) -> dict[str, jwt.PyJWK]:
     document = json.loads(text)
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError("a JWKS document is an object with a 'keys' list")
@@ -437,7 +360,7 @@ def _shown(value: object) -> str:
     )
 
 
-def _thumbprint(jwk: Mapping[str, Any]) -> str:
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     # RFC 7638: the key's required members, sorted, without whitespace, hashed with SHA-256.
     canonical = json.dumps(
         {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True

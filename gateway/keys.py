@@ -1,6 +1,6 @@
 """Loading the keys and reading the certificates a node runs with (its operator provides them).
 
-Development keys and certificates are made by gateway/devpki.py; everything here is what a
+Development keys and certificates are made by gateway/dev/pki.py; everything here is what a
 production node needs from files an operator put in place.
 """
 

@@ -21,8 +21,8 @@ from gateway.api.client import ExchangeClient, secure_channel
 from gateway.audit.reader import read_events
 from gateway.clock import Clock, FixedClock
 from gateway.config import NodeConfig, parse_config
-from gateway.demo import demo_source_config
-from gateway.devstate import REPO_ROOT, LocalNodeState, audience, issuer_url, prepare_node
+from gateway.dev.demo import demo_source_config
+from gateway.dev.state import REPO_ROOT, LocalNodeState, audience, issuer_url, prepare_node
 from gateway.domain import Requester
 from gateway.node import Node, build_node
 from gateway.policy.policy_input import PolicyRequest, build_policy_input
@@ -117,7 +117,8 @@ async def running_node(
     clock: Clock = TEST_CLOCK,
     **overrides: Any,
 ) -> AsyncIterator[RunningNode]:
-    state = prepare_node(state_dir, name)
+    # A demo database only for a node that reads the demo sources.
+    state = prepare_node(state_dir, name, seed_demo=sources is None)
     config = parse_config(node_config_dict(state, state_dir, **overrides), base=state_dir)
     node = await build_node(config, sources=sources, clock=clock)
     await node.start()

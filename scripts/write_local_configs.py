@@ -1,7 +1,7 @@
 """Writes deploy/local/<node>.toml, the four development nodes' configuration.
 
 The files are ordinary operator-edited configuration; this script only made the first
-version (and can remake it) from the demo database mappings in gateway/demo.py.
+version (and can remake it) from the demo database mappings in gateway/dev/demo.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ADMINISTRATIONS
-from gateway.demo import demo_source_config
+from gateway.dev.demo import demo_source_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXCHANGE_PORTS = {"whitehall": 7401, "holyrood": 7402, "stormont": 7403, "cardiff": 7404}

@@ -99,7 +99,7 @@ def test_only_the_composition_root_imports_concrete_engines_adapters_and_stores(
         "gateway.policy.opa",
         "gateway.audit.sqlite_log",
     }
-    allowed = {"gateway/node.py", "gateway/cli.py", "gateway/testing.py"}
+    allowed = {"gateway/node.py", "gateway/cli/__init__.py", "gateway/testing.py"}
     offenders = {}
     for path in (ROOT / "gateway").rglob("*.py"):
         rel = str(path.relative_to(ROOT))
@@ -244,3 +244,22 @@ def test_only_the_audit_package_reads_the_audit_tables() -> None:
         and any(table in path.read_text() for table in tables)
     ]
     assert not offenders
+
+
+def test_production_code_never_imports_the_development_package() -> None:
+    allowed = {"gateway/testing.py", "gateway/cli/dev.py", "gateway/cli/__init__.py"}
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "gateway" / "dev").rglob("*.py")
+    } | {"gateway.dev"}
+    offenders = [
+        str(path.relative_to(ROOT))
+        for package in ("gateway", "adapters")
+        for path in (ROOT / package).rglob("*.py")
+        if "dev" not in path.relative_to(ROOT).parts[1:2]
+        and str(path.relative_to(ROOT)) not in allowed
+        and _imported_modules(path, modules)
+    ]
+    assert not offenders
+    # The command line reaches the development package only through its dev commands.
+    assert _imported_modules(ROOT / "gateway" / "cli" / "__init__.py", modules) == set()

@@ -1,12 +1,12 @@
 -- Demo tables of an administration's local systems, for PostgreSQL.
 --
--- Generated from the SQLAlchemy metadata in gateway/demo.py; after changing that, run
---   python -m gateway.demo --postgres-schema > deploy/postgres/schema.sql
+-- Generated from the SQLAlchemy metadata in gateway/dev/demo.py; after changing that, run
+--   python -m gateway.dev.demo --postgres-schema > deploy/postgres/schema.sql
 -- (tests/unit/test_demo_data.py fails while the two disagree).
 --
 -- Seeding creates the database (with --create-database) and any missing tables itself, so
 -- applying this file first is optional:
---   python -m gateway.demo \
+--   python -m gateway.dev.demo \
 --     --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_holyrood \
 --     --administration holyrood --create-database   # whitehall, stormont, cardiff likewise
 -- deploy/postgres/holyrood.toml serves that database; docs/adapters.md says how to run it.

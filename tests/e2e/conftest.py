@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.client import ExchangeClient, secure_channel
 from gateway.config import ADMINISTRATIONS, parse_config
-from gateway.devstate import (
+from gateway.dev.state import (
     LOCAL_CONFIG_DIR,
     REPO_ROOT,
     LocalNodeState,
@@ -147,7 +147,7 @@ class Federation:
 
 
 def build_federation(state_dir: Path) -> Federation:
-    from gateway.devstate import prepare_node
+    from gateway.dev.state import prepare_node
 
     states = {node: prepare_node(state_dir, node) for node in ADMINISTRATIONS}
     configs: dict[str, dict[str, Any]] = {}

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.api.status import error_info
 from gateway.config import ADMINISTRATIONS
-from gateway.demo import demo_subjects
+from gateway.dev.demo import demo_subjects
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation
 

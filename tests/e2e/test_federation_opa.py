@@ -21,8 +21,8 @@ import pytest
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.api.status import error_info
-from gateway.demo import demo_subjects
-from gateway.devstate import REPO_ROOT
+from gateway.dev.demo import demo_subjects
+from gateway.dev.state import REPO_ROOT
 from gateway.policy.tools import build_opa_bundle
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation, build_federation

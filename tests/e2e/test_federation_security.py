@@ -11,7 +11,7 @@ import pytest
 
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
-from gateway.devpki import ensure_node_material, issue_node_certificate
+from gateway.dev.pki import ensure_node_material, issue_node_certificate
 from gateway.domain import Requester
 from gateway.exchange import new_exchange_id
 from gateway.federation.assertions import AssertionSigner, request_digest

@@ -25,8 +25,8 @@ from concordat.exchange.v1 import exchange_pb2
 from gateway.api.status import error_info
 from gateway.audit.meter import read_meter
 from gateway.audit.subjects import subject_hash
-from gateway.demo import demo_subjects
-from gateway.devstate import REPO_ROOT
+from gateway.dev.demo import demo_subjects
+from gateway.dev.state import REPO_ROOT
 from gateway.domain import PURPOSES
 from gateway.pseudonyms import Pseudonyms
 from gateway.testing import TEST_TODAY, get_request, read_audit

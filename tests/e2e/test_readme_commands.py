@@ -38,7 +38,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.config import ADMINISTRATIONS, load_config
-from gateway.devstate import REPO_ROOT
+from gateway.dev.state import REPO_ROOT
 from gateway.testing import read_audit
 
 pytestmark = pytest.mark.slow

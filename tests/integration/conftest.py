@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters.memory import MemorySource
-from gateway.identifiers import synthetic_nino
+from gateway.dev.synthetic import synthetic_nino
 from gateway.testing import RunningNode, running_node
 
 BUNDLE = Path(__file__).parent / "bundle"

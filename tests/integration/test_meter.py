@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from gateway.audit.meter import read_meter
 from gateway.audit.verify import verify_log
 from gateway.cli import app
-from gateway.demo import demo_subjects
+from gateway.dev.demo import demo_subjects
 from gateway.testing import RunningNode, get_request, running_node
 
 AGREEMENT = "cr-dwp-gro-deaths-2026"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from gateway.demo import demo_subjects
-from gateway.devstate import REPO_ROOT
+from gateway.dev.demo import demo_subjects
+from gateway.dev.state import REPO_ROOT
 from gateway.policy.opa import OpaServerEngine
 from gateway.policy.tools import build_opa_bundle
 from gateway.testing import get_request, running_node

@@ -22,7 +22,7 @@ from adapters.memory import MemorySource
 from gateway.api.client import ExchangeClient, secure_channel
 from gateway.api.status import error_info
 from gateway.config import parse_config
-from gateway.devstate import audience, prepare_node
+from gateway.dev.state import audience, prepare_node
 from gateway.node import serve
 from gateway.policy.tools import build_opa_bundle
 from gateway.testing import TEST_CLOCK, get_request, node_config_dict, running_node

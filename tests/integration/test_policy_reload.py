@@ -15,8 +15,8 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.demo import demo_subjects
-from gateway.devstate import REPO_ROOT
+from gateway.dev.demo import demo_subjects
+from gateway.dev.state import REPO_ROOT
 from gateway.policy.reloading import LivePolicy
 from gateway.testing import RunningNode, get_request, running_node
 

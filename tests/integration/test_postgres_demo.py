@@ -22,9 +22,9 @@ from psycopg import sql as pgsql
 from adapters.registry import open_source
 from concordat.exchange.v1 import exchange_pb2
 from gateway.config import load_config, parse_config
-from gateway.demo import demo_subjects
-from gateway.demo import main as demo_main
-from gateway.devstate import REPO_ROOT, prepare_node
+from gateway.dev.demo import demo_subjects
+from gateway.dev.demo import main as demo_main
+from gateway.dev.state import REPO_ROOT, prepare_node
 from gateway.node import build_node
 from gateway.testing import RunningNode, get_request, node_config_dict
 

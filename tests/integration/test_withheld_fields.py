@@ -11,7 +11,7 @@ import pytest
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.api.status import error_info
-from gateway.demo import demo_subjects
+from gateway.dev.demo import demo_subjects
 from gateway.testing import RunningNode, get_request, running_node
 
 AGREEMENT = "cr-dwp-gro-deaths-2026"

@@ -11,7 +11,7 @@ from sqlalchemy import Select, column, create_engine, func, select, table
 from adapters.mapping import RECORD_FIELDS
 from adapters.registry import open_source
 from concordat.records.v1 import records_pb2
-from gateway.demo import (
+from gateway.dev.demo import (
     ADMINISTRATIONS,
     demo_source_config,
     demo_subjects,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
 
-from gateway.devpki import NodeMaterial, ensure_node_material, issue_node_certificate
+from gateway.dev.pki import NodeMaterial, ensure_node_material, issue_node_certificate
 from gateway.keys import load_public_key, load_signing_key, node_identity_from_certificate
 
 

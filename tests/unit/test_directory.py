@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.devpki import ensure_node_material
+from gateway.dev.pki import ensure_node_material
 from gateway.errors import PeerRejected
 from gateway.federation.directory import (
     Directory,

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
+from gateway.dev.issuer import DevIssuer
 from gateway.domain import Requester
 from gateway.errors import Unauthenticated, Unavailable
 from gateway.identity import (
-    DevIssuer,
     JwksFile,
     JwksUrl,
     ReplayCache,

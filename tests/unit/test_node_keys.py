@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.devstate import LocalNodeState, prepare_node
+from gateway.dev.state import LocalNodeState, prepare_node
 from gateway.node import build_node
 from gateway.testing import node_config_dict
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner, Result
 from gateway import testing
 from gateway.api.status import error_info
 from gateway.cli import app
-from gateway.demo import demo_subjects
+from gateway.dev.demo import demo_subjects
 from gateway.domain import Requester
 from gateway.policy.bundle import load_bundle
 from gateway.policy.embedded import EmbeddedEngine

@@ -35,7 +35,7 @@ from adapters.base import AdapterError, SourceDataInvalid, SourceUnavailable
 from adapters.mapping import MappingMismatch, SourceMisconfigured, SqlSourceConfig
 from adapters.registry import open_source
 from adapters.sql import SqlSource
-from gateway.demo import demo_source_config, seed_demo_database
+from gateway.dev.demo import demo_source_config, seed_demo_database
 
 POSTGRES_SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
 

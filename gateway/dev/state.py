@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ADMINISTRATIONS, NodeConfig, load_config
-from gateway.demo import seed_demo_database
-from gateway.devpki import NodeMaterial, ensure_node_material, ensure_signing_key
+from gateway.dev.demo import seed_demo_database
+from gateway.dev.issuer import DevIssuer
+from gateway.dev.pki import NodeMaterial, ensure_node_material, ensure_signing_key
 from gateway.federation.directory import write_directory
 from gateway.federation.enrolment import signed_directory_entry, write_public_key
-from gateway.identity import DevIssuer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".state"

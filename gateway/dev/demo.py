@@ -11,7 +11,8 @@ The tables deliberately differ from the record contracts (`surname` for `family_
 Seed a database (SQLite or PostgreSQL; seeding again adds nothing); `--create-database`
 first creates a PostgreSQL database that does not exist yet::
 
-    python -m gateway.demo --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_holyrood \
+    python -m gateway.dev.demo \
+        --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_holyrood \
         --administration holyrood --create-database
 
 `deploy/postgres/holyrood.toml` is holyrood's development config serving that database.
@@ -53,7 +54,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.sql.dml import Insert
 
-from gateway.identifiers import (
+from gateway.dev.synthetic import (
     synthetic_chi_number,
     synthetic_hc_number,
     synthetic_nhs_number,
@@ -920,13 +921,13 @@ def demo_subjects(url: str, administration: str) -> dict[str, list[tuple[str, st
 _SCHEMA_HEADER = """\
 -- Demo tables of an administration's local systems, for PostgreSQL.
 --
--- Generated from the SQLAlchemy metadata in gateway/demo.py; after changing that, run
---   python -m gateway.demo --postgres-schema > deploy/postgres/schema.sql
+-- Generated from the SQLAlchemy metadata in gateway/dev/demo.py; after changing that, run
+--   python -m gateway.dev.demo --postgres-schema > deploy/postgres/schema.sql
 -- (tests/unit/test_demo_data.py fails while the two disagree).
 --
 -- Seeding creates the database (with --create-database) and any missing tables itself, so
 -- applying this file first is optional:
---   python -m gateway.demo \\
+--   python -m gateway.dev.demo \\
 --     --url postgresql+psycopg://postgres@127.0.0.1:5432/concordat_holyrood \\
 --     --administration holyrood --create-database   # whitehall, stormont, cardiff likewise
 -- deploy/postgres/holyrood.toml serves that database; docs/adapters.md says how to run it.
@@ -950,7 +951,7 @@ def postgres_schema() -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.demo", description="Seed an administration's demo database."
+        prog="python -m gateway.dev.demo", description="Seed an administration's demo database."
     )
     parser.add_argument("--url", help="SQLAlchemy URL of the database to seed")
     parser.add_argument("--administration", choices=ADMINISTRATIONS)

@@ -1,0 +1,170 @@
+"""The `concordat` command line: run a node, verify and meter audit logs, make the directory,
+work on policies; and, for development, run the local federation, mint tokens and call a node
+(gateway/cli/dev.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gateway.cli import dev
+from gateway.cli.common import console, err_console
+from gateway.cli.common import fail as _fail
+from gateway.cli.policy import policy_app
+from gateway.clock import Clock, SystemClock
+from gateway.config import ConfigError, load_config
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+audit_app = typer.Typer(no_args_is_help=True, help="Inspect and verify audit logs.")
+app.add_typer(audit_app, name="audit")
+directory_app = typer.Typer(no_args_is_help=True, help="Make and assemble the signed directory.")
+app.add_typer(directory_app, name="directory")
+app.add_typer(policy_app, name="policy")
+for command in (dev.up, dev.token, dev.call):
+    app.command()(command)
+
+
+@app.command()
+def node(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The node's TOML configuration.")],
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run one node, as an administration runs it in production."""
+    run_node(config, log_level=log_level, clock=SystemClock())
+
+
+def run_node(config: Path, *, log_level: str, clock: Clock) -> None:
+    """Runs the node configured in `config` until SIGINT or SIGTERM, deciding by `clock`.
+
+    `concordat node` passes the system clock; only test launchers pass another, no setting can.
+    """
+    from gateway.logs import configure_logging
+    from gateway.node import serve
+
+    configure_logging(log_level)
+    try:
+        node_config = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)  # type: ignore[union-attr]  # main() is asyncio.run's task
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(node_config, clock=clock)
+
+    from adapters.base import AdapterError
+
+    try:
+        asyncio.run(main())
+    except (AdapterError, ConfigError) as exc:
+        # A source whose mapping or database cannot serve refuses the start, saying why.
+        raise _fail(f"the node cannot start: {exc}") from exc
+
+
+def _audit_log(config: Path | None, db: Path | None) -> Path:
+    """The audit log file named by --config (its node's log) or --db, which must exist."""
+    if (config is None) == (db is None):
+        raise _fail("give exactly one of --config and --db")
+    path = load_config(config).audit.path if config is not None else db
+    assert path is not None  # noqa: S101 - one of the two was given
+    if not path.exists():
+        raise _fail(f"audit log {path} does not exist")
+    return path
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: Annotated[Path | None, typer.Option(help="Verify this node's audit log.")] = None,
+    db: Annotated[Path | None, typer.Option(help="Or: an audit database file.")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="The node's Ed25519 public key (PEM) to check seals with.")
+    ] = None,
+) -> None:
+    """Check an audit log's hash chain and signatures; say where it was altered."""
+    from gateway.audit.verify import verify_log
+    from gateway.keys import load_public_key, load_signing_key
+
+    key = load_public_key(public_key) if public_key else None
+    if key is None and config is not None:
+        key = load_signing_key(load_config(config).keys.signing_key).public_key()
+    db = _audit_log(config, db)
+    report = verify_log(db, key)
+    if report.ok:
+        console.print(
+            f"[green]ok[/]: {report.entries} entries, chain intact, "
+            f"sealed up to {report.sealed_upto}"
+        )
+        return
+    for problem in report.problems:
+        err_console.print(f"[red]entry {problem.seq}[/]: {problem.what}")
+    raise _fail(f"audit log {db} failed verification ({len(report.problems)} problem(s))")
+
+
+@audit_app.command("meter")
+def audit_meter(
+    config: Annotated[Path | None, typer.Option(help="This node's meter.")] = None,
+    db: Annotated[Path | None, typer.Option(help="Or: an audit database file.")] = None,
+    since: Annotated[str | None, typer.Option(help="First day counted (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day counted (YYYY-MM-DD).")] = None,
+    agreement: Annotated[str | None, typer.Option(help="Only this agreement.")] = None,
+    requester: Annotated[
+        str | None, typer.Option(help="Only this requester, as organisation@administration.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Exchanges, records and bytes per requester and agreement, for cost recovery."""
+    from gateway.audit.meter import read_meter
+
+    db = _audit_log(config, db)
+    rows = read_meter(db, since=since, until=until, agreement_id=agreement, requester=requester)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row.as_dict()))
+        return
+    table = Table(
+        "requester", "agreement", "role", "exchanges", "released", "denied", "records", "bytes"
+    )
+    for row in rows:
+        table.add_row(
+            row.requester,
+            row.agreement_id or "(none)",
+            row.role,
+            *(f"{n:,}" for n in (row.exchanges, row.released, row.denied, row.records, row.bytes)),
+        )
+    console.print(table)
+
+
+@directory_app.command("entry")
+def directory_entry(
+    config: Annotated[Path, typer.Option(help="This node's configuration.")],
+    serial: Annotated[int, typer.Option(help="Increase on every change of the entry.")] = 1,
+) -> None:
+    """Print this node's directory entry, signed with its administration's directory key."""
+    from gateway.federation.enrolment import signed_directory_entry
+
+    try:
+        typer.echo(json.dumps(signed_directory_entry(load_config(config), serial=serial), indent=2))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@directory_app.command("assemble")
+def directory_assemble(
+    entries: Annotated[list[Path], typer.Argument(help="Signed entry files, one per node.")],
+    out: Annotated[Path, typer.Option(help="The directory file to write.")],
+) -> None:
+    """Assemble signed entries into the directory file every node loads."""
+    from gateway.federation.directory import write_directory
+
+    write_directory(out, [json.loads(path.read_text()) for path in entries])
+    console.print(f"wrote {out} with {len(entries)} entries")

@@ -1,0 +1,5 @@
+"""`python -m gateway.cli` runs the `concordat` command."""
+
+from gateway.cli import app
+
+app()
