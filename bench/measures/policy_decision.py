@@ -53,6 +53,7 @@ from gateway.policy.cache import CachingEngine
 from gateway.policy.embedded import EmbeddedEngine, load_interpreter
 from gateway.policy.opa import OpaServerEngine
 from gateway.policy.tools import build_opa_bundle
+from gateway.testing import policy_input
 from tests.support.real_opa import PINNED_VERSION, OpaBinaryMissing, OpaServer, opa_binary
 
 TARGET_P50_US = 100.0
@@ -60,32 +61,9 @@ TARGET_GROWTH = 1.5
 # The anchor: OPA-Envoy's reported median evaluation, 164 to 308 µs.
 OPA_ENVOY_EVAL_P50_US = (164.0, 308.0)
 ASKED_AGREEMENT = "fraud-dwp-dfc-benefits-2026"
-ASK: dict[str, Any] = {
-    "direction": "egress",
-    "node": "whitehall",
-    "requesting_node": "whitehall",
-    "providing_node": "stormont",
-    "requester": {
-        "organisation": "dwp",
-        "system": "fraud-referrals",
-        "administration": "whitehall",
-        "accreditations": [],
-    },
-    "record_type": "BENEFIT_AWARD",
-    "subject_kind": "nino",
-    "purpose": "FRAUD",
-    "agreement_id": ASKED_AGREEMENT,
-    "fields": ["nino", "benefit", "weekly_amount_pence"],
-    "field_sensitivity": {
-        "nino": "PERSONAL",
-        "benefit": "PERSONAL",
-        "weekly_amount_pence": "PERSONAL",
-    },
-    "identifying_fields": ["nino"],
-    "case_reference_present": False,
-    "bulk": False,
-    "today": "2026-11-21",
-}
+# The input a node builds for DWP's fraud team asking at whitehall for a Northern Ireland
+# benefit award (the same builder the node uses).
+ASK: dict[str, Any] = policy_input(agreement_id=ASKED_AGREEMENT)
 # Sub-documents of the decision, each timed on its own (it evaluates what it depends on).
 PROFILED = (
     "concordat/common/request/purposes",  # a constant: the fixed cost of one query
