@@ -17,7 +17,7 @@ from gateway.dev.pki import NodeMaterial, ensure_node_material, ensure_signing_k
 from gateway.federation.directory import write_directory
 from gateway.federation.enrolment import signed_directory_entry, write_public_key
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO_ROOT / ".state"
 LOCAL_CONFIG_DIR = REPO_ROOT / "deploy" / "local"
 
