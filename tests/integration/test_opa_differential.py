@@ -7,7 +7,7 @@ be identical: allow, rule, agreement, released fields, withheld fields with thei
 obligations, reasons and pseudonymisation. The corpus, per jurisdiction:
 
 - every agreement of its register, asked in both directions by each party that is not the
-  provider, built as the gateway builds a policy input (`gateway.stages.policy_input_for`);
+  provider, built by the node's own builder (`gateway.policy.policy_input`);
   where the jurisdiction decides that direction, also changed one thing at a time
   (`VARIATIONS`: the purpose, the fields, their sensitivities, the record type, the day
   against the agreement's dates, accreditations, identifying fields, case reference, bulk,
@@ -35,33 +35,24 @@ import datetime as dt
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway import records
-from gateway.domain import Decision, Direction, Requester, Subject
-from gateway.exchange import Exchange
-from gateway.pipeline.stages import policy_input_for
+from gateway.domain import PURPOSES, Decision, Direction, Requester
 from gateway.policy.bundle import load_bundle
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa import OpaServerEngine
+from gateway.policy.policy_input import PolicyRequest
 from gateway.policy.tools import POLICIES, build_opa_bundle, rule_ids
+from gateway.testing import TEST_TODAY, policy_input
 from tests.support.real_opa import OpaBinaryMissing, OpaServer, opa_binary, run_opa
 
 JURISDICTIONS = ["whitehall", "holyrood", "stormont", "cardiff"]
 DIRECTIONS: tuple[Direction, Direction] = ("egress", "ingress")
-TODAY = dt.date(2026, 11, 21)
-PURPOSES = [
-    "PUBLIC_SERVICE_DELIVERY",
-    "CIVIL_REGISTRATION",
-    "DEBT",
-    "FRAUD",
-    "RESEARCH",
-    "STATISTICS",
-]
 SUBJECT_KINDS = {
     "PERSON": "nino",
     "BIRTH_REGISTRATION": "registration_id",
@@ -101,46 +92,35 @@ def _opa() -> None:
 # --- policy inputs as the gateway builds them, and variations on them ---------------------
 
 
-def gateway_input(
+def gateway_request(
     agreement: Agreement, requester: str, direction: Direction, node: str
-) -> PolicyInput:
-    """The input a node would decide for `requester` asking for every agreed field."""
+) -> PolicyRequest:
+    """What a node would decide for `requester` asking for every agreed field."""
     organisation, administration = requester.split("@")
     record_type = next(iter(agreement["record_types"]))
     accreditations = {"accredited-researcher"} if agreement["purpose"] == "RESEARCH" else set()
-    exchange = Exchange(
-        rpc="GetRecord",
-        role="local",
-        request=None,
-        metadata=(),
-        deadline_seconds=None,
+    return PolicyRequest(
+        direction=direction,
+        node=node,
+        requesting_node=administration,
+        providing_node=agreement["provider"].split("@")[1],
         requester=Requester(
             organisation, "differential", administration, frozenset(accreditations)
         ),
         record_type=record_type,
-        subject=Subject(SUBJECT_KINDS[record_type], "subject"),  # type: ignore[arg-type]
+        subject_kind=SUBJECT_KINDS[record_type],
         purpose=agreement["purpose"],
         agreement_id=agreement["id"],
         fields=tuple(agreement["record_types"][record_type]),
-        requesting_node=administration,
-        providing_node=agreement["provider"].split("@")[1],
+        case_reference_present=False,
+        bulk=False,
+        today=TEST_TODAY,
     )
-    return policy_input_for(exchange, direction, node, TODAY)
 
 
-def with_fields(policy_input: PolicyInput, fields: list[str]) -> PolicyInput:
-    """The input asking for other fields, with the sensitivities the gateway would send."""
-    shape = records.shape(policy_input["record_type"])
-    return {
-        **policy_input,
-        "fields": fields,
-        "field_sensitivity": {f: shape.sensitivity[f] for f in fields if f in shape.sensitivity},
-        "identifying_fields": sorted(shape.identifying & set(fields)),
-    }
-
-
-def without(policy_input: PolicyInput, *path: str) -> PolicyInput:
-    changed = copy.deepcopy(policy_input)
+def without(document: PolicyInput, *path: str) -> PolicyInput:
+    """The input with the value at `path` missing."""
+    changed = copy.deepcopy(document)
     inner = changed
     for key in path[:-1]:
         inner = inner[key]
@@ -148,109 +128,137 @@ def without(policy_input: PolicyInput, *path: str) -> PolicyInput:
     return changed
 
 
-def with_requester(policy_input: PolicyInput, **changes: Any) -> PolicyInput:
-    return {**policy_input, "requester": {**policy_input["requester"], **changes}}
+def with_requester(request: PolicyRequest, **changes: Any) -> PolicyInput:
+    assert request.requester is not None
+    return policy_input(request, requester=dataclasses.replace(request.requester, **changes))
 
 
-def day(value: str, days: int) -> str:
-    return (dt.date.fromisoformat(value) + dt.timedelta(days=days)).isoformat()
+def requester_document(request: PolicyRequest, **changes: Any) -> PolicyInput:
+    """The input whose requester is given as a document, with values of any type."""
+    document = policy_input(request)
+    return {**document, "requester": {**document["requester"], **changes}}
 
 
-def other_record_type(policy_input: PolicyInput) -> PolicyInput:
-    asked = policy_input["record_type"]
-    other = "PERSON" if asked != "PERSON" else "BENEFIT_AWARD"
-    shaped = {**policy_input, "record_type": other, "subject_kind": SUBJECT_KINDS[other]}
-    return with_fields(shaped, sorted(records.shape(other).sensitivity))
+def day(value: str, days: int = 0) -> dt.date:
+    return dt.date.fromisoformat(value) + dt.timedelta(days=days)
 
 
-def another(value: str, among: list[str]) -> str:
+def another(value: Any, among: Sequence[Any]) -> Any:
     return among[(among.index(value) + 1) % len(among)] if value in among else among[0]
 
 
-# A variation changes one thing in the input as built; it also sees the agreement asked for.
-Variation = Callable[[PolicyInput, Agreement], PolicyInput]
+def record_fields(record_type: str) -> list[str]:
+    return sorted(records.shape(record_type).sensitivity)
+
+
+def with_other_record_type(request: PolicyRequest) -> PolicyInput:
+    other = "PERSON" if request.record_type != "PERSON" else "BENEFIT_AWARD"
+    return policy_input(
+        request,
+        record_type=other,
+        subject_kind=SUBJECT_KINDS[other],
+        fields=record_fields(other),
+    )
+
+
+def with_sensitivity(request: PolicyRequest, sensitivity: Any) -> PolicyInput:
+    """The input with its first field's sensitivity replaced."""
+    sensitivities = policy_input(request)["field_sensitivity"]
+    return policy_input(
+        request, field_sensitivity={**sensitivities, request.fields[0]: sensitivity}
+    )
+
+
+# A variation changes one thing in the request as built: `policy_input` keeps what derives
+# from a changed request in step (the fields' sensitivities follow the fields) and sets any
+# other key as given. It also sees the agreement asked for.
+Variation = Callable[[PolicyRequest, Agreement], PolicyInput]
 
 VARIATIONS: dict[str, Variation] = {
-    "as the gateway builds it": lambda i, a: i,
-    "another purpose": lambda i, a: {**i, "purpose": another(i["purpose"], PURPOSES)},
-    "an unknown purpose": lambda i, a: {**i, "purpose": "MARKETING"},
-    "no purpose": lambda i, a: without(i, "purpose"),
-    "one field": lambda i, a: with_fields(i, i["fields"][:1]),
-    "every field of the record": lambda i, a: with_fields(
-        i, sorted(records.shape(i["record_type"]).sensitivity)
+    "as the gateway builds it": lambda r, a: policy_input(r),
+    "another purpose": lambda r, a: policy_input(r, purpose=another(r.purpose, PURPOSES)),
+    "an unknown purpose": lambda r, a: policy_input(r, purpose="MARKETING"),
+    "no purpose": lambda r, a: without(policy_input(r), "purpose"),
+    "one field": lambda r, a: policy_input(r, fields=r.fields[:1]),
+    "every field of the record": lambda r, a: policy_input(r, fields=record_fields(r.record_type)),
+    "only fields not agreed": lambda r, a: policy_input(
+        r, fields=[f for f in record_fields(r.record_type) if f not in r.fields]
     ),
-    "only fields not agreed": lambda i, a: with_fields(
-        i, sorted(set(records.shape(i["record_type"]).sensitivity) - set(i["fields"]))
+    "only identifying fields": lambda r, a: policy_input(
+        r, fields=policy_input(r)["identifying_fields"]
     ),
-    "only identifying fields": lambda i, a: with_fields(i, i["identifying_fields"]),
-    "a field asked for twice": lambda i, a: with_fields(i, [*i["fields"], i["fields"][0]]),
-    "no fields": lambda i, a: with_fields(i, []),
-    "no field list": lambda i, a: without(i, "fields"),
-    "a field of unknown sensitivity": lambda i, a: {**i, "fields": [*i["fields"], "notes"]},
-    "no field sensitivities": lambda i, a: without(i, "field_sensitivity"),
-    "an agreed field of special category": lambda i, a: {
-        **i,
-        "field_sensitivity": {**i["field_sensitivity"], i["fields"][0]: "SPECIAL_CATEGORY"},
-    },
-    "a record type not agreed": lambda i, a: other_record_type(i),
-    "no record type": lambda i, a: without(i, "record_type"),
-    "the day before it starts": lambda i, a: {**i, "today": day(a["start"], -1)},
-    "its first day": lambda i, a: {**i, "today": a["start"]},
-    "its last day": lambda i, a: {**i, "today": a["end"]},
-    "the day after it ends": lambda i, a: {**i, "today": day(a["end"], 1)},
-    "the day after its review": lambda i, a: {**i, "today": day(a["review"], 1)},
-    "a day that is not a date": lambda i, a: {**i, "today": "2026"},
-    "no day": lambda i, a: without(i, "today"),
-    "an accredited researcher": lambda i, a: with_requester(
-        i, accreditations=["accredited-researcher"]
+    "a field asked for twice": lambda r, a: policy_input(r, fields=[*r.fields, r.fields[0]]),
+    "no fields": lambda r, a: policy_input(r, fields=[]),
+    "no field list": lambda r, a: without(policy_input(r), "fields"),
+    "a field of unknown sensitivity": lambda r, a: policy_input(r, fields=[*r.fields, "notes"]),
+    "no field sensitivities": lambda r, a: without(policy_input(r), "field_sensitivity"),
+    "an agreed field of special category": lambda r, a: with_sensitivity(r, "SPECIAL_CATEGORY"),
+    "a record type not agreed": lambda r, a: with_other_record_type(r),
+    "no record type": lambda r, a: without(policy_input(r), "record_type"),
+    "the day before it starts": lambda r, a: policy_input(r, today=day(a["start"], -1)),
+    "its first day": lambda r, a: policy_input(r, today=day(a["start"])),
+    "its last day": lambda r, a: policy_input(r, today=day(a["end"])),
+    "the day after it ends": lambda r, a: policy_input(r, today=day(a["end"], 1)),
+    "the day after its review": lambda r, a: policy_input(r, today=day(a["review"], 1)),
+    "a day that is not a date": lambda r, a: {**policy_input(r), "today": "2026"},
+    "no day": lambda r, a: without(policy_input(r), "today"),
+    "an accredited researcher": lambda r, a: with_requester(
+        r, accreditations=frozenset({"accredited-researcher"})
     ),
-    "no accreditations": lambda i, a: without(i, "requester", "accreditations"),
-    "no identifying fields list": lambda i, a: without(i, "identifying_fields"),
-    "a case reference": lambda i, a: {**i, "case_reference_present": True},
-    "no case reference flag": lambda i, a: without(i, "case_reference_present"),
-    "a bulk extract": lambda i, a: {**i, "bulk": True},
-    "bulk not a boolean": lambda i, a: {**i, "bulk": "yes"},
-    "a requester of another administration": lambda i, a: with_requester(
-        i, administration=another(i["requester"]["administration"], JURISDICTIONS)
+    "no accreditations": lambda r, a: without(policy_input(r), "requester", "accreditations"),
+    "no identifying fields list": lambda r, a: without(policy_input(r), "identifying_fields"),
+    "a case reference": lambda r, a: policy_input(r, case_reference_present=True),
+    "no case reference flag": lambda r, a: without(policy_input(r), "case_reference_present"),
+    "a bulk extract": lambda r, a: policy_input(r, bulk=True),
+    "a requester of another administration": lambda r, a: with_requester(
+        r, administration=another(r.requesting_node, JURISDICTIONS)
     ),
-    "an unregistered requester": lambda i, a: with_requester(i, organisation="stranger"),
-    "a requester without an organisation": lambda i, a: without(i, "requester", "organisation"),
-    "the provider asking": lambda i, a: with_requester(
-        {**i, "requesting_node": i["providing_node"]},
+    "an unregistered requester": lambda r, a: with_requester(r, organisation="stranger"),
+    "a requester without an organisation": lambda r, a: without(
+        policy_input(r), "requester", "organisation"
+    ),
+    "the provider asking": lambda r, a: with_requester(
+        dataclasses.replace(r, requesting_node=r.providing_node),
         organisation=a["provider"].split("@")[0],
-        administration=i["providing_node"],
+        administration=r.providing_node,
     ),
-    "an unknown agreement": lambda i, a: {**i, "agreement_id": "no-such-agreement"},
-    "an agreement id that is not a string": lambda i, a: {**i, "agreement_id": 7},
-    "the other direction in the input": lambda i, a: {
-        **i,
-        "direction": another(i["direction"], list(DIRECTIONS)),
+    "an unknown agreement": lambda r, a: policy_input(r, agreement_id="no-such-agreement"),
+    "the other direction in the input": lambda r, a: {
+        **policy_input(r),
+        "direction": another(r.direction, DIRECTIONS),
     },
-    "another deciding node": lambda i, a: {**i, "node": another(i["node"], JURISDICTIONS)},
-    "another providing node": lambda i, a: {
-        **i,
-        "providing_node": another(i["providing_node"], JURISDICTIONS),
-    },
+    "another deciding node": lambda r, a: policy_input(r, node=another(r.node, JURISDICTIONS)),
+    "another providing node": lambda r, a: policy_input(
+        r, providing_node=another(r.providing_node, JURISDICTIONS)
+    ),
     # Values of the wrong type, as a hand-made input could carry them.
-    "fields as a string": lambda i, a: {**i, "fields": ",".join(i["fields"])},
-    "field sensitivities as a list": lambda i, a: {**i, "field_sensitivity": list(i["fields"])},
-    "accreditations as a string": lambda i, a: with_requester(
-        i, accreditations="accredited-researcher"
-    ),
-    "identifying fields as a string": lambda i, a: {**i, "identifying_fields": "nino"},
-    "a requester that is a string": lambda i, a: {**i, "requester": "dwp@whitehall"},
-    "a purpose that is a number": lambda i, a: {**i, "purpose": 3},
-    "a record type that is a number": lambda i, a: {**i, "record_type": 5},
-    "a day that is a number": lambda i, a: {**i, "today": 20261121},
-    "a case reference flag that is a string": lambda i, a: {**i, "case_reference_present": "yes"},
-    "a field that is a number": lambda i, a: {**i, "fields": [*i["fields"], 7]},
-    "a sensitivity that is a number": lambda i, a: {
-        **i,
-        "field_sensitivity": {**i["field_sensitivity"], i["fields"][0]: 1},
+    "bulk not a boolean": lambda r, a: {**policy_input(r), "bulk": "yes"},
+    "fields as a string": lambda r, a: {**policy_input(r), "fields": ",".join(r.fields)},
+    "a field that is a number": lambda r, a: {**policy_input(r), "fields": [*r.fields, 7]},
+    "field sensitivities as a list": lambda r, a: {
+        **policy_input(r),
+        "field_sensitivity": list(r.fields),
     },
-    "an agreement id that is null": lambda i, a: {**i, "agreement_id": None},
-    "a node that is null": lambda i, a: {**i, "node": None},
-    "an administration that is a number": lambda i, a: with_requester(i, administration=1),
+    "a sensitivity that is a number": lambda r, a: with_sensitivity(r, 1),
+    "accreditations as a string": lambda r, a: requester_document(
+        r, accreditations="accredited-researcher"
+    ),
+    "an administration that is a number": lambda r, a: requester_document(r, administration=1),
+    "a requester that is a string": lambda r, a: {**policy_input(r), "requester": "dwp@whitehall"},
+    "identifying fields as a string": lambda r, a: {
+        **policy_input(r),
+        "identifying_fields": "nino",
+    },
+    "a purpose that is a number": lambda r, a: {**policy_input(r), "purpose": 3},
+    "a record type that is a number": lambda r, a: {**policy_input(r), "record_type": 5},
+    "a day that is a number": lambda r, a: {**policy_input(r), "today": 20261121},
+    "a case reference flag that is a string": lambda r, a: {
+        **policy_input(r),
+        "case_reference_present": "yes",
+    },
+    "an agreement id that is not a string": lambda r, a: {**policy_input(r), "agreement_id": 7},
+    "an agreement id that is null": lambda r, a: {**policy_input(r), "agreement_id": None},
+    "a node that is null": lambda r, a: {**policy_input(r), "node": None},
 }
 
 
@@ -363,10 +371,10 @@ def requesters(agreement: Agreement) -> list[str]:
     return [party for party in agreement["parties"] if party != agreement["provider"]]
 
 
-def decides(policy_input: PolicyInput) -> bool:
-    """Whether the input's node is the one that decides its direction."""
-    deciding = {"egress": "requesting_node", "ingress": "providing_node"}[policy_input["direction"]]
-    return bool(policy_input["node"] == policy_input[deciding])
+def decides(request: PolicyRequest) -> bool:
+    """Whether the request's node is the one that decides its direction."""
+    deciding = request.requesting_node if request.direction == "egress" else request.providing_node
+    return request.node == deciding
 
 
 def agreement_cases(register: dict[str, Any], jurisdiction: str) -> Iterator[Case]:
@@ -375,10 +383,10 @@ def agreement_cases(register: dict[str, Any], jurisdiction: str) -> Iterator[Cas
     for agreement_id, agreement in sorted(register["agreements"].items()):
         for requester in requesters(agreement):
             for direction in DIRECTIONS:
-                base = gateway_input(agreement, requester, direction, jurisdiction)
+                base = gateway_request(agreement, requester, direction, jurisdiction)
                 variations = VARIATIONS if decides(base) else dict(list(VARIATIONS.items())[:1])
                 for name, vary in variations.items():
-                    varied = vary(copy.deepcopy(base), agreement)
+                    varied = vary(base, agreement)
                     yield Case(
                         f"{agreement_id} {direction} by {requester}: {name}", direction, varied
                     )
@@ -393,9 +401,10 @@ def changed_agreement_cases(
         asked_for = {**original, "id": copy_id, "purpose": purpose or original["purpose"]}
         for requester in requesters(original):
             for direction in DIRECTIONS:
-                asked = gateway_input(asked_for, requester, direction, jurisdiction)
+                asked = gateway_request(asked_for, requester, direction, jurisdiction)
                 if decides(asked):
-                    yield Case(f"{copy_id} {direction} by {requester}", direction, asked)
+                    name = f"{copy_id} {direction} by {requester}"
+                    yield Case(name, direction, policy_input(asked))
 
 
 SPY = """\
