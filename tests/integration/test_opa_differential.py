@@ -33,7 +33,6 @@ import copy
 import dataclasses
 import datetime as dt
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -49,7 +48,7 @@ from gateway.policy.opa import OpaServerEngine
 from gateway.policy.policy_input import PolicyRequest
 from gateway.policy.tools import POLICIES, build_opa_bundle, rule_ids
 from gateway.testing import TEST_TODAY, policy_input
-from tests.support.real_opa import OpaBinaryMissing, OpaServer, opa_binary, run_opa
+from tests.support.real_opa import OpaServer, require_opa, run_opa
 
 JURISDICTIONS = ["whitehall", "holyrood", "stormont", "cardiff"]
 DIRECTIONS: tuple[Direction, Direction] = ("egress", "ingress")
@@ -81,12 +80,7 @@ class Case:
 
 @pytest.fixture(scope="module", autouse=True)
 def _opa() -> None:
-    try:
-        opa_binary()
-    except OpaBinaryMissing as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc}; under CI the engines must be compared")
-        pytest.skip(str(exc))
+    require_opa()
 
 
 # --- policy inputs as the gateway builds them, and variations on them ---------------------

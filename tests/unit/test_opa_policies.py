@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import pytest
 from gateway.policy.bundle import load_bundle
 from gateway.policy.rego_tests import discover_tests
 from gateway.policy.tools import POLICIES, build_opa_bundle
-from tests.support.real_opa import OpaBinaryMissing, opa_binary, run_opa
+from tests.support.real_opa import require_opa, run_opa
 
 JURISDICTIONS = ["whitehall", "holyrood", "stormont", "cardiff"]
 SHAPES = ["folders", "built"]
@@ -37,12 +36,7 @@ MODULE_COVERAGE_FLOOR = 98.0
 
 @pytest.fixture(scope="module", autouse=True)
 def _opa() -> None:
-    try:
-        opa_binary()
-    except OpaBinaryMissing as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc}; under CI the policies must be proven on OPA")
-        pytest.skip(str(exc))
+    require_opa()
 
 
 @pytest.fixture(scope="module")
