@@ -7,11 +7,11 @@ be identical: allow, rule, agreement, released fields, withheld fields with thei
 obligations, reasons and pseudonymisation. The corpus, per jurisdiction:
 
 - every agreement of its register, asked in both directions by each party that is not the
-  provider, built by the node's own builder (`gateway.policy.policy_input`);
-  where the jurisdiction decides that direction, also changed one thing at a time
-  (`VARIATIONS`: the purpose, the fields, their sensitivities, the record type, the day
-  against the agreement's dates, accreditations, identifying fields, case reference, bulk,
-  the requester, the agreement id, the nodes, values of the wrong type);
+  provider, built by the node's own builder (`gateway.policy.policy_input`); where the
+  jurisdiction decides that direction, also changed one thing at a time (`VARIATIONS`: the
+  purpose, the fields, their sensitivities, the record type, the day against the
+  agreement's dates, accreditations, identifying fields, case reference, bulk, the
+  requester, the agreement id, the nodes, values of the wrong type);
 - copies of every agreement with one term changed, missing or of the wrong type
   (`AGREEMENT_CHANGES`: suspended, ended, without dates, objective, record types, protocol
   references, dates as numbers, turned to research...), registered beside the real ones in
