@@ -33,6 +33,10 @@ DICTIONARIES = ROOT / "fuzz" / "dictionaries"
 # Instrumented for coverage: our code and the token library whose parsing we rely on.
 INSTRUMENTED = ["gateway", "adapters", "jwt"]
 # libFuzzer's progress lines worth showing while `all` runs (the full output goes to a log).
+# libFuzzer's last line of statistics.
+_STATS = re.compile(
+    r"#\d+\s+DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+ (?:lim: \d+ )?exec/s: (\d+)"
+)
 _PROGRESS = re.compile(r"pulse|DONE|Done \d+ runs|== |ERROR|Traceback|crash-")
 
 
@@ -99,7 +103,7 @@ def _replay(arguments: list[str]) -> int:
 
 
 def _fuzz(target: str, runs: int, keep_going: bool, state: Path, extra: list[str]) -> int:
-    import atheris
+    import atheris  # type: ignore[import-untyped]  # atheris ships no type information
 
     _import_libraries()
     # Comparisons with regular expressions and strings guide the mutations towards them.
@@ -143,7 +147,8 @@ def _import_libraries() -> None:
     """Imports what the gateway uses but we do not instrument, before the hooks are enabled.
 
     atheris's regular-expression hook fails on patterns of bytes (TypeError in gen_match),
-    which cryptography compiles at import; compiled before the hook, they are left alone.
+    which cryptography compiles at import, and on some verbose ones of the standard library;
+    compiled before the hook is enabled, they are left alone.
     regopy goes first, before grpc, as gateway/__init__.py explains.
     """
     for name in (
@@ -154,6 +159,9 @@ def _import_libraries() -> None:
         "grpc",
         "pydantic",
         "structlog",
+        # Verbose patterns the hook cannot generate a match for (it logs an ERROR for each).
+        "email.header",
+        "http.cookiejar",
     ):
         importlib.import_module(name)
 
@@ -166,8 +174,11 @@ def _tolerating_known(target: str, function: Callable[[bytes], bool]) -> Callabl
     from fuzz.known import known
 
     reported: set[str] = set()
+    executions = 0
 
     def tolerating_known(data: bytes) -> None:
+        nonlocal executions
+        executions += 1
         try:
             function(data)
         except AssertionError as failure:
@@ -176,7 +187,11 @@ def _tolerating_known(target: str, function: Callable[[bytes], bool]) -> Callabl
                 raise
             if finding.name not in reported:
                 reported.add(finding.name)
-                print(f"known finding {finding.name} (fuzz/known.py)", file=sys.stderr, flush=True)
+                print(
+                    f"known finding {finding.name} (fuzz/known.py) at execution {executions:,}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     return tolerating_known
 
@@ -244,7 +259,7 @@ def _all(runs: int, keep_going: bool, state: Path, extra: list[str]) -> int:
         wall = time.monotonic() - started
         text = log_path.read_text()
         done = re.search(r"Done (\d+) runs", text)
-        stats = re.search(r"#\d+\s+DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+ exec/s: (\d+)", text)
+        stats = _STATS.search(text)
         findings = text.count(f"== {target}: ")
         rows.append(
             (

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway import records
+from gateway.api.status import MAX_MESSAGE, STATUS_FOR_ERROR, to_grpc_status
 from gateway.config import ADMINISTRATIONS
 from gateway.errors import ConcordatError
 from gateway.exchange import Exchange
 from gateway.identifiers import validate_subject
-from gateway.status import MAX_MESSAGE, STATUS_FOR_ERROR, to_grpc_status
 
 T = TypeVar("T")
 
@@ -92,8 +92,10 @@ def check_refusal(error: ConcordatError, data: bytes) -> None:
         raise PropertyViolation(f"{type(error).__name__} has no status in the status table")
     with only_concordat_errors("to_grpc_status"):
         status = to_grpc_status(error, STATUS_EXCHANGE_ID)
-    if len(status.details) > MAX_MESSAGE:
-        raise PropertyViolation(f"status message is {len(status.details):,} characters")
+    # grpc.Status declares no fields; the one grpc_status makes carries code and details.
+    message: str = status.details  # type: ignore[attr-defined]
+    if len(message) > MAX_MESSAGE:
+        raise PropertyViolation(f"status message is {len(message):,} characters")
     if len(error.message) > MAX_MESSAGE:
         # The status table cuts it, but the audit entry and the log keep the whole message.
         raise PropertyViolation(f"error message is {len(error.message):,} characters")
@@ -101,7 +103,7 @@ def check_refusal(error: ConcordatError, data: bytes) -> None:
     said = data.decode("utf-8", "replace") + data.decode("latin-1")
     for leaked in _leaks(error):
         if leaked not in said:
-            raise PropertyViolation(f"status message names {leaked!r}: {status.details!r:.300}")
+            raise PropertyViolation(f"status message names {leaked!r}: {message!r:.300}")
 
 
 def _leaks(error: ConcordatError) -> Iterator[str]:

@@ -37,8 +37,8 @@ Seed = tuple[str, bytes]
 def _get(record_type: str, purpose: str, fields: list[str], **options: object) -> bytes:
     subject = options.pop("subject", {})
     request = exchange_pb2.GetRecordRequest(
-        record_type=exchange_pb2.RecordType.Value(f"RECORD_TYPE_{record_type}"),
-        purpose=exchange_pb2.Purpose.Value(f"PURPOSE_{purpose}"),
+        record_type=f"RECORD_TYPE_{record_type}",
+        purpose=f"PURPOSE_{purpose}",
         **options,  # type: ignore[arg-type]
     )
     for kind, value in subject.items():  # type: ignore[attr-defined]
@@ -225,6 +225,8 @@ def relay_seeds() -> Iterator[Seed]:
     yield "whitehall-relay-own-certificate", bytes([2 << 1]) + get
     yield "forged-certificate", bytes([3 << 1]) + get
     yield "no-certificate", bytes([4 << 1 | 1]) + stream
+    # devpki gives each certificate a random serial, so this seed differs each time seeds are
+    # written; it stays genuine, for the CA's key is derived.
     pem = fed.certificates[PEER]
     yield "certificate-pem-in-input", _certificate_in_input(pem, get, stream=False)
     uppercase = federation_pb2.RelayRequest()

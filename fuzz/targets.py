@@ -46,18 +46,19 @@ from fuzz.properties import (
     only_concordat_errors,
 )
 from gateway.api.edge import Call, decode
+from gateway.api.federation_service import _provider_exchange
 from gateway.config import LimitsConfig
 from gateway.domain import Requester
 from gateway.errors import ConcordatError
-from gateway.exchange import Exchange
+from gateway.exchange import Exchange, Rpc
 from gateway.federation.assertions import request_digest
-from gateway.federation.routing import RouteToSelf
-from gateway.federation.service import AuthenticatePeer, _provider_exchange
 from gateway.identifiers import validate_subject
-from gateway.stages import RequireDecoded, ValidateRequest, policy_input_for
+from gateway.pipeline.peer import AuthenticatePeer
+from gateway.pipeline.routing import RouteToSelf
+from gateway.pipeline.stages import RequireDecoded, ValidateRequest, policy_input_for
 
 # The limits and stages a node builds with its default configuration (gateway/node.py,
-# gateway/pipeline.py).
+# gateway/pipeline/order.py).
 LIMITS = LimitsConfig()
 _VALIDATE = ValidateRequest(
     min_deadline_seconds=LIMITS.min_deadline_seconds,
@@ -117,7 +118,7 @@ def stream_records(data: bytes) -> bool:
     return _caller_request("StreamRecords", exchange_pb2.StreamRecordsRequest, data)
 
 
-def _caller_request(rpc: Any, message_type: type, data: bytes) -> bool:
+def _caller_request(rpc: Rpc, message_type: type, data: bytes) -> bool:
     request = never_raises("decode", decode, message_type, data)
     exchange = Exchange(
         rpc=rpc,
@@ -215,7 +216,7 @@ def relay(data: bytes) -> bool:
         _PeerContext(certificate),  # type: ignore[arg-type]
         exchange_id=STATUS_EXCHANGE_ID,
     )
-    rpc = "StreamRecords" if stream else "GetRecord"
+    rpc: Rpc = "StreamRecords" if stream else "GetRecord"
     try:
         with at_instant(), only_concordat_errors(f"the providing node's checks of a {rpc} relay"):
             exchange = _provider_exchange(rpc, relay_request, call)
