@@ -37,7 +37,7 @@ INSTRUMENTED = ["gateway", "adapters", "jwt"]
 _STATS = re.compile(
     r"#\d+\s+DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+ (?:lim: \d+ )?exec/s: (\d+)"
 )
-_PROGRESS = re.compile(r"pulse|DONE|Done \d+ runs|== |ERROR|Traceback|crash-")
+_PROGRESS = re.compile(r"pulse|DONE|Done \d+ runs|== |known finding|ERROR|Traceback|crash-")
 
 
 def main(argv: list[str]) -> int:
@@ -261,6 +261,7 @@ def _all(runs: int, keep_going: bool, state: Path, extra: list[str]) -> int:
         done = re.search(r"Done (\d+) runs", text)
         stats = _STATS.search(text)
         findings = text.count(f"== {target}: ")
+        tolerated = text.count("known finding ")
         rows.append(
             (
                 target,
@@ -271,11 +272,13 @@ def _all(runs: int, keep_going: bool, state: Path, extra: list[str]) -> int:
                 wall,
                 process.returncode,
                 findings,
+                tolerated,
             )
         )
     print(f"\n{'target':16}{'runs':>10}{'exec/s':>8}{'cov':>6}{'corpus':>8}{'wall s':>8}  result")
-    for target, done_runs, rate, cov, corp, wall, code, found in rows:
-        result = "ok" if code == 0 and not found else f"exit {code}, {found} finding(s)"
+    for target, done_runs, rate, cov, corp, wall, code, found, tolerated in rows:
+        result = "ok" if code == 0 and not found else f"exit {code}, {found} new finding(s)"
+        result += f" ({tolerated} known)" if tolerated else ""
         print(f"{target:16}{done_runs:>10,}{rate:>8,}{cov:>6}{corp:>8}{wall:>8.0f}  {result}")
     total = sum(row[1] for row in rows)
     print(f"{'total':16}{total:>10,}{'':>22}{sum(row[5] for row in rows):>8.0f}")
