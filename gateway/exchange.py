@@ -89,6 +89,8 @@ class Exchange:
     peer_certificate: bytes | None = None
     assertion: str = ""
     exchange_id_invalid: bool = False
+    # A requesting node that takes a relayed batch as the bytes its receipt signs.
+    peer_accepts_encoded_batch: bool = False
     # A requesting node's view of the provider's answer.
     peer_withheld: dict[str, str] = field(default_factory=dict)
     peer_ingress_decision_id: str = ""

@@ -68,6 +68,10 @@ def normalise(kind: str, raw: str) -> str:
 def _checked_length(raw: str, what: str) -> str:
     if len(raw) > _MAX_RAW_LENGTH:
         raise InvalidRequest(f"subject.{what} is too long to be an identifier")
+    # Checked before normalising: str.upper() turns some other letters into ASCII ones
+    # (U+017F long s into S, U+00DF sharp s into SS), which would let them pass.
+    if not raw.isascii():
+        raise InvalidRequest(f"subject.{what} must be written in ASCII")
     return raw
 
 

@@ -35,17 +35,19 @@ from gateway.federation.peers import PeerClients
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
 from gateway.keys import load_public_key, load_signing_key
-from gateway.pipeline.batches import ChooseBatches, LocalBatches, ResumeTokens
+from gateway.pipeline.batches import CallerBatches, ChooseBatches, LocalBatches, ResumeTokens
 from gateway.pipeline.evidence import EvidenceRecorder
 from gateway.pipeline.order import (
     NodeParts,
+    PeerStages,
     caller_get_stages,
     caller_stream_stages,
     provider_get_stages,
     provider_stream_stages,
 )
-from gateway.pipeline.peer import AuthenticatePeer, SignReceipt
+from gateway.pipeline.peer import AuthenticatePeer, SignedBatches, SignReceipt
 from gateway.pipeline.relay import Relay, RemoteBatches
+from gateway.pipeline.routing import DirectoryProviders, NotFederated, OnlyThisNode, Providers
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.stages import Stage
 from gateway.policy import PolicyEngine
@@ -225,8 +227,14 @@ async def build_node(
         default_batch_size=limits.stream_batch_size,
         pseudonym_key=pseudonym_key,
     )
+    # A node that is not federated routes to itself alone; the null objects stand where the
+    # federation's parts would, so no stage asks whether there is one.
     peers: PeerClients | None = None
-    relay = remote_batches = authenticate_peer = sign_receipt = None
+    not_federated = NotFederated()
+    providers: Providers = OnlyThisNode(name, frozenset(sources))
+    relay: Stage = not_federated
+    remote_batches: CallerBatches = not_federated.batches
+    peer_stages: PeerStages | None = None
     if federation is not None:
         directory, fed = federation
         peers = PeerClients(
@@ -239,6 +247,7 @@ async def build_node(
             name, signing_key, kid, ttl_seconds=fed.assertion_ttl_seconds
         )
         receipt_verifier = ReceiptVerifier(directory.signing_key)
+        providers = DirectoryProviders(directory)
         relay = Relay(
             peers=peers,
             signer=assertion_signer,
@@ -248,13 +257,15 @@ async def build_node(
         remote_batches = RemoteBatches(
             peers=peers, signer=assertion_signer, receipts=receipt_verifier
         )
-        authenticate_peer = AuthenticatePeer(
-            node=name,
-            directory=directory,
-            verifier=AssertionVerifier(name, directory.signing_key),
-        )
         receipt_signer = ReceiptSigner(name, signing_key, kid)
-        sign_receipt = SignReceipt(receipt_signer)
+        peer_stages = PeerStages(
+            authenticate_peer=AuthenticatePeer(
+                node=name,
+                directory=directory,
+                verifier=AssertionVerifier(name, directory.signing_key),
+            ),
+            sign_receipt=SignReceipt(receipt_signer),
+        )
     parts = NodeParts(
         node=name,
         verifier=verifier,
@@ -264,10 +275,8 @@ async def build_node(
         pseudonym_key=pseudonym_key,
         limits=limits,
         clock=clock or SystemClock(),
-        directory=federation[0] if federation else None,
+        providers=providers,
         relay=relay,
-        authenticate_peer=authenticate_peer,
-        sign_receipt=sign_receipt,
     )
 
     def pipeline(stage_list: Sequence[Stage], *, dedupe: bool = False) -> Pipeline:
@@ -287,15 +296,14 @@ async def build_node(
         service, listen=config.node.listen, tls=config.tls
     )
     federation_port = None
-    if federation is not None:
+    if federation is not None and peer_stages is not None:
         directory, fed = federation
         federation_port = add_federation_service(
             server,
             FederationService(
-                get_pipeline=pipeline(provider_get_stages(parts)),
-                stream_pipeline=pipeline(provider_stream_stages(parts)),
-                stream_batches=local_batches,
-                receipts=receipt_signer,
+                get_pipeline=pipeline(provider_get_stages(parts, peer_stages)),
+                stream_pipeline=pipeline(provider_stream_stages(parts, peer_stages)),
+                stream_batches=SignedBatches(local_batches, receipt_signer),
             ),
             listen=fed.listen,
             tls=config.tls,

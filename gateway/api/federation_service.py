@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 
 from concordat.federation.v1 import federation_pb2
 from gateway.api.edge import Call, decode, server_stream, unary
-from gateway.exchange import Exchange, PeerEvidence, Rpc
-from gateway.federation.assertions import ReceiptSigner, encoded_digest
-from gateway.pipeline.batches import StreamBatches
+from gateway.exchange import Exchange, Rpc
+from gateway.pipeline.peer import SignedBatches
 from gateway.pipeline.run import Pipeline
 
 _EXCHANGE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -50,13 +49,11 @@ class FederationService:
         *,
         get_pipeline: Pipeline,
         stream_pipeline: Pipeline,
-        stream_batches: StreamBatches,
-        receipts: ReceiptSigner,
+        stream_batches: SignedBatches,
     ) -> None:
         self._get = get_pipeline
         self._stream = stream_pipeline
         self._batches = stream_batches
-        self._receipts = receipts
 
     @unary
     async def Relay(self, call: Call) -> federation_pb2.RelayResponse:
@@ -70,26 +67,6 @@ class FederationService:
     async def RelayStream(self, call: Call) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
         request = decode(federation_pb2.RelayStreamRequest, call.request)
         exchange = _provider_exchange("StreamRecords", request, call)
-        async for batch in self._stream.stream(exchange, self._batches):
-            # Serialised once: the receipt signs the digest of exactly the bytes sent, and
-            # gRPC copies them as they are instead of copying the batch into the relay
-            # message and serialising it again.
-            encoded = batch.SerializeToString(deterministic=True)
-            receipt = self._receipts.sign(
-                exchange_id=exchange.exchange_id,
-                requesting_node=exchange.requesting_node,
-                response_digest=encoded_digest(encoded),
-                record_count=len(batch.records),
-                released_fields=list(batch.released_fields),
-                ingress_decision_id=batch.ingress_decision_id,
-            )
-            exchange.peer_evidence = PeerEvidence(
-                peer=exchange.requesting_node, last_receipt=receipt, assertion=exchange.assertion
-            )
-            assert request is not None  # noqa: S101 - the pipeline refuses an undecoded relay
-            if request.accepts_encoded_batch:
-                yield federation_pb2.RelayStreamResponse(encoded_batch=encoded, receipt=receipt)
-            else:
-                # A requesting node of an earlier release digests the batch message; its
-                # deterministic serialisation is `encoded`, so the same receipt holds.
-                yield federation_pb2.RelayStreamResponse(batch=batch, receipt=receipt)
+        exchange.peer_accepts_encoded_batch = request is not None and request.accepts_encoded_batch
+        async for response in self._stream.stream(exchange, self._batches):
+            yield response

@@ -339,7 +339,13 @@ def _requester_from(value: object) -> Requester:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        # An integer too large for a float (a signed claim of 10**309) is no time.
+        return False
 
 
 def _shown(value: object) -> str:

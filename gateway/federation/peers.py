@@ -96,11 +96,15 @@ def peer_identity(certificate_pem: bytes | None, directory: DirectoryLookup) -> 
     """
     if not certificate_pem:
         raise PeerRejected("the calling peer presented no client certificate")
-    node = _node_named(certificate_pem)
-    if node is None:
-        raise PeerRejected("the calling peer's certificate names no Concordat node")
-    if _issued_by(certificate_pem, directory.entry(node).ca_cert_pem):
-        return node
+    try:
+        node = _node_named(certificate_pem)
+        if node is None:
+            raise PeerRejected("the calling peer's certificate names no Concordat node")
+        if _issued_by(certificate_pem, directory.entry(node).ca_cert_pem):
+            return node
+    except ValueError as exc:
+        # TLS accepted it, yet it does not parse here (or is not PEM): refused, never trusted.
+        raise PeerRejected("the calling peer's certificate cannot be read") from exc
     raise PeerRejected(
         f"the calling peer's certificate claims to be {node} but is not issued by {node}'s "
         "certificate authority"

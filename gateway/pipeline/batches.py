@@ -237,12 +237,12 @@ def _pseudonyms_of(batch: Batch, pseudonyms: Pseudonyms | None) -> list[str]:
 class ChooseBatches:
     """Local batches when this node holds the records, relayed batches when a peer does."""
 
-    def __init__(self, node: str, *, local: StreamBatches, remote: CallerBatches | None) -> None:
+    def __init__(self, node: str, *, local: StreamBatches, remote: CallerBatches) -> None:
         self._node = node
         self._local = local
         self._remote = remote
 
     def __call__(self, exchange: Exchange) -> AsyncIterator[StreamBatch]:
-        if exchange.providing_node == self._node or self._remote is None:
+        if exchange.providing_node == self._node:
             return self._local(exchange)
         return self._remote(exchange)

@@ -25,12 +25,11 @@ from adapters.base import RecordSource
 from gateway.clock import Clock
 from gateway.config import LimitsConfig
 from gateway.domain import Direction
-from gateway.federation.directory import DirectoryLookup
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import TokenVerifier
 from gateway.pipeline import stages
 from gateway.pipeline.respond import Respond
-from gateway.pipeline.routing import RouteToSelf
+from gateway.pipeline.routing import Providers, RouteToSelf
 from gateway.pipeline.stages import Stage
 from gateway.policy import PolicyEngine
 
@@ -50,10 +49,18 @@ class NodeParts:
     limits: LimitsConfig
     # The day policies decide on: the system clock in production, a fixed day in tests.
     clock: Clock
-    directory: DirectoryLookup | None = None
-    relay: Stage | None = None
-    authenticate_peer: Stage | None = None
-    sign_receipt: Stage | None = None
+    # Who serves what, and how a peer is asked: the federation's, or on a node that is not
+    # federated the null objects of gateway/pipeline/routing.py.
+    providers: Providers
+    relay: Stage
+
+
+@dataclass(frozen=True)
+class PeerStages:
+    """The providing node's own stages: the peer and its assertion, and the signed receipt."""
+
+    authenticate_peer: Stage
+    sign_receipt: Stage
 
 
 def _validate(parts: NodeParts) -> Stage:
@@ -68,11 +75,7 @@ def _decide(direction: Direction, parts: NodeParts) -> Stage:
 
 
 def _route(parts: NodeParts) -> Stage:
-    return stages.Route(parts.node, frozenset(parts.sources), parts.directory)
-
-
-def _remote(parts: NodeParts) -> list[Stage]:
-    return [parts.relay] if parts.relay is not None else []
+    return stages.Route(parts.node, frozenset(parts.sources), parts.providers)
 
 
 def caller_get_stages(parts: NodeParts) -> list[Stage]:
@@ -91,7 +94,7 @@ def caller_get_stages(parts: NodeParts) -> list[Stage]:
                 stages.Fetch(parts.sources),
                 stages.Minimise(parts.pseudonym_key),
             ],
-            remote=_remote(parts),
+            remote=[parts.relay],
         ),
         Respond(),
     ]
@@ -109,25 +112,24 @@ def caller_stream_stages(parts: NodeParts) -> list[Stage]:
     ]
 
 
-def provider_get_stages(parts: NodeParts) -> list[Stage]:
+def provider_get_stages(parts: NodeParts, peer: PeerStages) -> list[Stage]:
     """A GetRecord relayed by a peer node, for records this node holds."""
-    assert parts.authenticate_peer and parts.sign_receipt  # noqa: S101 - federation configured
     return [
-        parts.authenticate_peer,
+        peer.authenticate_peer,
         _validate(parts),
         RouteToSelf(parts.node, frozenset(parts.sources)),
         _decide("ingress", parts),
         stages.Fetch(parts.sources),
         stages.Minimise(parts.pseudonym_key),
         Respond(),
-        parts.sign_receipt,
+        peer.sign_receipt,
     ]
 
 
-def provider_stream_stages(parts: NodeParts) -> list[Stage]:
-    assert parts.authenticate_peer is not None  # noqa: S101 - federation configured
+def provider_stream_stages(parts: NodeParts, peer: PeerStages) -> list[Stage]:
+    """A StreamRecords relayed by a peer node, up to its first batch."""
     return [
-        parts.authenticate_peer,
+        peer.authenticate_peer,
         _validate(parts),
         RouteToSelf(parts.node, frozenset(parts.sources)),
         _decide("ingress", parts),

@@ -7,15 +7,20 @@ decides for itself, under its own policy, what to disclose.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from concordat.federation.v1 import federation_pb2
 from gateway.errors import InvalidRequest
 from gateway.exchange import Exchange, PeerEvidence
 from gateway.federation.assertions import (
     AssertionVerifier,
     ReceiptSigner,
+    encoded_digest,
     request_digest,
 )
 from gateway.federation.directory import DirectoryLookup
 from gateway.federation.peers import peer_identity
+from gateway.pipeline.batches import StreamBatches
 
 
 class AuthenticatePeer:
@@ -68,3 +73,39 @@ class SignReceipt:
             response_digest=digest,
             assertion=exchange.assertion,
         )
+
+
+class SignedBatches:
+    """A relayed extract's batches, each with a receipt over exactly the bytes sent.
+
+    A batch is serialised once: the receipt signs the digest of those bytes, and gRPC sends
+    them as they are, instead of the batch being copied into the relay message and
+    serialised again.
+    """
+
+    def __init__(self, batches: StreamBatches, signer: ReceiptSigner) -> None:
+        self._batches = batches
+        self._signer = signer
+
+    async def __call__(
+        self, exchange: Exchange
+    ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
+        async for batch in self._batches(exchange):
+            encoded = batch.SerializeToString(deterministic=True)
+            receipt = self._signer.sign(
+                exchange_id=exchange.exchange_id,
+                requesting_node=exchange.requesting_node,
+                response_digest=encoded_digest(encoded),
+                record_count=len(batch.records),
+                released_fields=list(batch.released_fields),
+                ingress_decision_id=batch.ingress_decision_id,
+            )
+            exchange.peer_evidence = PeerEvidence(
+                peer=exchange.requesting_node, last_receipt=receipt, assertion=exchange.assertion
+            )
+            if exchange.peer_accepts_encoded_batch:
+                yield federation_pb2.RelayStreamResponse(encoded_batch=encoded, receipt=receipt)
+            else:
+                # A requesting node of an earlier release digests the batch message; its
+                # deterministic serialisation is `encoded`, so the same receipt holds.
+                yield federation_pb2.RelayStreamResponse(batch=batch, receipt=receipt)

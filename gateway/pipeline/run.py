@@ -7,8 +7,8 @@ the answer (or the error) goes back to the caller; the entry is shielded from ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 
@@ -17,11 +17,13 @@ from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unav
 from gateway.exchange import Exchange
 from gateway.idempotency import IdempotencyCache
 from gateway.logs import raised_at
-from gateway.pipeline.batches import CallerBatches
 from gateway.pipeline.evidence import EvidenceRecorder
 from gateway.pipeline.stages import Stage
 
 log = structlog.get_logger("concordat.pipeline")
+
+# What a stream yields: a caller's batches, or a providing node's signed relay messages.
+B = TypeVar("B")
 
 
 class Pipeline:
@@ -54,7 +56,9 @@ class Pipeline:
         await self._record(exchange, None)
         return exchange.response
 
-    async def stream(self, exchange: Exchange, batches: CallerBatches) -> AsyncIterator[Any]:
+    async def stream(
+        self, exchange: Exchange, batches: Callable[[Exchange], AsyncIterator[B]]
+    ) -> AsyncIterator[B]:
         """Runs the stages, then yields batches; audits once when the stream ends, however."""
         failure: BaseException | None = None
         try:

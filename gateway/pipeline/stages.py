@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from adapters.base import AdapterError, RecordSource, SourceDataInvalid
 from gateway import records
@@ -31,12 +31,10 @@ from gateway.exchange import Exchange
 from gateway.idempotency import IdempotencyCache
 from gateway.identifiers import validate_subject
 from gateway.identity import TokenVerifier, bearer_token
+from gateway.pipeline.routing import Providers
 from gateway.policy import PolicyEngine
 from gateway.policy.policy_input import PolicyRequest, build_policy_input
 from gateway.pseudonyms import Pseudonyms
-
-if TYPE_CHECKING:
-    from gateway.federation.directory import DirectoryLookup
 
 
 class Stage(Protocol):
@@ -46,8 +44,9 @@ class Stage(Protocol):
 NOTHING_RELEASED_RULE = "concordat.no_requested_field_released"
 # Tokens this node issues are a few hundred characters; anything far longer is not one.
 MAX_RESUME_TOKEN = 4096
-_AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_PRINTABLE = re.compile(r"^[\x20-\x7e]{0,128}$")
+# Matched whole (`fullmatch`): `$` would also accept a trailing newline.
+_AGREEMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_PRINTABLE = re.compile(r"[\x20-\x7e]{0,128}")
 
 
 class RequireDecoded:
@@ -91,7 +90,7 @@ class ValidateRequest:
             )
             if request.batch_size > self._max_batch_size:
                 raise InvalidRequest(f"batch_size may be at most {self._max_batch_size}")
-        if not _AGREEMENT_ID.match(request.agreement_id):
+        if not _AGREEMENT_ID.fullmatch(request.agreement_id):
             raise InvalidRequest(
                 "agreement_id is required: letters, digits and . _ : - (at most 128)"
             )
@@ -102,7 +101,7 @@ class ValidateRequest:
         exchange.released_fields = exchange.fields
         for name in ("case_reference", "idempotency_key"):
             value = getattr(request, name)
-            if not _PRINTABLE.match(value):
+            if not _PRINTABLE.fullmatch(value):
                 raise InvalidRequest(f"{name} must be printable ASCII of at most 128 characters")
         exchange.case_reference = request.case_reference
         exchange.idempotency_key = request.idempotency_key
@@ -151,14 +150,12 @@ class Deduplicate:
 
 
 class Route:
-    """Chooses the node that holds the records: this one, or a peer from the directory."""
+    """Chooses the node that holds the records: this one, or a peer the providers name."""
 
-    def __init__(
-        self, node: str, local_types: frozenset[str], directory: DirectoryLookup | None = None
-    ) -> None:
+    def __init__(self, node: str, local_types: frozenset[str], providers: Providers) -> None:
         self._node = node
         self._local_types = local_types
-        self._directory = directory
+        self._providers = providers
 
     async def __call__(self, exchange: Exchange) -> None:
         exchange.requesting_node = self._node
@@ -166,12 +163,9 @@ class Route:
 
     def _choose(self, exchange: Exchange) -> str:
         record_type = exchange.record_type
-        if self._directory is None:
-            candidates = [self._node] if record_type in self._local_types else []
-        else:
-            candidates = self._directory_candidates(exchange)
-            if record_type not in self._local_types and self._node in candidates:
-                candidates.remove(self._node)
+        candidates = self._providers(exchange)
+        if record_type not in self._local_types and self._node in candidates:
+            candidates.remove(self._node)
         wanted: str = exchange.request.provider_node
         if wanted:
             if wanted not in candidates:
@@ -187,19 +181,6 @@ class Route:
                 f"to one of {', '.join(candidates)}"
             )
         return candidates[0]
-
-    def _directory_candidates(self, exchange: Exchange) -> list[str]:
-        assert self._directory is not None  # noqa: S101 - only called with a directory
-        subject = exchange.subject or (exchange.subjects[0] if exchange.subjects else None)
-        if subject is not None:
-            return self._directory.providers(exchange.record_type, subject.kind, subject.value)
-        return [
-            node
-            for node in self._directory.nodes
-            if any(
-                r.record_type == exchange.record_type for r in self._directory.entry(node).serves
-            )
-        ]
 
 
 class Branch:

@@ -428,7 +428,7 @@ EXPECTATIONS = [
     ),
     Expect(
         "postgres-seed",
-        r"python -m gateway\.demo .*--create-database",
+        r"python -m gateway\.dev\.demo .*--create-database",
         skip="run by test_the_postgres_demo_answers_the_first_call_as_readme_shows",
     ),
     Expect(

@@ -108,6 +108,8 @@ SPOILERS = {
     "full-width digits": lambda v: v.translate({ord(d): 0xFF10 + int(d) for d in "0123456789"}),
     "non-breaking space": lambda v: v[:3] + "\u00a0" + v[3:],
     "arabic-indic digit": lambda v: v[:-2] + "\u0661" + v[-1:],
+    # str.upper() makes "SS" of it: a NINO prefix spelt in a letter that is not ASCII.
+    "sharp s": lambda v: "\u00df" + v[2:],
 }
 
 
@@ -291,3 +293,23 @@ async def test_reflection_v1_lists_the_exchange_api_as_current_grpcurl_and_buf_a
     listed = {service.name for service in answers[0].list_services_response.service}
     assert "concordat.exchange.v1.ExchangeService" in listed
     assert "grpc.reflection.v1.ServerReflection" in listed
+
+
+async def test_text_fields_with_a_trailing_newline_are_refused_at_the_edge(
+    node: RunningNode, people: list[dict[str, object]]
+) -> None:
+    client = node.client(organisation="dwp")
+    asks = {
+        "agreement_id": {"agreement_id": "TEST-FRAUD-1\n"},
+        "case_reference": {"agreement_id": "TEST-FRAUD-1", "case_reference": "UC-2026-1\n"},
+        "idempotency_key": {"agreement_id": "TEST-FRAUD-1", "idempotency_key": "key-7\n"},
+    }
+    for what, values in asks.items():
+        request = get_request(
+            "PERSON", nino=str(people[0]["nino"]), purpose="FRAUD", fields=["nino"], **values
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.get_record(request)
+        assert_clean_refusal(caught.value, what)
+        assert what in (caught.value.details() or "")
+    await client.close()
