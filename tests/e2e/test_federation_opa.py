@@ -26,27 +26,13 @@ from gateway.dev.state import REPO_ROOT
 from gateway.policy.tools import build_opa_bundle
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation, build_federation
+from tests.e2e.test_legal_model import Ask
 from tests.support.real_opa import OpaServer
 
 pytestmark = pytest.mark.slow
 
 DEPLOY = REPO_ROOT / "deploy" / "opa"
 HOLYROOD = [REPO_ROOT / "policies" / "common", REPO_ROOT / "policies" / "holyrood"]
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One GetRecord: `organisation` at `requester` asks `provider`'s records."""
-
-    requester: str
-    organisation: str
-    provider: str
-    record_type: str
-    kind: str
-    agreement: str
-    purpose: str
-    fields: tuple[str, ...]
-    accreditations: tuple[str, ...] = ()
 
 
 ASKS = {

@@ -15,17 +15,17 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from gateway.policy.bundle import PolicyBundle
 from gateway.policy.embedded import load_interpreter
+from tests.support.loopback import LoopbackHttpServer
 
 _DATA_PATH = re.compile(r"^/v1/data/([A-Za-z_]\w*(?:/[A-Za-z_]\w*)*)$")
 
 
-class OpaDataApiServer:
+class OpaDataApiServer(LoopbackHttpServer):
     """`with OpaDataApiServer(bundle) as server:` serves the bundle at `server.url`.
 
     Faults: `fail_with` answers every data request with that HTTP status, `respond_with`
@@ -41,34 +41,11 @@ class OpaDataApiServer:
         # One interpreter behind a lock: regopy's thread safety is undocumented.
         self._interpreter = load_interpreter(bundle)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "enter the context first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_handler_for(self))
 
     def __enter__(self) -> OpaDataApiServer:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def evaluate(self, path: str, policy_input: Any) -> tuple[int, dict[str, Any]]:
         """Evaluate `data.<path>` as OPA would: status and JSON body."""

@@ -14,15 +14,16 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.support.loopback import LoopbackHttpServer
 
 REPO = Path(__file__).resolve().parents[2]
 PINNED_VERSION = "1.22.4"
@@ -185,7 +186,7 @@ class OpaServer:
             return ""
 
 
-class BundleService:
+class BundleService(LoopbackHttpServer):
     """`with BundleService(folder) as service:` an OPA bundle service on loopback.
 
     It serves the files in `folder` at `service.url` (`GET /<name>`), and 404 for a file
@@ -194,37 +195,15 @@ class BundleService:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "enter the context first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(functools.partial(_QuietFiles, directory=str(folder)))
 
     def publish(self, path: Path, name: str) -> None:
         shutil.copy(path, self.folder / name)
 
     def __enter__(self) -> BundleService:
         self.folder.mkdir(parents=True, exist_ok=True)
-        handler = functools.partial(_QuietFiles, directory=str(self.folder))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):
