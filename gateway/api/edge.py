@@ -76,12 +76,8 @@ def unary(
         call = Call(method.__name__, request, context)
         try:
             return await method(self, call)
-        except grpc.aio.AbortError:
-            raise
-        except ConcordatError as error:
-            await context.abort_with_status(to_grpc_status(error, call.exchange_id))
-        except Exception as exc:  # noqa: BLE001 - the one place a bug becomes INTERNAL
-            await _abort_internal(call, exc)
+        except Exception as exc:  # noqa: BLE001 - the edge answers every failure
+            await _answer_failure(call, exc)
         raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
 
     setattr(guarded, EDGE_WRAPPED, True)
@@ -101,18 +97,20 @@ def server_stream(
         try:
             async for response in method(self, call):
                 yield response
-        except grpc.aio.AbortError:
-            raise
-        except ConcordatError as error:
-            await context.abort_with_status(to_grpc_status(error, call.exchange_id))
-        except Exception as exc:  # noqa: BLE001 - the one place a bug becomes INTERNAL
-            await _abort_internal(call, exc)
+        except Exception as exc:  # noqa: BLE001 - the edge answers every failure
+            await _answer_failure(call, exc)
 
     setattr(guarded, EDGE_WRAPPED, True)
     return guarded
 
 
-async def _abort_internal(call: Call, exc: Exception) -> None:
+async def _answer_failure(call: Call, exc: Exception) -> None:
+    """Our error by the status table; anything else, a bug, as INTERNAL that leaks nothing."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc  # already answered
+    if isinstance(exc, ConcordatError):
+        await call.context.abort_with_status(to_grpc_status(exc, call.exchange_id))
+        return
     log.error(
         "edge_internal_error",
         method=call.method,
