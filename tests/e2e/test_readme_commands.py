@@ -348,6 +348,14 @@ def _meter_read(ran: Ran) -> None:
     assert "agreement" in ran.stdout and not ran.stderr
 
 
+def _meter_lines_for_the_agreement(ran: Ran) -> None:
+    assert ran.code == 0, ran.output
+    rows = [json.loads(line) for line in ran.stdout.splitlines() if line.strip()]
+    # The first call, made before this command, is on holyrood's meter as its provider.
+    assert rows, ran.output
+    assert all(row["agreement_id"] == "cr-dwp-nrs-births-2026" for row in rows), rows
+
+
 def _egress_allowed(ran: Ran) -> None:
     assert ran.code == 0, ran.output
     assert "egress: ALLOW" in ran.stdout
@@ -423,8 +431,8 @@ EXPECTATIONS = [
     Expect("audit-meter", r"audit meter --config deploy/local/holyrood\.toml --since", _meter_read),
     Expect(
         "audit-meter-json",
-        r"audit meter --config \.\.\. ",
-        skip="`--config ...` stands for a node's config: a placeholder, not a path",
+        r"audit meter --config deploy/local/holyrood\.toml --agreement .* --json$",
+        _meter_lines_for_the_agreement,
     ),
     Expect(
         "postgres-seed",
