@@ -17,7 +17,7 @@ durably, before the answer (or the error) goes back to the caller.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -28,6 +28,7 @@ from gateway.domain import Direction
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import TokenVerifier
 from gateway.pipeline import stages
+from gateway.pipeline.observe import NoObserver, Observer, observed
 from gateway.pipeline.respond import Respond
 from gateway.pipeline.routing import Providers, RouteToSelf
 from gateway.pipeline.stages import Stage
@@ -53,6 +54,8 @@ class NodeParts:
     # federated the null objects of gateway/pipeline/routing.py.
     providers: Providers
     relay: Stage
+    # Metrics and traces watch each stage through this; NoObserver watches nothing.
+    observer: Observer = field(default_factory=NoObserver)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class PeerStages:
 
     authenticate_peer: Stage
     sign_receipt: Stage
+
+
+def _watched(parts: NodeParts, stage_list: list[Stage]) -> list[Stage]:
+    return [observed(stage, parts.observer) for stage in stage_list]
 
 
 def _validate(parts: NodeParts) -> Stage:
@@ -80,57 +87,74 @@ def _route(parts: NodeParts) -> Stage:
 
 def caller_get_stages(parts: NodeParts) -> list[Stage]:
     """GetRecord from a departmental system at its own administration's node."""
-    return [
-        stages.RequireDecoded(),
-        stages.Authenticate(parts.verifier),
-        _validate(parts),
-        stages.Deduplicate(parts.idempotency),
-        _route(parts),
-        _decide("egress", parts),
-        stages.Branch(
-            parts.node,
-            local=[
-                _decide("ingress", parts),
-                stages.Fetch(parts.sources),
-                stages.Minimise(parts.pseudonym_key),
-            ],
-            remote=[parts.relay],
-        ),
-        Respond(),
-    ]
+    return _watched(
+        parts,
+        [
+            stages.RequireDecoded(),
+            stages.Authenticate(parts.verifier),
+            _validate(parts),
+            stages.Deduplicate(parts.idempotency),
+            _route(parts),
+            _decide("egress", parts),
+            stages.Branch(
+                parts.node,
+                local=_watched(
+                    parts,
+                    [
+                        _decide("ingress", parts),
+                        stages.Fetch(parts.sources),
+                        stages.Minimise(parts.pseudonym_key),
+                    ],
+                ),
+                remote=_watched(parts, [parts.relay]),
+            ),
+            Respond(),
+        ],
+    )
 
 
 def caller_stream_stages(parts: NodeParts) -> list[Stage]:
     """StreamRecords up to the first batch; the batches come from local or remote batches."""
-    return [
-        stages.RequireDecoded(),
-        stages.Authenticate(parts.verifier),
-        _validate(parts),
-        _route(parts),
-        _decide("egress", parts),
-        stages.Branch(parts.node, local=[_decide("ingress", parts)], remote=[]),
-    ]
+    return _watched(
+        parts,
+        [
+            stages.RequireDecoded(),
+            stages.Authenticate(parts.verifier),
+            _validate(parts),
+            _route(parts),
+            _decide("egress", parts),
+            stages.Branch(
+                parts.node, local=_watched(parts, [_decide("ingress", parts)]), remote=[]
+            ),
+        ],
+    )
 
 
 def provider_get_stages(parts: NodeParts, peer: PeerStages) -> list[Stage]:
     """A GetRecord relayed by a peer node, for records this node holds."""
-    return [
-        peer.authenticate_peer,
-        _validate(parts),
-        RouteToSelf(parts.node, frozenset(parts.sources)),
-        _decide("ingress", parts),
-        stages.Fetch(parts.sources),
-        stages.Minimise(parts.pseudonym_key),
-        Respond(),
-        peer.sign_receipt,
-    ]
+    return _watched(
+        parts,
+        [
+            peer.authenticate_peer,
+            _validate(parts),
+            RouteToSelf(parts.node, frozenset(parts.sources)),
+            _decide("ingress", parts),
+            stages.Fetch(parts.sources),
+            stages.Minimise(parts.pseudonym_key),
+            Respond(),
+            peer.sign_receipt,
+        ],
+    )
 
 
 def provider_stream_stages(parts: NodeParts, peer: PeerStages) -> list[Stage]:
     """A StreamRecords relayed by a peer node, up to its first batch."""
-    return [
-        peer.authenticate_peer,
-        _validate(parts),
-        RouteToSelf(parts.node, frozenset(parts.sources)),
-        _decide("ingress", parts),
-    ]
+    return _watched(
+        parts,
+        [
+            peer.authenticate_peer,
+            _validate(parts),
+            RouteToSelf(parts.node, frozenset(parts.sources)),
+            _decide("ingress", parts),
+        ],
+    )

@@ -18,6 +18,7 @@ from gateway.exchange import Exchange
 from gateway.idempotency import IdempotencyCache
 from gateway.logs import raised_at
 from gateway.pipeline.evidence import EvidenceRecorder
+from gateway.pipeline.observe import NoObserver, Observer
 from gateway.pipeline.stages import Stage
 
 log = structlog.get_logger("concordat.pipeline")
@@ -36,14 +37,20 @@ class Pipeline:
         evidence: EvidenceRecorder,
         idempotency: IdempotencyCache | None = None,
         default_deadline_seconds: float,
+        observer: Observer | None = None,
     ) -> None:
         self._stages = list(stages)
         self._evidence = evidence
         self._idempotency = idempotency
         self._default_deadline = default_deadline_seconds
+        self._observer: Observer = observer or NoObserver()
 
     async def run(self, exchange: Exchange) -> Any:
         """Runs the exchange to its response; raises its ConcordatError after auditing it."""
+        with self._observer.exchange(exchange):
+            return await self._run(exchange)
+
+    async def _run(self, exchange: Exchange) -> Any:
         try:
             await self._run_stages(exchange)
         except BaseException as exc:
@@ -61,14 +68,16 @@ class Pipeline:
     ) -> AsyncIterator[B]:
         """Runs the stages, then yields batches; audits once when the stream ends, however."""
         failure: BaseException | None = None
-        try:
-            await self._run_stages(exchange)
-            async for response in batches(exchange):
-                yield response
-        except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised below
-            failure = exc
-        finally:
-            await self._record(exchange, failure)
+        with self._observer.exchange(exchange):
+            try:
+                await self._run_stages(exchange)
+                with self._observer.stage(exchange, "batches"):
+                    async for response in batches(exchange):
+                        yield response
+            except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised below
+                failure = exc
+            finally:
+                await self._record(exchange, failure)
         if isinstance(failure, asyncio.CancelledError | GeneratorExit):
             raise failure
         if failure is not None:
@@ -104,7 +113,8 @@ class Pipeline:
             exchange.error = _as_error(failure, exchange)
         try:
             # Shielded: a caller who cancels still leaves evidence of what was asked.
-            await asyncio.shield(self._evidence.record(exchange))
+            with self._observer.stage(exchange, "audit"):
+                await asyncio.shield(self._evidence.record(exchange))
         except asyncio.CancelledError:
             if not cancelled:
                 raise

@@ -200,6 +200,7 @@ class Decide:
     """Asks the policy engine to decide, as of the clock's day; a denial stops the exchange."""
 
     def __init__(self, direction: Direction, node: str, engine: PolicyEngine, clock: Clock) -> None:
+        self.name = f"decide_{direction}"
         self._direction: Direction = direction
         self._node = node
         self._engine = engine
