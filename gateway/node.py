@@ -37,6 +37,7 @@ from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
 from gateway.keys import load_public_key, load_signing_key
 from gateway.pipeline.batches import CallerBatches, ChooseBatches, LocalBatches, ResumeTokens
 from gateway.pipeline.evidence import EvidenceRecorder
+from gateway.pipeline.observe import NoObserver, Observer, Observers
 from gateway.pipeline.order import (
     NodeParts,
     PeerStages,
@@ -266,6 +267,9 @@ async def build_node(
             ),
             sign_receipt=SignReceipt(receipt_signer),
         )
+    # Who watches the exchanges: metrics and traces, each when configured.
+    observers: list[Observer] = []
+    observer: Observer = Observers(observers) if observers else NoObserver()
     parts = NodeParts(
         node=name,
         verifier=verifier,
@@ -277,6 +281,7 @@ async def build_node(
         clock=clock or SystemClock(),
         providers=providers,
         relay=relay,
+        observer=observer,
     )
 
     def pipeline(stage_list: Sequence[Stage], *, dedupe: bool = False) -> Pipeline:
@@ -285,6 +290,7 @@ async def build_node(
             evidence=evidence,
             idempotency=idempotency if dedupe else None,
             default_deadline_seconds=limits.default_deadline_seconds,
+            observer=observer,
         )
 
     service = ExchangeService(
