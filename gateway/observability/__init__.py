@@ -1,0 +1,1 @@
+"""What an operator watches a node by: its metrics and its traces."""
