@@ -4,12 +4,17 @@
 #   postgres  Debian's `postgresql` (apt-get, as root or through sudo), its cluster started,
 #             and `trust` for the `postgres` role on loopback (127.0.0.1:5432, ::1), the
 #             server the SQL adapter and demo tests use. Nothing else in pg_hba.conf changes.
+#   prometheus  Debian's `prometheus` (apt-get, as root or through sudo, only when
+#             /usr/bin/prometheus or promtool is missing): the metrics tests start their own
+#             server on a free loopback port, with their own config and data directory, and
+#             check the exposition and the alerting rules with `promtool`. A service the
+#             package may start (where policy-rc.d lets it) is not used.
 #   tools     third-party binaries built from their pinned Go modules with `go install` into
 #             .tools/bin (gitignored): OPA (the second policy engine's server and `opa
 #             test`), grpcurl (a third-party gRPC client the tests drive), ghz (the bench's
 #             independent load generator). Go's module and build caches make a rebuild fast.
 #
-# `scripts/setup_services.sh` does both; `scripts/setup_services.sh tools` only the tools.
+# `scripts/setup_services.sh` does all three; `scripts/setup_services.sh tools` only the tools.
 # A second run that finds everything in place returns in well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +67,15 @@ ensure_postgres() {
     fi
 }
 
+ensure_prometheus() {
+    if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then
+        return 0
+    fi
+    say "installing Prometheus (and promtool) from Debian's packages"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
+}
+
 # go_tool NAME MODULE@VERSION: build NAME once per version into .tools/bin.
 go_tool() {
     local name="$1" module="$2"
@@ -87,7 +101,8 @@ ensure_tools() {
 
 case "${1:-all}" in
     postgres) ensure_postgres ;;
+    prometheus) ensure_prometheus ;;
     tools) ensure_tools ;;
-    all) ensure_postgres; ensure_tools ;;
-    *) say "usage: $0 [all|postgres|tools]"; exit 2 ;;
+    all) ensure_postgres; ensure_prometheus; ensure_tools ;;
+    *) say "usage: $0 [all|postgres|prometheus|tools]"; exit 2 ;;
 esac
