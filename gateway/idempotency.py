@@ -31,6 +31,10 @@ class IdempotencyCache:
         self._max_entries = max_entries
         self._ttl = ttl_seconds
 
+    def __len__(self) -> int:
+        """Keys remembered now, answered or still in flight (expired ones go at the next claim)."""
+        return len(self._entries)
+
     def claim(self, owner: str, key: str, digest: str, exchange_id: str) -> _Entry | None:
         """Claims the key for this exchange, or returns the earlier claim to wait on."""
         self._evict(time.monotonic())

@@ -202,6 +202,11 @@ class TokenVerifier:
             replay_cache if replay_cache is not None else ReplayCache(leeway_seconds=leeway_seconds)
         )
 
+    @property
+    def replay_cache(self) -> ReplayCache:
+        """The token ids it remembers until their tokens expire (its size is a metric)."""
+        return self._replay_cache
+
     def verify(self, token: str) -> Requester:
         """Check the token's algorithm, key, signature, claims and freshness; return its caller."""
         alg, kid = self._read_header(token)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -82,6 +82,13 @@ _LOGGED_FIELDS = (
 _logger = structlog.get_logger("concordat.audit")
 
 
+class WriterCounts(NamedTuple):
+    batches: int
+    entries: int
+    commit_seconds: float
+    failures: int
+
+
 class AuditLogRefused(Exception):
     """The file cannot serve as this node's log: another node's or key's, or no WAL support."""
 
@@ -127,6 +134,12 @@ class SqliteAuditLog:
         self._wakeup = asyncio.Event()
         self._refusal: str | None = None
         self._closed = False
+        # What the writer has done, for the node's metrics: batches committed, the entries in
+        # them, the seconds their writes took, and batches whose write failed.
+        self._batches = 0
+        self._entries = 0
+        self._commit_seconds = 0.0
+        self._write_failures = 0
         self._writer = self._loop.create_task(self._run_writer(), name="concordat-audit-writer")
 
     @classmethod
@@ -155,6 +168,23 @@ class SqliteAuditLog:
             connection=connection,
             next_seq=next_seq,
             last_hash=last_hash,
+        )
+
+    @property
+    def queue_depth(self) -> int:
+        """Appends waiting for the writer (the batch being written is not counted)."""
+        return len(self._queue)
+
+    @property
+    def failing(self) -> bool:
+        """True once a write failed: the log refuses appends until the node reopens it."""
+        return self._write_failures > 0
+
+    @property
+    def commits(self) -> WriterCounts:
+        """What the writer has committed since the log was opened, and how often it failed."""
+        return WriterCounts(
+            self._batches, self._entries, self._commit_seconds, self._write_failures
         )
 
     async def append(self, event: Mapping[str, Any]) -> int:
@@ -206,13 +236,18 @@ class SqliteAuditLog:
                 batch = [
                     self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
                 ]
+                started = time.perf_counter()
                 try:
                     seqs = await self._loop.run_in_executor(
                         self._executor, self._write_batch, batch
                     )
                 except Exception as exc:  # noqa: BLE001 - any writer fault must fail closed
+                    self._write_failures += 1
                     self._fail(batch, exc)
                     return
+                self._commit_seconds += time.perf_counter() - started
+                self._batches += 1
+                self._entries += len(batch)
                 for pending, seq in zip(batch, seqs, strict=True):
                     if not pending.future.done():
                         pending.future.set_result(seq)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from tenacity import (
     AsyncRetrying,
@@ -21,6 +21,12 @@ from tenacity.stop import stop_base
 from gateway.errors import Unavailable
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+
+class BreakerCounts(NamedTuple):
+    failed_calls: int
+    opened: int
+    refused: int
 
 
 class CircuitBreaker:
@@ -43,10 +49,19 @@ class CircuitBreaker:
         self._state: BreakerState = "closed"
         self._failures = 0
         self._changed_at = 0.0
+        # Since start, for the node's metrics: failed calls, times opened, calls refused.
+        self._failed_calls = 0
+        self._opened = 0
+        self._refused = 0
 
     @property
     def state(self) -> BreakerState:
         return self._state
+
+    @property
+    def counts(self) -> BreakerCounts:
+        """Calls that failed (unreachable or late), times the breaker opened, calls it refused."""
+        return BreakerCounts(self._failed_calls, self._opened, self._refused)
 
     def before_call(self) -> None:
         """Return if a call may go to the peer now; raise Unavailable if not."""
@@ -58,6 +73,7 @@ class CircuitBreaker:
             # was cancelled): without it the breaker would refuse the peer for ever.
             self._enter("half_open")
             return
+        self._refused += 1
         if self._state == "half_open":
             raise Unavailable(f"{self._peer} is unavailable (circuit half-open; trial in progress)")
         raise Unavailable(
@@ -70,6 +86,7 @@ class CircuitBreaker:
         self._enter("closed")
 
     def record_failure(self) -> None:
+        self._failed_calls += 1
         if self._state == "half_open":
             self._enter("open")
             return
@@ -78,6 +95,8 @@ class CircuitBreaker:
             self._enter("open")
 
     def _enter(self, state: BreakerState) -> None:
+        if state == "open":
+            self._opened += 1
         self._state = state
         self._changed_at = self._clock()
 

@@ -82,6 +82,10 @@ class PeerClients:
             self._peers[node] = peer
         return peer
 
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Each peer called so far, by node, and its circuit breaker (read by the metrics)."""
+        return {node: peer.breaker for node, peer in list(self._peers.items())}
+
     async def close(self) -> None:
         for peer in self._peers.values():
             await peer.channel.close()

@@ -16,6 +16,7 @@ import json
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.domain import Decision, Direction
@@ -23,17 +24,42 @@ from gateway.policy import PolicyEngine
 from gateway.policy.decision import ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE
 
 
+@dataclass(slots=True)
+class CacheCounts:
+    """Hits and misses, which the caches of every revision a node runs may share.
+
+    A reload starts a new cache; a shared tally keeps counting across it, so the node's
+    metrics read one count that only grows.
+    """
+
+    hits: int = 0
+    misses: int = 0
+
+
 class CachingEngine:
     """Remembers the last `max_entries` decisions of an engine, keyed on the exact input."""
 
-    def __init__(self, engine: PolicyEngine, *, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        *,
+        max_entries: int = 10_000,
+        counts: CacheCounts | None = None,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._engine = engine
         self._max_entries = max_entries
         self._decisions: OrderedDict[str, Decision] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        self._counts = counts if counts is not None else CacheCounts()
+
+    @property
+    def hits(self) -> int:
+        return self._counts.hits
+
+    @property
+    def misses(self) -> int:
+        return self._counts.misses
 
     @property
     def revision(self) -> str:
@@ -50,10 +76,10 @@ class CachingEngine:
         cached = self._decisions.get(key)
         if cached is not None:
             self._decisions.move_to_end(key)
-            self.hits += 1
+            self._counts.hits += 1
             # Every decision keeps an id of its own, so audit entries never share one.
             return dataclasses.replace(cached, decision_id=uuid.uuid4().hex)
-        self.misses += 1
+        self._counts.misses += 1
         decision = await self._engine.decide(direction, policy_input)
         if _cacheable(decision):
             self._decisions[key] = decision

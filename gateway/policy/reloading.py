@@ -27,6 +27,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import structlog
@@ -38,6 +39,8 @@ from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle
 log = structlog.get_logger("concordat.policy")
 
 ReloadOutcome = Literal["unchanged", "reloaded", "refused"]
+# What a reload attempt came to, as counted for the node's metrics ("failed": it raised).
+ReloadCount = Literal["reloaded", "refused", "failed"]
 BuildEngine = Callable[[PolicyBundle], PolicyEngine]
 CheckBundle = Callable[[Sequence[Path]], str]
 
@@ -65,6 +68,28 @@ class LivePolicy:
         self._fingerprint = _fingerprint(self._directories)
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._reloads: dict[ReloadCount, int] = {"reloaded": 0, "refused": 0, "failed": 0}
+        self._last_outcome: ReloadOutcome | None = None
+
+    @property
+    def bundle(self) -> PolicyBundle:
+        """The running bundle (its register and Rego sources), swapped with its engine."""
+        return self._bundle
+
+    @property
+    def reloads(self) -> Mapping[ReloadCount, int]:
+        """How many reloads swapped a bundle in, were refused, or failed, since start."""
+        return MappingProxyType(self._reloads)
+
+    @property
+    def refusing(self) -> bool:
+        """True while the bundle on disk is one the last reload refused (the old one runs)."""
+        return self._last_outcome == "refused"
+
+    @property
+    def tightening(self) -> bool:
+        """True while a tentative revision co-decides every request (the stricter wins)."""
+        return self._tentative is not None
 
     @property
     def revision(self) -> str:
@@ -100,7 +125,15 @@ class LivePolicy:
     async def reload(self) -> ReloadOutcome:
         """Loads the directories now; swaps in their bundle if it differs and passes."""
         async with self._lock:
-            return await self._reload()
+            try:
+                outcome = await self._reload()
+            except Exception:
+                self._reloads["failed"] += 1
+                raise
+            self._last_outcome = outcome
+            if outcome != "unchanged":
+                self._reloads[outcome] += 1
+            return outcome
 
     async def _watch(self) -> None:
         while True:
