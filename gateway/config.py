@@ -97,6 +97,19 @@ class LimitsConfig(_Frozen):
     idempotency_ttl_seconds: float = Field(default=600, gt=0)
 
 
+class MetricsConfig(_Frozen):
+    # Where Prometheus scrapes this node (plain HTTP, its own port, off the exchange API).
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, listen: str) -> str:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("metrics.listen must be host:port, e.g. 127.0.0.1:9401")
+        return listen
+
+
 class ServesRule(_Frozen):
     record_type: str
     subject_kinds: tuple[str, ...]
@@ -144,6 +157,8 @@ class NodeConfig(_Frozen):
     audit: AuditConfig
     limits: LimitsConfig = LimitsConfig()
     federation: FederationConfig | None = None
+    # Prometheus metrics; absent, the node serves none.
+    metrics: MetricsConfig | None = None
     # Adapter configurations, by name; each is validated by the adapter registry at start-up.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

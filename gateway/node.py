@@ -9,6 +9,7 @@ import asyncio
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -53,10 +54,13 @@ from gateway.pipeline.run import Pipeline
 from gateway.pipeline.stages import Stage
 from gateway.policy import PolicyEngine
 from gateway.policy.bundle import PolicyBundle, load_bundle
-from gateway.policy.cache import CachingEngine
+from gateway.policy.cache import CacheCounts, CachingEngine
 from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
 from gateway.policy.opa_readiness import BundleReadiness
 from gateway.policy.reloading import LivePolicy
+
+if TYPE_CHECKING:
+    from gateway.observability.metrics import NodeMetrics
 
 log = structlog.get_logger("concordat.node")
 
@@ -76,6 +80,8 @@ class Node:
     federation_port: int | None = None
     # Set when the node decides through an OPA sidecar: health follows its bundles.
     readiness: BundleReadiness | None = None
+    # Set when the node serves metrics: their server starts and stops with the node.
+    metrics: NodeMetrics | None = None
 
     @property
     def address(self) -> str:
@@ -83,6 +89,8 @@ class Node:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
+        if self.metrics is not None:
+            self.metrics.server.start()
         await self.server.start()
         if isinstance(self.engine, LivePolicy):
             self.engine.start_watching()
@@ -105,6 +113,8 @@ class Node:
         try:
             await self.server.stop(grace)
         finally:
+            if self.metrics is not None:
+                await self.metrics.server.stop()
             if self.peers is not None:
                 await self.peers.close()
             await self.audit.close()
@@ -123,7 +133,9 @@ class Node:
         await self.health.set(EXCHANGE_SERVICE, status)
 
 
-def _build_engine(config: NodeConfig) -> tuple[PolicyEngine, BundleReadiness | None]:
+def _build_engine(
+    config: NodeConfig, cache_counts: CacheCounts
+) -> tuple[PolicyEngine, BundleReadiness | None]:
     """The policy engine, and for an OPA sidecar the readiness the node's health follows."""
     policy = config.policy
     bundle = load_bundle(list(policy.bundle))
@@ -144,7 +156,9 @@ def _build_engine(config: NodeConfig) -> tuple[PolicyEngine, BundleReadiness | N
     def compiled(revision: PolicyBundle) -> PolicyEngine:
         engine = EmbeddedEngine.compile(revision)
         if policy.decision_cache_entries:
-            return CachingEngine(engine, max_entries=policy.decision_cache_entries)
+            return CachingEngine(
+                engine, max_entries=policy.decision_cache_entries, counts=cache_counts
+            )
         return engine
 
     live = LivePolicy(
@@ -155,6 +169,36 @@ def _build_engine(config: NodeConfig) -> tuple[PolicyEngine, BundleReadiness | N
         interval_seconds=policy.reload_interval_seconds,
     )
     return live, None
+
+
+def _build_metrics(
+    config: NodeConfig,
+    engine: PolicyEngine,
+    cache_counts: CacheCounts,
+    audit: SqliteAuditLog,
+    peers: PeerClients | None,
+    verifier: TokenVerifier,
+    idempotency: IdempotencyCache,
+) -> NodeMetrics | None:
+    if config.metrics is None:
+        return None
+    # Imported here: only a node that serves metrics loads prometheus-client.
+    from gateway.observability.metrics import MetricSources, node_metrics
+
+    live = engine if isinstance(engine, LivePolicy) else None
+    sources = MetricSources(
+        node=config.node.name,
+        live=live,
+        # An OPA sidecar loads the same folders: their register and rules label its metrics.
+        bundle=live.bundle if live is not None else load_bundle(list(config.policy.bundle)),
+        cache=cache_counts if live is not None and config.policy.decision_cache_entries else None,
+        audit=audit,
+        peers=peers,
+        replay_cache=verifier.replay_cache,
+        idempotency=idempotency,
+        certificates={"node": config.tls.cert, "ca": config.tls.ca_cert},
+    )
+    return node_metrics(sources, listen=config.metrics.listen)
 
 
 def _build_verifier(config: NodeConfig) -> TokenVerifier:
@@ -207,7 +251,8 @@ async def build_node(
     subject_key, pseudonym_key = _read_hash_keys(config.keys)
     federation = _load_federation(config)
     verifier = _build_verifier(config)
-    engine, readiness = _build_engine(config)
+    cache_counts = CacheCounts()
+    engine, readiness = _build_engine(config, cache_counts)
     signing_key = load_signing_key(config.keys.signing_key)
     kid = public_key_kid(name, signing_key.public_key())
     if sources is None:
@@ -268,7 +313,10 @@ async def build_node(
             sign_receipt=SignReceipt(receipt_signer),
         )
     # Who watches the exchanges: metrics and traces, each when configured.
+    metrics = _build_metrics(config, engine, cache_counts, audit, peers, verifier, idempotency)
     observers: list[Observer] = []
+    if metrics is not None:
+        observers.append(metrics.observer)
     observer: Observer = Observers(observers) if observers else NoObserver()
     parts = NodeParts(
         node=name,
@@ -326,6 +374,7 @@ async def build_node(
         peers=peers,
         federation_port=federation_port,
         readiness=readiness,
+        metrics=metrics,
     )
 
 
