@@ -16,6 +16,8 @@ from gateway.dev.demo import demo_source_config
 ROOT = Path(__file__).resolve().parent.parent
 EXCHANGE_PORTS = {"whitehall": 7401, "holyrood": 7402, "stormont": 7403, "cardiff": 7404}
 FEDERATION_PORTS = {"whitehall": 7501, "holyrood": 7502, "stormont": 7503, "cardiff": 7504}
+# Where deploy/prometheus/prometheus.yml scrapes each node's metrics.
+METRICS_PORTS = {"whitehall": 9401, "holyrood": 9402, "stormont": 9403, "cardiff": 9404}
 REGISTRATION_PREFIX = {"whitehall": "EW-", "holyrood": "SC-", "stormont": "NI-"}
 REGISTRATIONS = ("BIRTH_REGISTRATION", "DEATH_REGISTRATION", "MARRIAGE_REGISTRATION")
 
@@ -113,6 +115,7 @@ def config_text(node: str) -> str:
         {"engine": "embedded", "bundle": ["../../policies/common", f"../../policies/{node}"]},
     )
     _table(lines, "audit", {"path": f"{state}/{node}/audit.db"})
+    _table(lines, "metrics", {"listen": f"127.0.0.1:{METRICS_PORTS[node]}"})
     _table(
         lines,
         "federation",
