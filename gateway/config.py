@@ -7,6 +7,7 @@ configs can be moved or checked out anywhere.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -136,6 +137,40 @@ class FederationConfig(_Frozen):
     assertion_ttl_seconds: float = Field(default=30, gt=0, le=300)
 
 
+class TracingConfig(_Frozen):
+    """Where a node sends its traces (OTLP over gRPC) and how many exchanges it traces."""
+
+    # http:// (plain gRPC, a collector on loopback or in the pod) or https:// (TLS).
+    otlp_endpoint: str
+    # The share of exchanges traced where the caller sent no sampling decision (parent-based:
+    # a traced caller's exchanges are traced, an untraced caller's are not).
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # The CA that signed an https:// collector's certificate (default: the system's roots).
+    ca_cert: Path | None = None
+    # Default: concordat-<node name>.
+    service_name: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,64}$")
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _collector_url(cls, endpoint: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}/?", endpoint):
+            raise ValueError(
+                "tracing.otlp_endpoint must be http://host:port or https://host:port "
+                "(an OTLP/gRPC collector)"
+            )
+        return endpoint
+
+    @model_validator(mode="after")
+    def _ca_only_for_tls(self) -> TracingConfig:
+        if self.ca_cert is not None and not self.otlp_endpoint.startswith("https://"):
+            raise ValueError("tracing.ca_cert is only for an https:// otlp_endpoint")
+        return self
+
+    def service(self, node: str) -> str:
+        """The `service.name` this node's spans carry."""
+        return self.service_name or f"concordat-{node}"
+
+
 class NodeSection(_Frozen):
     name: str
     listen: str = "127.0.0.1:0"
@@ -159,6 +194,8 @@ class NodeConfig(_Frozen):
     federation: FederationConfig | None = None
     # Prometheus metrics; absent, the node serves none.
     metrics: MetricsConfig | None = None
+    # OpenTelemetry traces; absent, the node traces nothing and loads no OpenTelemetry.
+    tracing: TracingConfig | None = None
     # Adapter configurations, by name; each is validated by the adapter registry at start-up.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -174,6 +211,7 @@ _PATH_KEYS = {
     "auth": ("jwks_file",),
     "keys": ("signing_key", "subject_hash_key", "pseudonym_key"),
     "audit": ("path",),
+    "tracing": ("ca_cert",),
 }
 
 

@@ -48,7 +48,7 @@ from gateway.pipeline.order import (
     provider_stream_stages,
 )
 from gateway.pipeline.peer import AuthenticatePeer, SignedBatches, SignReceipt
-from gateway.pipeline.relay import Relay, RemoteBatches
+from gateway.pipeline.relay import PeerMetadata, Relay, RemoteBatches, no_peer_metadata
 from gateway.pipeline.routing import DirectoryProviders, NotFederated, OnlyThisNode, Providers
 from gateway.pipeline.run import Pipeline
 from gateway.pipeline.stages import Stage
@@ -61,6 +61,7 @@ from gateway.policy.reloading import LivePolicy
 
 if TYPE_CHECKING:
     from gateway.observability.metrics import NodeMetrics
+    from gateway.observability.tracing import TracingObserver
 
 log = structlog.get_logger("concordat.node")
 
@@ -82,6 +83,8 @@ class Node:
     readiness: BundleReadiness | None = None
     # Set when the node serves metrics: their server starts and stops with the node.
     metrics: NodeMetrics | None = None
+    # Set when the node traces: its last spans are exported as it stops.
+    tracing: TracingObserver | None = None
 
     @property
     def address(self) -> str:
@@ -121,6 +124,8 @@ class Node:
             await self.engine.close()
             for source in self.sources:
                 await source.close()
+            if self.tracing is not None:
+                await asyncio.to_thread(self.tracing.shutdown)
         log.info("node_stopped", node=self.config.node.name)
 
     async def _report_serving(self, serving: bool) -> None:
@@ -169,6 +174,17 @@ def _build_engine(
         interval_seconds=policy.reload_interval_seconds,
     )
     return live, None
+
+
+def _build_tracing(config: NodeConfig) -> TracingObserver | None:
+    if config.tracing is None:
+        return None
+    # Imported here: only a node that traces loads OpenTelemetry.
+    from gateway.logs import join_traces
+    from gateway.observability.tracing import TracingObserver
+
+    join_traces()
+    return TracingObserver.start(config.tracing, config.node.name)
 
 
 def _build_metrics(
@@ -262,6 +278,8 @@ async def build_node(
     audit = await SqliteAuditLog.open(
         config.audit.path, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
     )
+    tracing = _build_tracing(config)
+    peer_metadata: PeerMetadata = tracing.peer_metadata if tracing else no_peer_metadata
     limits = config.limits
     evidence = EvidenceRecorder(node=name, audit=audit, subject_key=subject_key, policy=engine)
     idempotency = IdempotencyCache(
@@ -299,9 +317,13 @@ async def build_node(
             signer=assertion_signer,
             receipts=receipt_verifier,
             attempts=fed.relay_attempts,
+            peer_metadata=peer_metadata,
         )
         remote_batches = RemoteBatches(
-            peers=peers, signer=assertion_signer, receipts=receipt_verifier
+            peers=peers,
+            signer=assertion_signer,
+            receipts=receipt_verifier,
+            peer_metadata=peer_metadata,
         )
         receipt_signer = ReceiptSigner(name, signing_key, kid)
         peer_stages = PeerStages(
@@ -317,6 +339,8 @@ async def build_node(
     observers: list[Observer] = []
     if metrics is not None:
         observers.append(metrics.observer)
+    if tracing is not None:
+        observers.append(tracing)
     observer: Observer = Observers(observers) if observers else NoObserver()
     parts = NodeParts(
         node=name,
@@ -375,6 +399,7 @@ async def build_node(
         federation_port=federation_port,
         readiness=readiness,
         metrics=metrics,
+        tracing=tracing,
     )
 
 

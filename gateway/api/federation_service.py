@@ -32,7 +32,9 @@ def _provider_exchange(
         rpc=rpc,
         role="provider",
         request=relay_request.request if relay_request is not None else None,
-        metadata=(),
+        # The peer's metadata carries no credentials (its assertion is in the request); the
+        # trace context it sends is read from it when this node traces.
+        metadata=tuple(call.context.invocation_metadata() or ()),
         deadline_seconds=call.context.time_remaining(),
         exchange_id=call.exchange_id,
         peer_certificate=certificate,

@@ -8,7 +8,7 @@ failing its circuit breaker answers UNAVAILABLE at once.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 import grpc
@@ -52,6 +52,16 @@ _REFUSED_THIS_NODE: frozenset[type[errors.ConcordatError]] = frozenset(
     {errors.Unauthenticated, errors.PeerRejected}
 )
 _PEER_METADATA = ("rule", "decision_id", "agreement_id", "node", "reason")
+
+# What goes with each call to a peer besides the request: the W3C trace context when the
+# node traces (gateway/observability/tracing.py), nothing when it does not.
+PeerMetadata = Callable[[], tuple[tuple[str, str], ...]]
+
+
+def no_peer_metadata() -> tuple[tuple[str, str], ...]:
+    return ()
+
+
 # How much of a peer's own message is repeated to our caller.
 _PEER_MESSAGE_WIDTH = 300
 
@@ -127,11 +137,13 @@ class Relay:
         signer: AssertionSigner,
         receipts: ReceiptVerifier,
         attempts: int,
+        peer_metadata: PeerMetadata = no_peer_metadata,
     ) -> None:
         self._peers = peers
         self._signer = signer
         self._receipts = receipts
         self._attempts = attempts
+        self._peer_metadata = peer_metadata
 
     async def __call__(self, exchange: Exchange) -> None:
         peer = self._peers.get(exchange.providing_node)
@@ -190,6 +202,7 @@ class Relay:
                     exchange_id=exchange.exchange_id, assertion=assertion, request=request
                 ),
                 timeout=remaining,
+                metadata=self._peer_metadata(),
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _BREAKER_CODES:
@@ -246,11 +259,17 @@ class RemoteBatches:
     """
 
     def __init__(
-        self, *, peers: PeerClients, signer: AssertionSigner, receipts: ReceiptVerifier
+        self,
+        *,
+        peers: PeerClients,
+        signer: AssertionSigner,
+        receipts: ReceiptVerifier,
+        peer_metadata: PeerMetadata = no_peer_metadata,
     ) -> None:
         self._peers = peers
         self._signer = signer
         self._receipts = receipts
+        self._peer_metadata = peer_metadata
 
     async def __call__(
         self, exchange: Exchange
@@ -270,6 +289,7 @@ class RemoteBatches:
                 accepts_encoded_batch=True,
             ),
             timeout=remaining_seconds(exchange) or None,
+            metadata=self._peer_metadata(),
         )
         receipts = 0
         # Appended to each batch handed on as it was signed: a parser keeps the last value of

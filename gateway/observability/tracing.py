@@ -1,0 +1,266 @@
+"""Traces of exchanges (OpenTelemetry, exported over OTLP/gRPC): one trace per exchange.
+
+The trace starts at the departmental caller's W3C `traceparent` (gRPC metadata), holds a
+server span for the exchange on each node and a span per stage under it, and crosses to the
+providing node in the `traceparent` (and `tracestate`) the relay sends: the providing node's
+exchange span is a child of the requesting node's `relay` (or `batches`) span. Sampling is
+parent-based: a caller's decision is kept, and a caller who sent none is sampled at the
+configured ratio; the providing node follows the requesting node.
+
+Spans carry only what the node owns: the exchange id, RPC, role, node names, record type,
+purpose, agreement, record count, outcome (the stable reason code) and a denial's rule; never
+an identifier, a record value, a token or an error's message (which can quote a request), and
+no exception is recorded on a span.
+
+Only the composition root imports this module, and only for a node with `[tracing]`: a node
+without it loads nothing of OpenTelemetry and sends no trace context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from gateway.api.status import STATUS_FOR_ERROR
+from gateway.config import TracingConfig
+from gateway.errors import ConcordatError, InternalError
+from gateway.exchange import Exchange
+
+# An export that cannot reach the collector gives up after this long, so that a node whose
+# collector is down still stops promptly (its last spans are lost, never its exchanges).
+EXPORT_TIMEOUT_SECONDS = 5
+_PROPAGATOR = TraceContextTextMapPropagator()
+_TRACE_HEADERS = frozenset(_PROPAGATOR.fields)
+_NOTHING: AbstractContextManager[None] = nullcontext()
+_SERVICES = {
+    "provider": "concordat.federation.v1.FederationService",
+    "local": "concordat.exchange.v1.ExchangeService",
+    "requester": "concordat.exchange.v1.ExchangeService",
+}
+_PROVIDER_METHODS = {"GetRecord": "Relay", "StreamRecords": "RelayStream"}
+# The stages that call the providing node: client spans, parents of its server span.
+_PEER_CALLS = frozenset({"relay", "batches"})
+# gRPC codes that say the server failed (OpenTelemetry's RPC conventions); a denial, a refusal
+# or a record not found is an answer, not a failure of the node.
+_SERVER_FAILURES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+class TracingObserver:
+    """Watches a node's exchanges as spans, gives its relays the trace context to send, and
+    flushes what is left when the node stops."""
+
+    def __init__(self, provider: TracerProvider, node: str) -> None:
+        self._provider = provider
+        self._tracer = provider.get_tracer("concordat.gateway")
+        self._node = node
+        # Each exchange's own context (its span), by the exchange object's identity: stages
+        # are parented here, not on whatever context is current when a stream is closed late.
+        self._open: dict[int, otel_context.Context] = {}
+
+    @classmethod
+    def start(cls, config: TracingConfig, node: str) -> TracingObserver:
+        """A tracer exporting in batches to the configured collector, from a background thread."""
+        credentials = None
+        if config.ca_cert is not None:
+            credentials = grpc.ssl_channel_credentials(config.ca_cert.read_bytes())
+        exporter = OTLPSpanExporter(
+            endpoint=config.otlp_endpoint,
+            insecure=config.otlp_endpoint.startswith("http://"),
+            credentials=credentials,
+            timeout=EXPORT_TIMEOUT_SECONDS,
+        )
+        provider = TracerProvider(
+            sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+            resource=Resource.create(
+                {"service.name": config.service(node), "service.namespace": "concordat"}
+            ),
+            shutdown_on_exit=False,
+        )
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, export_timeout_millis=EXPORT_TIMEOUT_SECONDS * 1000)
+        )
+        return cls(provider, node)
+
+    def exchange(self, exchange: Exchange) -> AbstractContextManager[None]:
+        return _ExchangeSpan(self, exchange)
+
+    def stage(self, exchange: Exchange, name: str) -> AbstractContextManager[None]:
+        parent = self._open.get(id(exchange))
+        # An exchange not sampled has no stage spans: parent-based sampling would drop them.
+        if parent is None or not trace.get_current_span(parent).is_recording():
+            return _NOTHING
+        kind = SpanKind.CLIENT if name in _PEER_CALLS else SpanKind.INTERNAL
+        return _StageSpan(self._tracer.start_span(name, context=parent, kind=kind), parent)
+
+    def peer_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The current trace context as gRPC metadata for a call to a peer node."""
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier)
+        return tuple(carrier.items())
+
+    def shutdown(self) -> None:
+        """Exports the spans still queued (bounded by the export timeout), then stops."""
+        self._provider.shutdown()
+
+
+class _Attached:
+    """A span made current for the code inside it, and ended when that code is done.
+
+    A stream's spans stay current across its yields: grpc.aio drives a stream in one task, so
+    the context is restored in the task it was set in. A stream its consumer abandoned is
+    closed later from another task (the event loop's async-generator finaliser), where that
+    context no longer exists: there the span is only ended.
+    """
+
+    __slots__ = ("_span", "_task", "_token")
+
+    def __init__(self, span: Span, parent: otel_context.Context) -> None:
+        self._span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span, parent))
+        self._task = _current_task()
+
+    def _finish(self, failure: BaseException | None) -> None:
+        if _current_task() is self._task:
+            otel_context.detach(self._token)
+        if failure is not None:
+            _mark(self._span, failure if isinstance(failure, ConcordatError) else InternalError(""))
+        self._span.end()
+
+
+class _StageSpan(_Attached):
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, ConcordatError):
+            # Cancelled or abandoned: said as the pipeline answers it, never by its text.
+            exc = InternalError("") if isinstance(exc, Exception) else None
+        self._finish(exc)
+
+
+class _ExchangeSpan:
+    """The server span of one exchange, a child of the caller's (or requesting node's) span."""
+
+    __slots__ = ("_attached", "_exchange", "_observer")
+
+    def __init__(self, observer: TracingObserver, exchange: Exchange) -> None:
+        self._observer = observer
+        self._exchange = exchange
+        self._attached: _Attached | None = None
+
+    def __enter__(self) -> None:
+        exchange = self._exchange
+        observer = self._observer
+        parent = _incoming_context(exchange.metadata)
+        service = _SERVICES[exchange.role]
+        method = _PROVIDER_METHODS[exchange.rpc] if exchange.role == "provider" else exchange.rpc
+        span = observer._tracer.start_span(
+            f"{service}/{method}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": method,
+                "concordat.node": observer._node,
+                "concordat.exchange_id": exchange.exchange_id,
+                "concordat.rpc": exchange.rpc,
+                "concordat.role": exchange.role,
+            },
+        )
+        own = trace.set_span_in_context(span, parent)
+        observer._open[id(exchange)] = own
+        self._attached = _Attached(span, own)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        exchange = self._exchange
+        self._observer._open.pop(id(exchange), None)
+        attached = self._attached
+        if attached is None:
+            return
+        span = attached._span
+        if span.is_recording():
+            span.set_attributes(_outcome_attributes(exchange))
+        attached._finish(exchange.error)
+
+
+def _incoming_context(metadata: tuple[tuple[str, object], ...]) -> otel_context.Context | None:
+    """The caller's (or the requesting node's) trace context from its metadata, if it sent one."""
+    carrier = {key: value for key, value in metadata if key in _TRACE_HEADERS}
+    if not carrier:
+        return None
+    return _PROPAGATOR.extract(carrier)
+
+
+def _outcome_attributes(exchange: Exchange) -> dict[str, str | int]:
+    """What the stages learnt, all of it values the node owns or has validated."""
+    error = exchange.error
+    attributes: dict[str, str | int] = {
+        "concordat.outcome": "ok" if error is None else error.code,
+        "concordat.record_count": exchange.record_count,
+    }
+    for key, value in (
+        ("concordat.record_type", exchange.record_type),
+        ("concordat.purpose", exchange.purpose),
+        ("concordat.agreement_id", exchange.agreement_id),
+        ("concordat.requesting_node", exchange.requesting_node),
+        ("concordat.providing_node", exchange.providing_node),
+        ("concordat.replay_of", exchange.replay_of),
+    ):
+        if value:
+            attributes[key] = value
+    return attributes
+
+
+def _mark(span: Span, error: ConcordatError) -> None:
+    """The error's stable code and status on the span; never its message, which can quote."""
+    if not span.is_recording():
+        return
+    code = STATUS_FOR_ERROR.get(type(error), grpc.StatusCode.INTERNAL)
+    span.set_attribute("concordat.outcome", error.code)
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    rule = error.metadata.get("rule")
+    if rule:
+        span.set_attribute("concordat.rule", rule)
+    if code in _SERVER_FAILURES:
+        span.set_status(Status(StatusCode.ERROR, error.code))
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return None
