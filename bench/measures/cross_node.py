@@ -9,10 +9,13 @@ interleaved with the Python generator's, to confirm its figures.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench import bare, concordat_paths, floor, ghz, report
+from bench.children import python_module, ready_port, spawned
 from bench.clients import CONCURRENCIES, Endpoint, measure_unary, plan
 from bench.load import medians
 from bench.memory import peak_rss_mb
@@ -27,6 +30,10 @@ from bench.memory import peak_rss_mb
 # p50 is shown, not judged.
 AGREEMENT = 0.10
 JUDGED = frozenset({("c1", "throughput"), ("c1", "p50_ms"), ("c32", "throughput")})
+# Tracing (issue 17): the same path untraced, and tracing this share of exchanges.
+TRACING = {"untraced": None, "traced_1pct": 0.01, "traced_100pct": 1.0}
+# Tracing 1% of exchanges may cost at most this share of the untraced throughput at c=32.
+TRACING_COST = 0.03
 
 
 def run(smoke: bool, workdir: Path) -> dict[str, Any]:
@@ -67,6 +74,9 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
         summary.append(
             report.row("cross-node exchange, ghz", concordat=f"not measured: {ghz_missing}")
         )
+    # On nodes of their own, started once the nodes above have stopped.
+    result["tracing"] = _tracing(smoke, workdir)
+    summary += _tracing_rows(result["tracing"])
     return {**result, "summary": summary}
 
 
@@ -185,3 +195,105 @@ def _floor_rows(least: dict[str, Any], bare_busy: dict[str, Any]) -> list[dict[s
             baseline=f"{bare_cpu_ms:.2f} ms CPU per call (caller and servers)",
         ),
     ]
+
+
+def _tracing(smoke: bool, workdir: Path) -> dict[str, Any]:
+    """The path untraced, and tracing 1% and 100% of its exchanges, on three pairs of nodes.
+
+    Spans go to a real OTLP/gRPC collector (tests/support/otlp_receiver.py), a process of its
+    own on the same two cores, as an agent beside the node would be. The rounds of the three
+    pairs are interleaved. No call sends a trace context, so each node samples by its ratio.
+    """
+    log = workdir / "otlp-receiver.log"
+    argv = python_module("tests.support.otlp_receiver")
+    with spawned(argv, log, ready_line=True) as collector:
+        otlp = f"http://127.0.0.1:{ready_port(collector, log)}"
+        with ExitStack() as stack:
+            endpoints = {
+                name: stack.enter_context(
+                    _cross_node_traced(
+                        workdir / name,
+                        None if ratio is None else {"otlp_endpoint": otlp, "sample_ratio": ratio},
+                    )
+                )
+                for name, ratio in TRACING.items()
+            }
+            figures = measure_unary(endpoints, smoke)
+        # Stopping a node exports the spans it still held: all are in by now.
+        assert collector.stdin is not None and collector.stdout is not None
+        collector.stdin.close()
+        spans = int(collector.stdout.readline().split()[1])
+    chosen = plan(smoke)
+    calls = chosen.rounds * sum(chosen.warmup + chosen.calls[c] for c in CONCURRENCIES)
+    return {**figures, "spans_received": spans, "calls_per_pair": calls}
+
+
+@contextmanager
+def _cross_node_traced(workdir: Path, tracing: Mapping[str, Any] | None) -> Iterator[Endpoint]:
+    """concordat_paths.cross_node_exchange, with `[tracing]` in both nodes' configs when given.
+
+    Assembled from that module's own parts, as its running_nodes takes no extra section.
+    """
+    from gateway.dev.state import prepare_node
+    from gateway.testing import node_config_dict
+
+    paths = concordat_paths
+    ask = paths.CROSS_NODE_ASK
+    names = [ask.provider, ask.node]
+    state_dir = paths._state_dir(workdir)
+    states = {name: prepare_node(state_dir, name) for name in names}
+    extra = {} if tracing is None else {"tracing": dict(tracing)}
+    configs = {
+        name: node_config_dict(
+            state,
+            state_dir,
+            node={"listen": f"127.0.0.1:{paths._free_port()}"},
+            **paths._federation_section(state_dir, name, names),
+            **extra,
+        )
+        for name, state in states.items()
+    }
+    paths._write_directory(state_dir, configs)
+    with ExitStack() as stack:
+        nodes = {
+            name: stack.enter_context(paths._running_node(state_dir, states[name], configs[name]))
+            for name in names
+        }
+        yield paths._endpoint(nodes, ask, subject=paths._demo_subject(nodes, ask))
+
+
+def _tracing_rows(tracing: dict[str, Any]) -> list[dict[str, Any]]:
+    untraced = tracing["untraced"]
+    rows = []
+    for name, label in (("traced_1pct", "1%"), ("traced_100pct", "100%")):
+        traced = tracing[name]
+        ratio = traced["c32"]["throughput"] / untraced["c32"]["throughput"]
+        judged = name == "traced_1pct"
+        rows.append(
+            report.row(
+                f"cross-node exchange tracing {label} of exchanges (OTLP export): throughput, c=32",
+                concordat=report.rate(traced["c32"]["throughput"], "calls/s"),
+                baseline=report.rate(untraced["c32"]["throughput"], "calls/s") + " (untraced)",
+                ratio=ratio,
+                target=f"≥ {1 - TRACING_COST:.2f}x untraced" if judged else report.NOT_APPLICABLE,
+                met=ratio >= 1 - TRACING_COST if judged else None,
+            )
+        )
+        added = traced["c1"]["p50_ms"] - untraced["c1"]["p50_ms"]
+        rows.append(
+            report.row(
+                f"cross-node exchange tracing {label} of exchanges: p50 latency, c=1",
+                concordat=f"{traced['c1']['p50_ms']:.2f} ms ({added:+.2f})",
+                baseline=f"{untraced['c1']['p50_ms']:.2f} ms (untraced)",
+                ratio=traced["c1"]["p50_ms"] / untraced["c1"]["p50_ms"],
+            )
+        )
+    # Each traced exchange is 20 spans: the exchange and 9 stages on each node.
+    rows.append(
+        report.row(
+            "cross-node tracing: spans the OTLP collector received (both traced pairs)",
+            concordat=f"{tracing['spans_received']:,}",
+            baseline=f"{tracing['calls_per_pair'] * 20:,} for every call of the 100% pair",
+        )
+    )
+    return rows

@@ -44,11 +44,8 @@ EXPORT_TIMEOUT_SECONDS = 5
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACE_HEADERS = frozenset(_PROPAGATOR.fields)
 _NOTHING: AbstractContextManager[None] = nullcontext()
-_SERVICES = {
-    "provider": "concordat.federation.v1.FederationService",
-    "local": "concordat.exchange.v1.ExchangeService",
-    "requester": "concordat.exchange.v1.ExchangeService",
-}
+_EXCHANGE_SERVICE = "concordat.exchange.v1.ExchangeService"
+_FEDERATION_SERVICE = "concordat.federation.v1.FederationService"
 _PROVIDER_METHODS = {"GetRecord": "Relay", "StreamRecords": "RelayStream"}
 # The stages that call the providing node: client spans, parents of its server span.
 _PEER_CALLS = frozenset({"relay", "batches"})
@@ -74,7 +71,7 @@ class TracingObserver:
         self._provider = provider
         self._tracer = provider.get_tracer("concordat.gateway")
         self._node = node
-        # Each exchange's own context (its span), by the exchange object's identity: stages
+        # Each open exchange's context (its span), by the exchange object's identity: stages
         # are parented here, not on whatever context is current when a stream is closed late.
         self._open: dict[int, otel_context.Context] = {}
 
@@ -123,8 +120,36 @@ class TracingObserver:
         """Exports the spans still queued (bounded by the export timeout), then stops."""
         self._provider.shutdown()
 
+    def open_exchange(self, exchange: Exchange) -> _CurrentSpan:
+        """The exchange's server span, current until `close_exchange`."""
+        parent = _incoming_context(exchange.metadata)
+        service, method = _rpc_names(exchange)
+        span = self._tracer.start_span(f"{service}/{method}", context=parent, kind=SpanKind.SERVER)
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "rpc.system": "grpc",
+                    "rpc.service": service,
+                    "rpc.method": method,
+                    "concordat.node": self._node,
+                    "concordat.exchange_id": exchange.exchange_id,
+                    "concordat.rpc": exchange.rpc,
+                    "concordat.role": exchange.role,
+                }
+            )
+        own = trace.set_span_in_context(span, parent)
+        self._open[id(exchange)] = own
+        return _CurrentSpan(span, own)
 
-class _Attached:
+    def close_exchange(self, exchange: Exchange, current: _CurrentSpan) -> None:
+        """Ends the exchange's span with what its stages learnt and how it ended."""
+        del self._open[id(exchange)]
+        if current.span.is_recording():
+            current.span.set_attributes(_outcome_attributes(exchange))
+        current.finish(exchange.error)
+
+
+class _CurrentSpan:
     """A span made current for the code inside it, and ended when that code is done.
 
     A stream's spans stay current across its yields: grpc.aio drives a stream in one task, so
@@ -133,23 +158,26 @@ class _Attached:
     context no longer exists: there the span is only ended.
     """
 
-    __slots__ = ("_span", "_task", "_token")
+    __slots__ = ("_task", "_token", "span")
 
-    def __init__(self, span: Span, parent: otel_context.Context) -> None:
-        self._span = span
-        self._token = otel_context.attach(trace.set_span_in_context(span, parent))
+    def __init__(self, span: Span, context: otel_context.Context) -> None:
+        self.span = span
+        self._token = otel_context.attach(context)
         self._task = _current_task()
 
-    def _finish(self, failure: BaseException | None) -> None:
+    def finish(self, error: ConcordatError | None) -> None:
         if _current_task() is self._task:
             otel_context.detach(self._token)
-        if failure is not None:
-            _mark(self._span, failure if isinstance(failure, ConcordatError) else InternalError(""))
-        self._span.end()
+        if error is not None:
+            _mark(self.span, error)
+        self.span.end()
 
 
-class _StageSpan(_Attached):
-    __slots__ = ()
+class _StageSpan:
+    __slots__ = ("_current",)
+
+    def __init__(self, span: Span, parent: otel_context.Context) -> None:
+        self._current = _CurrentSpan(span, trace.set_span_in_context(span, parent))
 
     def __enter__(self) -> None:
         return None
@@ -160,45 +188,27 @@ class _StageSpan(_Attached):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc is not None and not isinstance(exc, ConcordatError):
-            # Cancelled or abandoned: said as the pipeline answers it, never by its text.
-            exc = InternalError("") if isinstance(exc, Exception) else None
-        self._finish(exc)
+        error = None
+        if isinstance(exc, ConcordatError):
+            error = exc
+        elif isinstance(exc, Exception):
+            # A bug: said as the pipeline answers it, never by its text.
+            error = InternalError("")
+        self._current.finish(error)
 
 
 class _ExchangeSpan:
     """The server span of one exchange, a child of the caller's (or requesting node's) span."""
 
-    __slots__ = ("_attached", "_exchange", "_observer")
+    __slots__ = ("_current", "_exchange", "_observer")
 
     def __init__(self, observer: TracingObserver, exchange: Exchange) -> None:
         self._observer = observer
         self._exchange = exchange
-        self._attached: _Attached | None = None
+        self._current: _CurrentSpan | None = None
 
     def __enter__(self) -> None:
-        exchange = self._exchange
-        observer = self._observer
-        parent = _incoming_context(exchange.metadata)
-        service = _SERVICES[exchange.role]
-        method = _PROVIDER_METHODS[exchange.rpc] if exchange.role == "provider" else exchange.rpc
-        span = observer._tracer.start_span(
-            f"{service}/{method}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                "rpc.system": "grpc",
-                "rpc.service": service,
-                "rpc.method": method,
-                "concordat.node": observer._node,
-                "concordat.exchange_id": exchange.exchange_id,
-                "concordat.rpc": exchange.rpc,
-                "concordat.role": exchange.role,
-            },
-        )
-        own = trace.set_span_in_context(span, parent)
-        observer._open[id(exchange)] = own
-        self._attached = _Attached(span, own)
+        self._current = self._observer.open_exchange(self._exchange)
 
     def __exit__(
         self,
@@ -206,15 +216,15 @@ class _ExchangeSpan:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        exchange = self._exchange
-        self._observer._open.pop(id(exchange), None)
-        attached = self._attached
-        if attached is None:
-            return
-        span = attached._span
-        if span.is_recording():
-            span.set_attributes(_outcome_attributes(exchange))
-        attached._finish(exchange.error)
+        if self._current is not None:
+            self._observer.close_exchange(self._exchange, self._current)
+
+
+def _rpc_names(exchange: Exchange) -> tuple[str, str]:
+    """The gRPC service and method the exchange came in by."""
+    if exchange.role == "provider":
+        return _FEDERATION_SERVICE, _PROVIDER_METHODS[exchange.rpc]
+    return _EXCHANGE_SERVICE, exchange.rpc
 
 
 def _incoming_context(metadata: tuple[tuple[str, object], ...]) -> otel_context.Context | None:

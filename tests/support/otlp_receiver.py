@@ -3,10 +3,14 @@
 It implements `opentelemetry.proto.collector.trace.v1.TraceService` (the service a node's
 OTLP exporter calls) on a real gRPC server in its own threads, and keeps every span it is
 sent with its resource's `service.name`, or, for a benchmark, only counts them.
+
+`python -m tests.support.otlp_receiver` runs one that counts, as the benchmark's collector in
+a process of its own: it prints `READY <port>`, and `SPANS <count>` once its stdin closes.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -129,3 +133,14 @@ class OtlpReceiver:
     ) -> None:
         assert self._server is not None
         self._server.stop(grace=None).wait(timeout=5)
+
+
+def main() -> None:
+    with OtlpReceiver(keep=False) as receiver:
+        print(f"READY {receiver.port}", flush=True)
+        sys.stdin.read()
+    print(f"SPANS {receiver.count}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
