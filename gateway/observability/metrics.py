@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import threading
 import time
 from bisect import bisect_left
@@ -34,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import structlog
 from cryptography import x509
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -612,9 +614,12 @@ def certificate_not_after(path: Path) -> float | None:
 class MetricsServer:
     """Serves a registry over plain HTTP on its own port, from a thread of its own."""
 
+    # How often the serving thread looks up from its socket to see if it is asked to stop.
+    POLL_SECONDS = 0.05
+
     def __init__(self, registry: CollectorRegistry, listen: str) -> None:
         host, _, port = listen.rpartition(":")
-        self._registry = registry
+        self._app = make_wsgi_app(registry)
         self._host = host.strip("[]")
         self._port = int(port)
         self._server: WSGIServer | None = None
@@ -628,17 +633,43 @@ class MetricsServer:
         return int(self._server.server_address[1])
 
     def start(self) -> None:
-        self._server, self._thread = start_http_server(
-            self._port, addr=self._host, registry=self._registry
+        """Binds the port (OSError if it is taken) and serves scrapes until `stop`."""
+        family = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)[0][0]
+        server = _HttpServer((self._host, self._port), _QuietHandler, family)
+        server.set_app(self._app)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": self.POLL_SECONDS},
+            name="concordat-metrics",
+            daemon=True,
         )
+        self._server = server
+        self._thread.start()
 
     async def stop(self) -> None:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
         self._server = self._thread = None
-        # shutdown() waits for the serving loop's next poll (up to half a second).
         await asyncio.to_thread(_shut_down, server, thread)
+
+
+class _HttpServer(ThreadingWSGIServer):
+    """A thread per scrape, bound to an IPv4 or IPv6 address as the configured host is."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[WSGIRequestHandler],
+        family: socket.AddressFamily,
+    ) -> None:
+        self.address_family = family
+        super().__init__(address, handler)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Scrapes are not worth a log line each."""
 
 
 def _shut_down(server: WSGIServer, thread: threading.Thread) -> None:
