@@ -9,7 +9,10 @@ interleaved with the Python generator's, to confirm its figures.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import re
+import threading
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,11 @@ JUDGED = frozenset({("c1", "throughput"), ("c1", "p50_ms"), ("c32", "throughput"
 TRACING = {"untraced": None, "traced_1pct": 0.01, "traced_100pct": 1.0}
 # Tracing 1% of exchanges may cost at most this share of the untraced throughput at c=32.
 TRACING_COST = 0.03
+# Metrics (issue 17) may cost at most this share of the throughput at c=32 without them.
+METRICS_COST = 0.03
+# The metrics pair is scraped this often while it is measured: deploy/prometheus scrapes every
+# 15 s, so this costs the nodes more scrapes than Prometheus would.
+SCRAPE_SECONDS = 5.0
 
 
 def run(smoke: bool, workdir: Path) -> dict[str, Any]:
@@ -77,6 +85,8 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
     # On nodes of their own, started once the nodes above have stopped.
     result["tracing"] = _tracing(smoke, workdir)
     summary += _tracing_rows(result["tracing"])
+    result["metrics"] = _metrics(smoke, workdir)
+    summary += _metrics_rows(result["metrics"])
     return {**result, "summary": summary}
 
 
@@ -211,9 +221,13 @@ def _tracing(smoke: bool, workdir: Path) -> dict[str, Any]:
         with ExitStack() as stack:
             endpoints = {
                 name: stack.enter_context(
-                    _cross_node_traced(
+                    _cross_node_with(
                         workdir / name,
-                        None if ratio is None else {"otlp_endpoint": otlp, "sample_ratio": ratio},
+                        tracing=(
+                            None
+                            if ratio is None
+                            else {"otlp_endpoint": otlp, "sample_ratio": ratio}
+                        ),
                     )
                 )
                 for name, ratio in TRACING.items()
@@ -229,8 +243,14 @@ def _tracing(smoke: bool, workdir: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def _cross_node_traced(workdir: Path, tracing: Mapping[str, Any] | None) -> Iterator[Endpoint]:
-    """concordat_paths.cross_node_exchange, with `[tracing]` in both nodes' configs when given.
+def _cross_node_with(
+    workdir: Path,
+    *,
+    tracing: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, str] | None = None,
+) -> Iterator[Endpoint]:
+    """concordat_paths.cross_node_exchange, with `[tracing]` in both nodes' configs when given,
+    and `[metrics]` listening where `metrics` says for each node.
 
     Assembled from that module's own parts, as its running_nodes takes no extra section.
     """
@@ -250,6 +270,7 @@ def _cross_node_traced(workdir: Path, tracing: Mapping[str, Any] | None) -> Iter
             node={"listen": f"127.0.0.1:{paths._free_port()}"},
             **paths._federation_section(state_dir, name, names),
             **extra,
+            **({} if metrics is None else {"metrics": {"listen": metrics[name]}}),
         )
         for name, state in states.items()
     }
@@ -297,3 +318,101 @@ def _tracing_rows(tracing: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     return rows
+
+
+def _metrics(smoke: bool, workdir: Path) -> dict[str, Any]:
+    """The path with metrics off and on, on two pairs of nodes, their rounds interleaved.
+
+    While it runs, both nodes of the metrics pair are scraped every SCRAPE_SECONDS (and once
+    more at the end), as Prometheus would; the last scrape of the requesting node says how
+    many exchanges its metrics counted.
+    """
+    ask = concordat_paths.CROSS_NODE_ASK
+    listen = {
+        name: f"127.0.0.1:{concordat_paths._free_port()}" for name in (ask.provider, ask.node)
+    }
+    with (
+        _cross_node_with(workdir / "metrics_off") as off,
+        _cross_node_with(workdir / "metrics_on", metrics=listen) as on,
+        _Scraper(listen.values(), SCRAPE_SECONDS) as scraper,
+    ):
+        figures = measure_unary({"metrics_off": off, "metrics_on": on}, smoke)
+    requesting = scraper.last[listen[ask.node]]
+    counted = sum(
+        float(value)
+        for value in re.findall(
+            r'^concordat_exchanges_total\{[^}]*outcome="released"[^}]*\} (\S+)$', requesting, re.M
+        )
+    )
+    chosen = plan(smoke)
+    calls = chosen.rounds * sum(chosen.warmup + chosen.calls[c] for c in CONCURRENCIES)
+    return {
+        **figures,
+        "scrapes": scraper.scrapes,
+        "exposition_bytes": len(requesting.encode()),
+        "released_counted": counted,
+        "calls": calls,
+    }
+
+
+class _Scraper:
+    """Scrapes each address's /metrics every `seconds` from a thread, and once more on exit."""
+
+    def __init__(self, addresses: Iterable[str], seconds: float) -> None:
+        self._addresses = list(addresses)
+        self._seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+        self.scrapes = 0
+        self.last: dict[str, str] = {}
+
+    def __enter__(self) -> _Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._scrape()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._seconds):
+            self._scrape()
+
+    def _scrape(self) -> None:
+        for address in self._addresses:
+            url = f"http://{address}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                self.last[address] = answer.read().decode()
+            self.scrapes += 1
+
+
+def _metrics_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    off, on = metrics["metrics_off"], metrics["metrics_on"]
+    ratio = on["c32"]["throughput"] / off["c32"]["throughput"]
+    added = on["c1"]["p50_ms"] - off["c1"]["p50_ms"]
+    scraped = f"scraped every {SCRAPE_SECONDS:g} s"
+    return [
+        report.row(
+            f"cross-node exchange with metrics on ({scraped}): throughput, c=32",
+            concordat=report.rate(on["c32"]["throughput"], "calls/s"),
+            baseline=report.rate(off["c32"]["throughput"], "calls/s") + " (metrics off)",
+            ratio=ratio,
+            target=f"≥ {1 - METRICS_COST:.2f}x metrics off",
+            met=ratio >= 1 - METRICS_COST,
+        ),
+        report.row(
+            "cross-node exchange with metrics on: p50 latency, c=1",
+            concordat=f"{on['c1']['p50_ms']:.2f} ms ({added:+.2f})",
+            baseline=f"{off['c1']['p50_ms']:.2f} ms (metrics off)",
+            ratio=on["c1"]["p50_ms"] / off["c1"]["p50_ms"],
+        ),
+        report.row(
+            "cross-node metrics: released exchanges the requesting node's metrics counted",
+            concordat=(
+                f"{metrics['released_counted']:,.0f} in {metrics['scrapes']} scrapes "
+                f"({metrics['exposition_bytes']:,} bytes each)"
+            ),
+            baseline=f"{metrics['calls']:,} calls made",
+        ),
+    ]
