@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 
 .PHONY: up test setup services bench
 
-$(BIN)/concordat: pyproject.toml
+# The node and, beside it, the client kit (clients/python) with `concordat-extract`, which
+# `concordat extract` is and the kit's tests call.
+$(BIN)/concordat: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e './clients/python[extract]'
 	touch $(BIN)/concordat
 
 setup: $(BIN)/concordat

@@ -29,6 +29,12 @@ app.add_typer(directory_app, name="directory")
 app.add_typer(policy_app, name="policy")
 for command in (dev.up, dev.token, dev.call):
     app.command()(command)
+# `concordat extract` is the client kit's `concordat-extract` (clients/python), which `make
+# setup` installs with its extract extra; without the kit there is no extract command.
+with contextlib.suppress(ImportError):
+    from concordat_client.extract import extract
+
+    app.command()(extract)
 
 
 @app.command()
