@@ -263,3 +263,49 @@ def test_production_code_never_imports_the_development_package() -> None:
     assert not offenders
     # The command line reaches the development package only through its dev commands.
     assert _imported_modules(ROOT / "gateway" / "cli" / "__init__.py", modules) == set()
+
+
+# The contracts as last released (docs/departmental-developers.md says when the image is
+# refreshed, and how a deliberate breaking change is made: a new package version).
+RELEASED_CONTRACTS = ROOT / "proto" / "released.binpb"
+
+
+def test_the_contracts_break_nothing_of_the_released_ones() -> None:
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", str(RELEASED_CONTRACTS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_refuses_a_field_taken_out_of_a_released_message(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "proto", tmp_path / "proto")
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    exchange = tmp_path / "proto" / "concordat" / "exchange" / "v1" / "exchange.proto"
+    exchange.write_text(exchange.read_text().replace("  string description = 2;\n", ""))
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", str(RELEASED_CONTRACTS)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert 'field "2" with name "description" on message "Obligation" was deleted' in result.stdout
+
+
+def test_the_client_kit_passes_ruff_and_mypy_strict() -> None:
+    # clients/python has its own configuration: ruff's extends the project's, mypy's is strict
+    # and keeps its cache under .mypy_cache/client-kit.
+    kit = ROOT / "clients" / "python"
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    for command in ([ruff, "check", "."], [ruff, "format", "--check", "."]):
+        result = subprocess.run(command, cwd=kit, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=kit, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
