@@ -407,3 +407,31 @@ async def test_hostile_request_values_never_become_labels_and_the_series_count_s
     assert sorted(_series(after)) == sorted(before)
     assert not [value for value in sent if value in after]
     assert 'agreement="unregistered"' in after
+
+
+def test_a_peers_denial_names_only_rules_and_nodes_this_node_knows() -> None:
+    from gateway.errors import PolicyDenied
+    from gateway.exchange import Exchange
+    from gateway.observability.metrics import ExchangeTally, Vocabulary
+    from gateway.policy.bundle import load_bundle
+
+    vocabulary = Vocabulary.of(load_bundle([BUNDLE]))
+    tally = ExchangeTally(lambda: vocabulary)
+    for rule, node in (
+        ("test.ingress.agreement_suspended", "holyrood"),
+        ("holyrood.made_up_rule", "holyrood"),
+        ("x" * 200, "elsewhere"),
+    ):
+        exchange = Exchange(
+            rpc="GetRecord", role="requester", request=None, metadata=(), deadline_seconds=1
+        )
+        exchange.agreement_id = "TEST-FRAUD-1"
+        exchange.error = PolicyDenied("denied", metadata={"peer": node, "rule": rule, "node": node})
+        tally.exchange_ended(exchange)
+
+    assert tally.denials == {
+        ("ingress", "holyrood", "test.ingress.agreement_suspended"): 1,
+        ("ingress", "holyrood", "other"): 1,
+        ("ingress", "other", "other"): 1,
+    }
+    assert tally.by_agreement == {("TEST-FRAUD-1", "requester", "denied"): 3}
