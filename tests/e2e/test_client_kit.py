@@ -344,11 +344,11 @@ class StallingProxy:
             end.close()
 
 
-def _extract_command(
-    federation: Federation, proxy: StallingProxy, out: Path, program: list[str]
-) -> list[str]:
+def _extract_command(federation: Federation, proxy: StallingProxy, out: Path) -> list[str]:
+    """The guide's extract as `concordat-extract`, in batches of 5 (the guide's are the node's
+    default, larger than this extract), so the network can stall between two of them."""
     return [
-        *program,
+        str(BIN / "concordat-extract"),
         str(out),
         "--target",
         proxy.address,
@@ -378,26 +378,25 @@ def _extract_command(
 def test_an_extract_killed_mid_way_and_run_again_writes_the_file_of_an_uninterrupted_run(
     federation: Federation, tmp_path: Path
 ) -> None:
-    extract = BIN / "concordat-extract"
-    assert extract.exists(), "the client kit is not installed: `make setup` installs it"
+    assert (BIN / "concordat-extract").exists(), "the kit is not installed: `make setup` does"
     proxy = StallingProxy(federation.address("holyrood"))
     try:
-        # As `concordat extract`, uninterrupted, counting the bytes the node sends.
-        whole = tmp_path / "whole.csv"
+        # The guide's `concordat extract`, uninterrupted, counting the bytes the node sends.
+        (guide_command,) = _guide_commands(".venv/bin/concordat extract")
         done = subprocess.run(
-            _extract_command(
-                federation, proxy, whole, [sys.executable, "-m", "gateway.cli", "extract"]
-            ),
+            ["sh", "-c", _on_this_federation(federation, guide_command, holyrood=proxy.address)],
+            cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        # As `concordat-extract`: the network stalls half way, then the process is killed.
+        whole = tmp_path / "awards.csv"
+        # The same extract: the network stalls half way, then the process is killed.
         proxy.budget, proxy.passed = proxy.passed // 2, 0
         out = tmp_path / "extract.csv"
-        command = _extract_command(federation, proxy, out, [str(extract)])
+        command = _extract_command(federation, proxy, out)
         killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             sidecar = out.with_name("extract.csv.resume")
@@ -453,14 +452,17 @@ def _guide_blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", GUIDE.read_text(), re.M | re.S)
 
 
-def _on_this_federation(federation: Federation, text: str) -> str:
-    """A command of the guide, aimed at this test's Whitehall instead of `make up`'s."""
-    aimed = (
-        text.replace("127.0.0.1:7401", federation.address("whitehall"))
-        .replace(".state/whitehall/ca.pem", str(federation.states["whitehall"].material.ca_cert))
-        .replace("--system my-system", f"--system my-system --state-dir {federation.state_dir}")
+def _on_this_federation(federation: Federation, text: str, *, holyrood: str = "") -> str:
+    """A command of the guide, aimed at this test's nodes instead of `make up`'s."""
+    for node, port in (("whitehall", 7401), ("holyrood", 7402)):
+        address = holyrood if node == "holyrood" and holyrood else federation.address(node)
+        text = text.replace(f"127.0.0.1:{port}", address).replace(
+            f".state/{node}/ca.pem", str(federation.states[node].material.ca_cert)
+        )
+    text = text.replace(
+        "--system my-system", f"--system my-system --state-dir {federation.state_dir}"
     )
-    return aimed.replace(".venv/bin/", f"{BIN}/")
+    return text.replace(".venv/bin/", f"{BIN}/")
 
 
 def _example_env(federation: Federation) -> dict[str, str]:
