@@ -314,7 +314,11 @@ class StallingProxy:
                 caller, _ = self._listener.accept()
             except OSError:
                 return
-            node = socket.create_connection(self._upstream)
+            try:
+                node = socket.create_connection(self._upstream)
+            except OSError:
+                caller.close()  # the node is down: so is the connection through the proxy
+                continue
             self._sockets += [caller, node]
             for source, sink, from_node in ((caller, node, False), (node, caller, True)):
                 threading.Thread(
