@@ -71,8 +71,9 @@ class TracingObserver:
         self._provider = provider
         self._tracer = provider.get_tracer("concordat.gateway")
         self._node = node
-        # Each open exchange's context (its span), by the exchange object's identity: stages
-        # are parented here, not on whatever context is current when a stream is closed late.
+        # Each open sampled exchange's context (its span), by the exchange object's identity:
+        # stages are parented here, not on whatever context is current when a stream is
+        # closed late.
         self._open: dict[int, otel_context.Context] = {}
 
     @classmethod
@@ -104,8 +105,7 @@ class TracingObserver:
 
     def stage(self, exchange: Exchange, name: str) -> AbstractContextManager[None]:
         parent = self._open.get(id(exchange))
-        # An exchange not sampled has no stage spans: parent-based sampling would drop them.
-        if parent is None or not trace.get_current_span(parent).is_recording():
+        if parent is None:  # not sampled: parent-based sampling would drop its stages' spans
             return _NOTHING
         kind = SpanKind.CLIENT if name in _PEER_CALLS else SpanKind.INTERNAL
         return _StageSpan(self._tracer.start_span(name, context=parent, kind=kind), parent)
@@ -125,7 +125,9 @@ class TracingObserver:
         parent = _incoming_context(exchange.metadata)
         service, method = _rpc_names(exchange)
         span = self._tracer.start_span(f"{service}/{method}", context=parent, kind=SpanKind.SERVER)
+        own = trace.set_span_in_context(span, parent)
         if span.is_recording():
+            self._open[id(exchange)] = own
             span.set_attributes(
                 {
                     "rpc.system": "grpc",
@@ -137,14 +139,12 @@ class TracingObserver:
                     "concordat.role": exchange.role,
                 }
             )
-        own = trace.set_span_in_context(span, parent)
-        self._open[id(exchange)] = own
+        # Current even when not sampled: the relay sends its trace id and decision on.
         return _CurrentSpan(span, own)
 
     def close_exchange(self, exchange: Exchange, current: _CurrentSpan) -> None:
         """Ends the exchange's span with what its stages learnt and how it ended."""
-        del self._open[id(exchange)]
-        if current.span.is_recording():
+        if self._open.pop(id(exchange), None) is not None:
             current.span.set_attributes(_outcome_attributes(exchange))
         current.finish(exchange.error)
 
