@@ -7,10 +7,11 @@ only the exchange id, so nothing internal reaches a caller.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from gateway import errors
 
@@ -71,8 +72,25 @@ def to_grpc_status(error: errors.ConcordatError, exchange_id: str) -> grpc.Statu
     message = status_pb2.Status(
         code=code.value[0], message=_bounded(error.message, MAX_MESSAGE), details=[detail]
     )
-    status: grpc.Status = rpc_status.to_status(message)
-    return status
+    trailers: tuple[tuple[str, str | bytes], ...] = ((_DETAILS_KEY, message.SerializeToString()),)
+    if isinstance(error, errors.Unavailable) and error.metadata.get("released") == "true":
+        # A peer may have released data: a client's gRPC retry policy must not send it again
+        # (a pushback of -1 tells gRPC not to retry, whatever the policy says).
+        trailers = (*trailers, ("grpc-retry-pushback-ms", "-1"))
+    return _Status(code, message.message, trailers)
+
+
+# Where gRPC's rich error model carries the google.rpc.Status with its details.
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    """The status an RPC ends with, as grpc_status's own builds it, with our trailers."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 def error_info(error: grpc.aio.AioRpcError) -> dict[str, str]:

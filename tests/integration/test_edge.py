@@ -6,6 +6,7 @@ hostile client would send them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import grpc
@@ -16,7 +17,7 @@ from concordat.exchange.v1 import exchange_pb2
 from gateway.api.client import secure_channel
 from gateway.api.edge import Call, server_stream, unary
 from gateway.api.status import error_info
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, Unavailable
 from gateway.testing import RunningNode, get_request
 from tests.support.hostile import HOSTILE_BODIES, LEAKS, assert_clean_refusal
 
@@ -313,3 +314,70 @@ async def test_text_fields_with_a_trailing_newline_are_refused_at_the_edge(
         assert_clean_refusal(caught.value, what)
         assert what in (caught.value.details() or "")
     await client.close()
+
+
+RETRY_UNAVAILABLE = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "test.Flaky"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.01s",
+                    "maxBackoff": "0.05s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class _Unavailable:
+    """Answers UNAVAILABLE every time, counting the attempts that reach it."""
+
+    def __init__(self) -> None:
+        self.attempts = {"Retryable": 0, "Released": 0}
+
+    @unary
+    async def Retryable(self, call: Call) -> bytes:
+        self.attempts["Retryable"] += 1
+        raise Unavailable("holyrood is unavailable; nothing was released; retry later")
+
+    @unary
+    async def Released(self, call: Call) -> bytes:
+        self.attempts["Released"] += 1
+        raise Unavailable(
+            "holyrood could not complete the exchange (internal)", metadata={"released": "true"}
+        )
+
+
+async def test_a_client_retry_policy_retries_unavailable_only_when_nothing_was_released() -> None:
+    servicer = _Unavailable()
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Flaky",
+                {
+                    name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name))
+                    for name in ("Retryable", "Released")
+                },
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=(("grpc.enable_retries", 1), ("grpc.service_config", RETRY_UNAVAILABLE)),
+    )
+    for method in ("Retryable", "Released"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary(f"/test.Flaky/{method}")(b"", timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    await channel.close()
+    await server.stop(None)
+    # A peer that may have released data is never asked again: that would be a second release.
+    assert servicer.attempts == {"Retryable": 4, "Released": 1}
