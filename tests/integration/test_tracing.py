@@ -19,7 +19,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ import structlog
 
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from gateway.api.client import secure_channel
-from gateway.config import parse_config
+from gateway.config import ConfigError, parse_config
 from gateway.dev.demo import demo_subjects
 from gateway.dev.state import REPO_ROOT, audience
 from gateway.node import Node, build_node
@@ -340,6 +340,8 @@ async def test_log_lines_written_inside_an_exchange_carry_its_trace_and_span_ids
                     timeout=10,
                 )
             early.info("after_tracing")
+            with _inside(caller_span):
+                early.info("inside_a_span")
         spans = receiver.spans()
     finally:
         structlog.configure(**previous)
@@ -354,7 +356,42 @@ async def test_log_lines_written_inside_an_exchange_carry_its_trace_and_span_ids
     # Outside any span a line carries no ids; the early logger was joined all the same.
     assert "trace_id" not in by_event["before_tracing"]
     assert "trace_id" not in by_event["after_tracing"]
-    assert by_event["node_started"]["event"] == "node_started"
+    assert by_event["inside_a_span"]["trace_id"] == caller_span.trace_id
+    assert by_event["inside_a_span"]["span_id"] == caller_span.span_id
+
+
+@contextmanager
+def _inside(caller_span: CallerSpan) -> Iterator[None]:
+    """The caller's span made current, as a node makes an exchange's."""
+    from opentelemetry import context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    token = context.attach(
+        TraceContextTextMapPropagator().extract({"traceparent": caller_span.traceparent})
+    )
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def test_a_tracing_section_is_checked_whole_before_the_node_starts(
+    federation: Federation,
+) -> None:
+    raw = {
+        **federation.configs[REQUESTER],
+        "tracing": {"otlp_endpoint": "collector:4317", "sample_ratio": 1.5, "ca_cert": "ca.pem"},
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_config(raw, base=federation.state_dir)
+    message = str(refused.value)
+    assert "tracing.otlp_endpoint" in message and "tracing.sample_ratio" in message
+    traced = parse_config(
+        {**raw, "tracing": {"otlp_endpoint": "http://127.0.0.1:4317"}},
+        base=federation.state_dir,
+    ).tracing
+    assert traced is not None
+    assert (traced.sample_ratio, traced.service(REQUESTER)) == (1.0, "concordat-whitehall")
 
 
 def test_a_node_without_tracing_loads_no_opentelemetry_and_sends_no_trace_context(
@@ -365,7 +402,7 @@ def test_a_node_without_tracing_loads_no_opentelemetry_and_sends_no_trace_contex
         f"""
         import asyncio, json, sys
         from gateway.api import federation_service
-        from gateway.config import parse_config
+        from gateway.config import ConfigError, parse_config
         from gateway.node import build_node
         from gateway.testing import TEST_CLOCK
         from tests.e2e.conftest import build_federation
