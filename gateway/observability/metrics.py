@@ -174,30 +174,30 @@ def _bounded(value: str, allowed: frozenset[str], *, empty: str = NONE) -> str:
 
 
 class _Histograms:
-    """Bucket counts per label set, in plain lists; cumulated only when scraped."""
+    """Per label set, a plain list: each bucket's own count, then the sum; cumulated on scrape."""
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
-        self._counts: dict[tuple[str, ...], list[int]] = {}
-        self._sums: dict[tuple[str, ...], float] = {}
+        self._series: dict[tuple[str, ...], list[float]] = {}
 
     def observe(self, key: tuple[str, ...], seconds: float) -> None:
-        counts = self._counts.get(key)
-        if counts is None:
-            counts = self._counts[key] = [0] * (len(self.bounds) + 1)
-            self._sums[key] = 0.0
-        counts[bisect_left(self.bounds, seconds)] += 1
-        self._sums[key] += seconds
+        series = self._series.get(key)
+        if series is None:
+            # One slot per bound, one for +Inf, and the sum last.
+            series = self._series[key] = [0.0] * (len(self.bounds) + 2)
+        series[bisect_left(self.bounds, seconds)] += 1
+        series[-1] += seconds
 
     def family(self, name: str, documentation: str, labels: Sequence[str]) -> Metric:
         family = HistogramMetricFamily(name, documentation, labels=labels)
         edges = [repr(bound) for bound in self.bounds] + ["+Inf"]
-        for key, counts in list(self._counts.items()):
-            cumulative, buckets = 0, []
-            for edge, count in zip(edges, list(counts), strict=True):
+        for key, series in list(self._series.items()):
+            snapshot = list(series)
+            cumulative, buckets = 0.0, []
+            for edge, count in zip(edges, snapshot[:-1], strict=True):
                 cumulative += count
-                buckets.append((edge, float(cumulative)))
-            family.add_metric(list(key), buckets, sum_value=self._sums.get(key, 0.0))
+                buckets.append((edge, cumulative))
+            family.add_metric(list(key), buckets, sum_value=snapshot[-1])
         return family
 
 
