@@ -53,15 +53,18 @@ def join_traces() -> None:
     Called by the composition root for a node that traces, once logging is configured;
     OpenTelemetry is imported here, not before.
     """
-    from opentelemetry import trace
+    from opentelemetry import context, trace
 
     def add_trace_ids(
         logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            event["trace_id"] = format(context.trace_id, "032x")
-            event["span_id"] = format(context.span_id, "016x")
+        current = context.get_current()
+        # Empty outside any exchange, as in the audit log's writer thread.
+        if current:
+            span = trace.get_current_span(current).get_span_context()
+            if span.is_valid:
+                event["trace_id"] = format(span.trace_id, "032x")
+                event["span_id"] = format(span.span_id, "016x")
         return event
 
     if _chain and not any(getattr(p, "__name__", "") == "add_trace_ids" for p in _chain):

@@ -44,9 +44,15 @@ EXPORT_TIMEOUT_SECONDS = 5
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACE_HEADERS = frozenset(_PROPAGATOR.fields)
 _NOTHING: AbstractContextManager[None] = nullcontext()
-_EXCHANGE_SERVICE = "concordat.exchange.v1.ExchangeService"
-_FEDERATION_SERVICE = "concordat.federation.v1.FederationService"
-_PROVIDER_METHODS = {"GetRecord": "Relay", "StreamRecords": "RelayStream"}
+# The span name, gRPC service and method an exchange came in by: (at a provider?, rpc) ->.
+_RPC_NAMES = {
+    (provider, rpc): (f"{service}/{method}", service, method)
+    for provider, service, methods in (
+        (False, "concordat.exchange.v1.ExchangeService", ("GetRecord", "StreamRecords")),
+        (True, "concordat.federation.v1.FederationService", ("Relay", "RelayStream")),
+    )
+    for rpc, method in zip(("GetRecord", "StreamRecords"), methods, strict=True)
+}
 # The stages that call the providing node: client spans, parents of its server span.
 _PEER_CALLS = frozenset({"relay", "batches"})
 # gRPC codes that say the server failed (OpenTelemetry's RPC conventions); a denial, a refusal
@@ -108,7 +114,8 @@ class TracingObserver:
         if parent is None:  # not sampled: parent-based sampling would drop its stages' spans
             return _NOTHING
         kind = SpanKind.CLIENT if name in _PEER_CALLS else SpanKind.INTERNAL
-        return _StageSpan(self._tracer.start_span(name, context=parent, kind=kind), parent)
+        span = self._tracer.start_span(name, context=parent, kind=kind)
+        return _StageSpan(span, parent, across_yields=name == "batches")
 
     def peer_metadata(self) -> tuple[tuple[str, str], ...]:
         """The current trace context as gRPC metadata for a call to a peer node."""
@@ -123,8 +130,8 @@ class TracingObserver:
     def open_exchange(self, exchange: Exchange) -> _CurrentSpan:
         """The exchange's server span, current until `close_exchange`."""
         parent = _incoming_context(exchange.metadata)
-        service, method = _rpc_names(exchange)
-        span = self._tracer.start_span(f"{service}/{method}", context=parent, kind=SpanKind.SERVER)
+        name, service, method = _RPC_NAMES[exchange.role == "provider", exchange.rpc]
+        span = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
         own = trace.set_span_in_context(span, parent)
         if span.is_recording():
             self._open[id(exchange)] = own
@@ -140,7 +147,7 @@ class TracingObserver:
                 }
             )
         # Current even when not sampled: the relay sends its trace id and decision on.
-        return _CurrentSpan(span, own)
+        return _CurrentSpan(span, own, across_yields=exchange.rpc == "StreamRecords")
 
     def close_exchange(self, exchange: Exchange, current: _CurrentSpan) -> None:
         """Ends the exchange's span with what its stages learnt and how it ended."""
@@ -155,18 +162,19 @@ class _CurrentSpan:
     A stream's spans stay current across its yields: grpc.aio drives a stream in one task, so
     the context is restored in the task it was set in. A stream its consumer abandoned is
     closed later from another task (the event loop's async-generator finaliser), where that
-    context no longer exists: there the span is only ended.
+    context no longer exists: there the span is only ended. Only a span `across_yields`
+    notes its task; any other starts and ends within one await.
     """
 
     __slots__ = ("_task", "_token", "span")
 
-    def __init__(self, span: Span, context: otel_context.Context) -> None:
+    def __init__(self, span: Span, context: otel_context.Context, *, across_yields: bool) -> None:
         self.span = span
         self._token = otel_context.attach(context)
-        self._task = _current_task()
+        self._task = _current_task() if across_yields else None
 
     def finish(self, error: ConcordatError | None) -> None:
-        if _current_task() is self._task:
+        if self._task is None or _current_task() is self._task:
             otel_context.detach(self._token)
         if error is not None:
             _mark(self.span, error)
@@ -176,8 +184,10 @@ class _CurrentSpan:
 class _StageSpan:
     __slots__ = ("_current",)
 
-    def __init__(self, span: Span, parent: otel_context.Context) -> None:
-        self._current = _CurrentSpan(span, trace.set_span_in_context(span, parent))
+    def __init__(self, span: Span, parent: otel_context.Context, *, across_yields: bool) -> None:
+        self._current = _CurrentSpan(
+            span, trace.set_span_in_context(span, parent), across_yields=across_yields
+        )
 
     def __enter__(self) -> None:
         return None
@@ -220,13 +230,6 @@ class _ExchangeSpan:
             self._observer.close_exchange(self._exchange, self._current)
 
 
-def _rpc_names(exchange: Exchange) -> tuple[str, str]:
-    """The gRPC service and method the exchange came in by."""
-    if exchange.role == "provider":
-        return _FEDERATION_SERVICE, _PROVIDER_METHODS[exchange.rpc]
-    return _EXCHANGE_SERVICE, exchange.rpc
-
-
 def _incoming_context(metadata: tuple[tuple[str, object], ...]) -> otel_context.Context | None:
     """The caller's (or the requesting node's) trace context from its metadata, if it sent one."""
     carrier = {key: value for key, value in metadata if key in _TRACE_HEADERS}
@@ -242,6 +245,8 @@ def _outcome_attributes(exchange: Exchange) -> dict[str, str | int]:
         "concordat.outcome": "ok" if error is None else error.code,
         "concordat.record_count": exchange.record_count,
     }
+    if error is None:
+        attributes["rpc.grpc.status_code"] = grpc.StatusCode.OK.value[0]
     for key, value in (
         ("concordat.record_type", exchange.record_type),
         ("concordat.purpose", exchange.purpose),

@@ -29,6 +29,7 @@ import structlog
 
 from concordat.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from gateway.api.client import secure_channel
+from gateway.api.status import error_info
 from gateway.config import ConfigError, parse_config
 from gateway.dev.demo import demo_subjects
 from gateway.dev.state import REPO_ROOT, audience
@@ -230,6 +231,7 @@ async def test_one_trace_runs_from_the_caller_through_both_nodes_and_every_stage
         assert span.attributes["concordat.record_type"] == "BENEFIT_AWARD"
         assert span.attributes["concordat.purpose"] == "FRAUD"
         assert span.attributes["concordat.providing_node"] == PROVIDER
+        assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.OK.value[0]
     assert requester.attributes["concordat.role"] == "local"
     assert provider.attributes["concordat.role"] == "provider"
 
@@ -239,7 +241,11 @@ async def test_one_trace_runs_from_the_caller_through_both_nodes_and_every_stage
     decide = one(refused, "concordat-whitehall", "decide_egress")
     for span in (refused_exchange, decide):
         assert span.attributes["concordat.outcome"] == "policy-denied"
-        assert span.attributes["concordat.rule"]
+        assert span.attributes["concordat.rule"] == error_info(denied.value)["rule"]
+        code = grpc.StatusCode.PERMISSION_DENIED.value[0]
+        assert span.attributes["rpc.grpc.status_code"] == code
+        # A denial is the node's answer, not its failure.
+        assert span.span.status.code != span.span.status.STATUS_CODE_ERROR
     assert children(refused, refused_exchange)[-2:] == ["decide_egress", "audit"]
 
     assert {s.trace_id for s in spans} == {caller_span.trace_id, denied_span.trace_id}
