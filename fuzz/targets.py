@@ -171,7 +171,8 @@ def identifier(data: bytes) -> bool:
 
 
 class _PeerContext:
-    """What the federation servicer reads of a call's context: the peer certificate, time."""
+    """What the federation servicer reads of a call's context: the peer certificate, time and
+    metadata (a peer's trace context; none here)."""
 
     def __init__(self, certificate: bytes | None) -> None:
         self._certificate = certificate
@@ -181,6 +182,9 @@ class _PeerContext:
 
     def time_remaining(self) -> float:
         return LIMITS.default_deadline_seconds
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
 
 
 def _authenticate_peer(fed: Federation) -> AuthenticatePeer:
