@@ -130,6 +130,15 @@ class TracingObserver:
     def open_exchange(self, exchange: Exchange) -> _CurrentSpan:
         """The exchange's server span, current until `close_exchange`."""
         parent = _incoming_context(exchange.metadata)
+        across_yields = exchange.rpc == "StreamRecords"
+        if parent is not None:
+            sent = trace.get_current_span(parent)
+            sent_context = sent.get_span_context()
+            if sent_context.is_valid and not sent_context.trace_flags.sampled:
+                # Not sampled upstream, so not here (parent-based): the context is kept as it
+                # came, for the relay to send on and the log lines to carry, and nothing is
+                # asked of the SDK, which would record nothing either.
+                return _CurrentSpan(sent, parent, across_yields=across_yields)
         name, service, method = _RPC_NAMES[exchange.role == "provider", exchange.rpc]
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
         own = trace.set_span_in_context(span, parent)
@@ -147,7 +156,7 @@ class TracingObserver:
                 }
             )
         # Current even when not sampled: the relay sends its trace id and decision on.
-        return _CurrentSpan(span, own, across_yields=exchange.rpc == "StreamRecords")
+        return _CurrentSpan(span, own, across_yields=across_yields)
 
     def close_exchange(self, exchange: Exchange, current: _CurrentSpan) -> None:
         """Ends the exchange's span with what its stages learnt and how it ended."""

@@ -186,8 +186,11 @@ async def test_one_trace_runs_from_the_caller_through_both_nodes_and_every_stage
                 metadata=caller.metadata(denied_span.traceparent),
                 timeout=10,
             )
-        # No trace context from the caller, and the nodes sample nothing of their own.
-        await caller.stub.GetRecord(get_award(nino), metadata=caller.metadata(None))
+        # No trace context from the caller, and the nodes sample nothing of their own; a
+        # caller's decision not to sample, or a malformed traceparent, changes nothing.
+        unsampled = CallerSpan.new().traceparent.removesuffix("01") + "00"
+        for traceparent in (None, unsampled, "00-not-a-trace-01"):
+            await caller.stub.GetRecord(get_award(nino), metadata=caller.metadata(traceparent))
     spans = receiver.spans()
 
     assert response.records
