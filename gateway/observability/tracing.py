@@ -34,7 +34,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway.api.status import STATUS_FOR_ERROR
-from gateway.config import TracingConfig
+from gateway.config import ConfigError, TracingConfig
 from gateway.errors import ConcordatError, InternalError
 from gateway.exchange import Exchange
 
@@ -87,7 +87,12 @@ class TracingObserver:
         """A tracer exporting in batches to the configured collector, from a background thread."""
         credentials = None
         if config.ca_cert is not None:
-            credentials = grpc.ssl_channel_credentials(config.ca_cert.read_bytes())
+            try:
+                credentials = grpc.ssl_channel_credentials(config.ca_cert.read_bytes())
+            except OSError as exc:
+                raise ConfigError(
+                    f"tracing.ca_cert: {config.ca_cert} cannot be read ({exc.strerror or exc})"
+                ) from exc
         exporter = OTLPSpanExporter(
             endpoint=config.otlp_endpoint,
             insecure=config.otlp_endpoint.startswith("http://"),

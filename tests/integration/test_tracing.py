@@ -401,6 +401,15 @@ def test_a_tracing_section_is_checked_whole_before_the_node_starts(
     ).tracing
     assert traced is not None
     assert (traced.sample_ratio, traced.service(REQUESTER)) == (1.0, "concordat-whitehall")
+    from gateway.observability.tracing import TracingObserver
+
+    missing_ca = parse_config(
+        {**raw, "tracing": {"otlp_endpoint": "https://collector:4317", "ca_cert": "absent.pem"}},
+        base=federation.state_dir,
+    ).tracing
+    assert missing_ca is not None
+    with pytest.raises(ConfigError, match=r"tracing\.ca_cert: .*absent\.pem cannot be read"):
+        TracingObserver.start(missing_ca, REQUESTER)
 
 
 def test_a_node_without_tracing_loads_no_opentelemetry_and_sends_no_trace_context(
