@@ -93,7 +93,7 @@ class Node:
 
     async def start(self) -> None:
         if self.metrics is not None:
-            self.metrics.server.start()
+            await self.metrics.server.start()
         await self.server.start()
         if isinstance(self.engine, LivePolicy):
             self.engine.start_watching()
