@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import random
 import re
 import socket
 import time
@@ -390,11 +391,35 @@ def _state_dir(workdir: Path) -> Path:
 
 
 def _free_port() -> int:
-    # The node needs its port in its config (peers name it) before it starts, so ask the
-    # kernel for a free one; nothing else on loopback takes it in the moment between.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port for a node's config, which peers name before the node starts.
+
+    Taken below the kernel's ephemeral range: a port the kernel hands out (bind to port 0)
+    can be taken again, before the node binds it, by the client end of any connection the
+    bench opens meanwhile; a port below that range never is. Each is handed out once.
+    """
+    low = _ephemeral_low()
+    while True:
+        port = _PORTS.randrange(max(1024, low - 10_000), low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+
+
+_PORTS = random.Random()  # noqa: S311 - spreading ports, not a secret
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def to_toml(config: Mapping[str, Any]) -> str:
