@@ -611,10 +611,9 @@ def certificate_not_after(path: Path) -> float | None:
 class MetricsServer:
     """Serves a registry over plain HTTP on its own port, from the node's own event loop.
 
-    No thread of its own: a serving thread that woke to poll for shutdown cost the nodes
-    several per cent of their throughput at c=32 (the bench's metrics rows), where answering
-    a scrape in the loop costs about a millisecond every scrape interval. One request per
-    connection (`Connection: close`), `GET /metrics` only.
+    No thread of its own: a serving thread wakes to poll and competes with the loop for the
+    GIL all the time, where answering a scrape in the loop costs it about a millisecond per
+    scrape. One request per connection (`Connection: close`), `GET /metrics` only.
     """
 
     # A scrape's request head must arrive within this, and fit in HEAD_LIMIT bytes.
