@@ -21,12 +21,11 @@ import pytest
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.api.status import error_info
-from gateway.dev.demo import demo_subjects
 from gateway.dev.state import REPO_ROOT
 from gateway.policy.tools import build_opa_bundle
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation, build_federation
-from tests.e2e.test_legal_model import Ask
+from tests.e2e.test_legal_model import RESEARCH, Ask, subjects
 from tests.support.real_opa import OpaServer
 
 pytestmark = pytest.mark.slow
@@ -76,17 +75,7 @@ ASKS = {
         "FRAUD",
         ("registration_id", "date_of_death"),
     ),
-    "research at holyrood withholds the identifying field and pseudonymises": Ask(
-        "holyrood",
-        "adr-scotland",
-        "holyrood",
-        "BENEFIT_AWARD",
-        "nino",
-        "research-adrs-sss-benefits-2026",
-        "RESEARCH",
-        ("nino", "benefit", "weekly_amount_pence", "start_date"),
-        accreditations=("accredited-researcher",),
-    ),
+    "research at holyrood withholds the identifying field and pseudonymises": RESEARCH,
     "a health summary leaves holyrood without the fields its agreement does not name": Ask(
         "holyrood",
         "social-security-scotland",
@@ -99,11 +88,6 @@ ASKS = {
     ),
 }
 EXTRACT = "research extract over two subjects"
-
-
-def subjects(federation: Federation, node: str, record_type: str, kind: str) -> list[Any]:
-    examples = demo_subjects(f"sqlite:///{federation.states[node].demo_db}", node)[record_type]
-    return list(dict.fromkeys(value for k, value in examples if k == kind))
 
 
 async def answer(federation: Federation, ask: Ask) -> tuple[Any, ...]:
