@@ -12,7 +12,8 @@
 #   tools     third-party binaries built from their pinned Go modules with `go install` into
 #             .tools/bin (gitignored): OPA (the second policy engine's server and `opa
 #             test`), grpcurl (a third-party gRPC client the tests drive), ghz (the bench's
-#             independent load generator). Go's module and build caches make a rebuild fast.
+#             independent load generator), kustomize (renders deploy/kubernetes/ overlays for
+#             the manifest tests). Go's module and build caches make a rebuild fast.
 #
 # `scripts/setup_services.sh` does all three; `scripts/setup_services.sh tools` only the tools.
 # A second run that finds everything in place returns in well under a second.
@@ -22,6 +23,7 @@ cd "$(dirname "$0")/.."
 OPA_VERSION=v1.22.4
 GRPCURL_VERSION=v1.9.4
 GHZ_VERSION=v0.120.0
+KUSTOMIZE_VERSION=v5.8.2
 TOOLS="$PWD/.tools/bin"
 
 say() { printf 'setup: %s\n' "$*" >&2; }
@@ -97,6 +99,7 @@ ensure_tools() {
     go_tool opa "github.com/open-policy-agent/opa@$OPA_VERSION"
     go_tool grpcurl "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
     go_tool ghz "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+    go_tool kustomize "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 }
 
 case "${1:-all}" in
