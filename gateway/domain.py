@@ -37,6 +37,8 @@ class Requester:
     administration: str
     accreditations: frozenset[str] = frozenset()
     token_id: str = ""
+    # When the token (or a peer's assertion) expires: its id is remembered until then.
+    token_expires_at: float = 0.0
 
     def as_policy_input(self) -> dict[str, Any]:
         return {

@@ -125,10 +125,11 @@ class JwksUrl:
 
 
 class ReplayCache:
-    """Remembers token ids until their tokens expire, so each token authenticates one request.
+    """A `ReplayGuard` in process memory: each token id is accepted once, until it expires.
 
     Expired ids are forgotten oldest first. When `max_entries` live ids are held, new tokens are
     refused as Unavailable rather than forgetting a live id, which would reopen it to replay.
+    Replicas do not share it and a restart forgets it; gateway/state/postgres.py does neither.
     """
 
     def __init__(
@@ -147,21 +148,22 @@ class ReplayCache:
     def __len__(self) -> int:
         return len(self._forget_at)
 
-    def check_and_remember(self, jti: str, expires_at: float) -> None:
+    async def first_use(self, token_id: str, expires_at: float) -> bool:
         self._forget_expired(self._clock())
-        if jti in self._forget_at:
-            raise Unauthenticated("token jti has already been used")
+        if token_id in self._forget_at:
+            return False
         if len(self._forget_at) >= self._max_entries:
             raise Unavailable("too many live tokens to guard against replay; retry shortly")
         forget_at = expires_at + self._leeway
-        self._forget_at[jti] = forget_at
-        heapq.heappush(self._queue, (forget_at, jti))
+        self._forget_at[token_id] = forget_at
+        heapq.heappush(self._queue, (forget_at, token_id))
+        return True
 
     def _forget_expired(self, now: float) -> None:
         # Each id is queued exactly once (a second sighting is refused), so queue and dict agree.
         while self._queue and self._queue[0][0] <= now:
-            _, jti = heapq.heappop(self._queue)
-            del self._forget_at[jti]
+            _, token_id = heapq.heappop(self._queue)
+            del self._forget_at[token_id]
 
 
 class TokenVerifier:
@@ -177,7 +179,6 @@ class TokenVerifier:
         algorithms: Sequence[str] = ("EdDSA", "ES256", "RS256", "PS256"),
         leeway_seconds: float = 30,
         max_lifetime_seconds: float = 3600,
-        replay_cache: ReplayCache | None = None,
     ) -> None:
         if not algorithms:
             raise ValueError("at least one token algorithm must be allowed")
@@ -198,24 +199,21 @@ class TokenVerifier:
         self._algorithms = tuple(algorithms)
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime_seconds
-        self._replay_cache = (
-            replay_cache if replay_cache is not None else ReplayCache(leeway_seconds=leeway_seconds)
-        )
 
     @property
-    def replay_cache(self) -> ReplayCache:
-        """The token ids it remembers until their tokens expire (its size is a metric)."""
-        return self._replay_cache
+    def leeway_seconds(self) -> float:
+        return self._leeway
 
     def verify(self, token: str) -> Requester:
-        """Check the token's algorithm, key, signature, claims and freshness; return its caller."""
+        """Check the token's algorithm, key, signature, claims and freshness; return its caller.
+
+        Whether the token was used before is the replay guard's question (the Authenticate
+        stage asks it), since only the state store knows what other replicas have seen.
+        """
         alg, kid = self._read_header(token)
         key = self._key_for(kid, alg)
         claims = self._decode(token, key, alg)
-        requester = self._requester_from(claims)
-        # Only a token that is genuine and valid may use up its jti.
-        self._replay_cache.check_and_remember(requester.token_id, claims["exp"])
-        return requester
+        return self._requester_from(claims)
 
     def _read_header(self, token: str) -> tuple[str, str]:
         try:
@@ -274,6 +272,7 @@ class TokenVerifier:
             administration=self._administration,
             accreditations=frozenset(accreditations),
             token_id=_text_claim(claims, "jti"),
+            token_expires_at=float(claims["exp"]),
         )
 
 

@@ -430,8 +430,9 @@ class MetricSources:
     cache: CacheCounts | None
     audit: AuditWriter | None
     peers: PeerClients | None
-    replay_cache: Sized
-    idempotency: Sized
+    # In-process stores only: a PostgreSQL store's rows are the database's to count.
+    replay_cache: Sized | None
+    idempotency: Sized | None
     # Certificates whose expiry is exported, by name ("node": the node's TLS certificate).
     certificates: Mapping[str, Path]
 
@@ -460,16 +461,22 @@ class NodeCollector(Collector):
         yield from self._policy()
         yield from self._audit()
         yield from self._peers()
-        yield GaugeMetricFamily(
+        replay = GaugeMetricFamily(
             "concordat_replay_cache_entries",
             "Callers' token ids remembered until their tokens expire (replay protection).",
-            value=len(parts.replay_cache),
+            labels=[],
         )
-        yield GaugeMetricFamily(
+        if parts.replay_cache is not None:
+            replay.add_metric([], len(parts.replay_cache))
+        yield replay
+        idempotency = GaugeMetricFamily(
             "concordat_idempotency_entries",
             "Idempotency keys remembered (answered or in flight).",
-            value=len(parts.idempotency),
+            labels=[],
         )
+        if parts.idempotency is not None:
+            idempotency.add_metric([], len(parts.idempotency))
+        yield idempotency
         yield self._certificates()
 
     def _policy(self) -> Iterator[Metric]:

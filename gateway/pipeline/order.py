@@ -25,7 +25,6 @@ from adapters.base import RecordSource
 from gateway.clock import Clock
 from gateway.config import LimitsConfig
 from gateway.domain import Direction
-from gateway.idempotency import IdempotencyCache
 from gateway.identity import TokenVerifier
 from gateway.pipeline import stages
 from gateway.pipeline.observe import NoObserver, Observer, observed
@@ -33,6 +32,7 @@ from gateway.pipeline.respond import Respond
 from gateway.pipeline.routing import Providers, RouteToSelf
 from gateway.pipeline.stages import Stage
 from gateway.policy import PolicyEngine
+from gateway.state import IdempotencyStore, ReplayGuard
 
 log = structlog.get_logger("concordat.pipeline")
 
@@ -43,9 +43,11 @@ class NodeParts:
 
     node: str
     verifier: TokenVerifier
+    # Callers' token ids, remembered until their tokens expire (shared by replicas if stored).
+    replay: ReplayGuard
     engine: PolicyEngine
     sources: Mapping[str, RecordSource]
-    idempotency: IdempotencyCache
+    idempotency: IdempotencyStore
     pseudonym_key: bytes
     limits: LimitsConfig
     # The day policies decide on: the system clock in production, a fixed day in tests.
@@ -91,7 +93,7 @@ def caller_get_stages(parts: NodeParts) -> list[Stage]:
         parts,
         [
             stages.RequireDecoded(),
-            stages.Authenticate(parts.verifier),
+            stages.Authenticate(parts.verifier, parts.replay),
             _validate(parts),
             stages.Deduplicate(parts.idempotency),
             _route(parts),
@@ -119,7 +121,7 @@ def caller_stream_stages(parts: NodeParts) -> list[Stage]:
         parts,
         [
             stages.RequireDecoded(),
-            stages.Authenticate(parts.verifier),
+            stages.Authenticate(parts.verifier, parts.replay),
             _validate(parts),
             _route(parts),
             _decide("egress", parts),

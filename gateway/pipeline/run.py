@@ -15,11 +15,11 @@ import structlog
 from gateway.api.status import internal_error
 from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unavailable
 from gateway.exchange import Exchange
-from gateway.idempotency import IdempotencyCache
 from gateway.logs import raised_at
 from gateway.pipeline.evidence import EvidenceRecorder
 from gateway.pipeline.observe import NoObserver, Observer
 from gateway.pipeline.stages import Stage
+from gateway.state import IdempotencyStore
 
 log = structlog.get_logger("concordat.pipeline")
 
@@ -35,7 +35,7 @@ class Pipeline:
         *,
         stages: Sequence[Stage],
         evidence: EvidenceRecorder,
-        idempotency: IdempotencyCache | None = None,
+        idempotency: IdempotencyStore | None = None,
         default_deadline_seconds: float,
         observer: Observer | None = None,
     ) -> None:
@@ -54,13 +54,19 @@ class Pipeline:
         try:
             await self._run_stages(exchange)
         except BaseException as exc:
-            self._settle_idempotency(exchange, None)
+            await self._settle_idempotency(exchange, None)
             await self._record(exchange, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise exchange.error from None  # type: ignore[misc]  # _record set it for the failure
-        self._settle_idempotency(exchange, exchange.response)
-        await self._record(exchange, None)
+        try:
+            await self._record(exchange, None)
+        except BaseException:
+            # No evidence, no answer: the key is free for a retry, which will be recorded.
+            await self._settle_idempotency(exchange, None)
+            raise
+        # Only an answer whose evidence is stored may be given again to a repeat.
+        await self._settle_idempotency(exchange, exchange.response)
         return exchange.response
 
     async def stream(
@@ -98,14 +104,24 @@ class Pipeline:
                 "the exchange did not finish within the call's deadline"
             ) from exc
 
-    def _settle_idempotency(self, exchange: Exchange, response: Any) -> None:
+    async def _settle_idempotency(self, exchange: Exchange, response: Any) -> None:
         owner = exchange.idempotency_owner
         if self._idempotency is None or owner is None:
             return
-        if response is None:
-            self._idempotency.release(owner, exchange.idempotency_key)
-        else:
-            self._idempotency.complete(owner, exchange.idempotency_key, response)
+        key, exchange_id = exchange.idempotency_key, exchange.exchange_id
+        try:
+            # Shielded: a caller who cancels must not leave its key claimed until it expires.
+            if response is None:
+                await asyncio.shield(self._idempotency.release(owner, key, exchange_id))
+            else:
+                await asyncio.shield(
+                    self._idempotency.complete(owner, key, exchange_id, response)
+                )
+        except ConcordatError as exc:
+            # The answer stands; a repeat of it waits for the claim's lease to end instead.
+            log.warning(
+                "idempotency_settle_failed", exchange_id=exchange_id, error=exc.code
+            )
 
     async def _record(self, exchange: Exchange, failure: BaseException | None) -> None:
         cancelled = isinstance(failure, asyncio.CancelledError | GeneratorExit)
@@ -122,9 +138,17 @@ class Pipeline:
             log.error(
                 "audit_append_failed", exchange_id=exchange.exchange_id, error=type(exc).__name__
             )
-            # No evidence, no answer: the node fails closed.
-            exchange.error = InternalError(
-                f"the exchange could not be recorded; quote exchange id {exchange.exchange_id}"
+            # No evidence, no answer: the node fails closed. A store that is unreachable will
+            # be back (health says so meanwhile): the caller may retry, as nothing was given.
+            exchange.error = (
+                Unavailable(
+                    "the exchange could not be recorded: the node's state store is unreachable;"
+                    " retry shortly"
+                )
+                if isinstance(exc, Unavailable)
+                else InternalError(
+                    f"the exchange could not be recorded; quote exchange id {exchange.exchange_id}"
+                )
             )
             if failure is None:
                 raise exchange.error from exc

@@ -25,16 +25,17 @@ from gateway.errors import (
     NoRoute,
     PolicyDenied,
     RecordNotFound,
+    Unauthenticated,
     Unavailable,
 )
 from gateway.exchange import Exchange
-from gateway.idempotency import IdempotencyCache
 from gateway.identifiers import validate_subject
 from gateway.identity import TokenVerifier, bearer_token
 from gateway.pipeline.routing import Providers
 from gateway.policy import PolicyEngine
 from gateway.policy.policy_input import PolicyRequest, build_policy_input
 from gateway.pseudonyms import Pseudonyms
+from gateway.state import IdempotencyStore, ReplayGuard
 
 
 class Stage(Protocol):
@@ -58,13 +59,18 @@ class RequireDecoded:
 
 
 class Authenticate:
-    """Turns the caller's bearer token into a verified Requester."""
+    """Turns the caller's bearer token into a verified Requester; each token serves once."""
 
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(self, verifier: TokenVerifier, replay: ReplayGuard) -> None:
         self._verifier = verifier
+        self._replay = replay
 
     async def __call__(self, exchange: Exchange) -> None:
-        exchange.requester = self._verifier.verify(bearer_token(exchange.metadata))
+        requester = self._verifier.verify(bearer_token(exchange.metadata))
+        # Only a token that is genuine and valid may use up its jti.
+        if not await self._replay.first_use(requester.token_id, requester.token_expires_at):
+            raise Unauthenticated("token jti has already been used")
+        exchange.requester = requester
 
 
 class ValidateRequest:
@@ -124,10 +130,10 @@ def _subject(message: Any, where: str) -> Any:
 
 
 class Deduplicate:
-    """Answers a repeat of an earlier request (same caller and idempotency key) from cache."""
+    """Answers a repeat of an earlier request (same caller and idempotency key) once."""
 
-    def __init__(self, cache: IdempotencyCache) -> None:
-        self._cache = cache
+    def __init__(self, store: IdempotencyStore) -> None:
+        self._store = store
 
     async def __call__(self, exchange: Exchange) -> None:
         if not exchange.idempotency_key or exchange.requester is None:
@@ -137,16 +143,17 @@ class Deduplicate:
             f"{exchange.requester.system}"
         )
         digest = hashlib.sha256(exchange.request.SerializeToString(deterministic=True)).hexdigest()
-        earlier = self._cache.claim(owner, exchange.idempotency_key, digest, exchange.exchange_id)
+        earlier = await self._store.claim(
+            owner, exchange.idempotency_key, digest, exchange.exchange_id
+        )
         if earlier is None:
             exchange.idempotency_owner = owner
             return
-        response = await earlier.outcome
-        if response is not None:
-            exchange.replay_of = earlier.exchange_id
-            exchange.response = response
-            exchange.record_count = len(getattr(response, "records", ()))
-            exchange.released_fields = tuple(getattr(response, "released_fields", ()))
+        response = earlier.response
+        exchange.replay_of = earlier.exchange_id
+        exchange.response = response
+        exchange.record_count = len(getattr(response, "records", ()))
+        exchange.released_fields = tuple(getattr(response, "released_fields", ()))
 
 
 class Route:

@@ -1,0 +1,297 @@
+"""The PostgreSQL audit log: one hash chain that every replica of a node appends to.
+
+Each replica runs the same group-committing writer as the SQLite log, on a connection of its
+own. A batch takes the chain head row `FOR UPDATE`, so replicas append one batch at a time in
+one chain: the entries are numbered, linked and sealed after the lock is held, and the
+entries, the seal, the meter and the new head commit in one transaction. `audit verify` thus
+checks the replicas' entries exactly as it checks one process's. A replica killed mid-batch
+leaves no trace of it (the transaction never committed) and no caller of that batch was
+answered. A failed write fails its batch only: the next batch reconnects, so the log recovers
+by itself when the database returns (the SQLite log instead closes until reopened).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.audit import meter
+from gateway.audit.chain import GENESIS_HASH, entry_hash, seal_message, timestamp
+from gateway.audit.sqlite_log import _SCHEMA as SQLITE_SCHEMA
+from gateway.audit.sqlite_log import WriterCounts, _log_fields, _Pending
+from gateway.errors import InternalError
+from gateway.state.postgres import unreachable
+
+# Created with the state schema by PostgresState.open.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, '%GENESIS%') ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS entries (
+    seq BIGINT PRIMARY KEY,
+    exchange_id TEXT,
+    subject_hash TEXT,
+    recorded_at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_exchange ON entries (exchange_id);
+CREATE INDEX IF NOT EXISTS entries_by_subject ON entries (subject_hash)
+    WHERE subject_hash IS NOT NULL;
+CREATE TABLE IF NOT EXISTS seals (
+    upto_seq BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    sealed_at TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meter (
+    day TEXT NOT NULL,
+    role TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    agreement_id TEXT NOT NULL,
+    exchanges BIGINT NOT NULL,
+    released BIGINT NOT NULL,
+    denied BIGINT NOT NULL,
+    records BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    PRIMARY KEY (day, role, requester, agreement_id)
+);
+""".replace("%GENESIS%", GENESIS_HASH)
+_LOCK_HEAD = "SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE"
+_MOVE_HEAD = "UPDATE chain_head SET seq = %s, hash = %s WHERE id = 1"
+_INSERT_ENTRY = (
+    "INSERT INTO entries (seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_SEAL = "INSERT INTO seals (upto_seq, hash, sealed_at, signature) VALUES (%s, %s, %s, %s)"
+_ADD_METER = """
+INSERT INTO meter AS m
+    (day, role, requester, agreement_id, exchanges, released, denied, records, bytes)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (day, role, requester, agreement_id) DO UPDATE SET
+    exchanges = m.exchanges + EXCLUDED.exchanges,
+    released = m.released + EXCLUDED.released,
+    denied = m.denied + EXCLUDED.denied,
+    records = m.records + EXCLUDED.records,
+    bytes = m.bytes + EXCLUDED.bytes
+"""
+# Copied by `export_to_sqlite`, in this order, column for column.
+_EXPORTED = {
+    "entries": "seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash",
+    "seals": "upto_seq, hash, sealed_at, signature",
+    "meter": "day, role, requester, agreement_id, exchanges, released, denied, records, bytes",
+}
+
+_logger = structlog.get_logger("concordat.audit")
+
+
+class PostgresAuditLog:
+    """An `AuditLog` in PostgreSQL; one per replica, all appending to the node's one chain."""
+
+    def __init__(
+        self, *, url: str, node: str, signing_key: Ed25519PrivateKey, max_batch: int
+    ) -> None:
+        self._url = url
+        self._node = node
+        self._signing_key = signing_key
+        self._max_batch = max_batch
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._last_write_failed = False
+        self._batches = 0
+        self._entries = 0
+        self._commit_seconds = 0.0
+        self._write_failures = 0
+        self._loop = asyncio.get_running_loop()
+        self._writer = self._loop.create_task(self._run_writer(), name="concordat-audit-writer")
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def failing(self) -> bool:
+        """True while the last write failed (the next batch tries again)."""
+        return self._last_write_failed
+
+    @property
+    def commits(self) -> WriterCounts:
+        return WriterCounts(
+            self._batches, self._entries, self._commit_seconds, self._write_failures
+        )
+
+    async def append(self, event: Mapping[str, Any]) -> int:
+        """Stores one event and returns its sequence number once the entry is committed."""
+        if self._closed:
+            raise InternalError("the audit log is closed")
+        pending = _Pending(dict(event), self._loop.create_future())
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.future
+
+    async def close(self) -> None:
+        """Writes what is still queued, then stops the writer and disconnects."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.set()
+        await self._writer
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _run_writer(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while True:
+                if not self._queue:
+                    if self._closed:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                batch = [
+                    self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
+                ]
+                started = time.perf_counter()
+                try:
+                    first_seq, hashes = await self._write_batch(batch)
+                except Exception as exc:  # noqa: BLE001 - the batch fails closed, the log goes on
+                    self._write_failed(batch, exc)
+                    batch = []
+                    continue
+                self._last_write_failed = False
+                self._commit_seconds += time.perf_counter() - started
+                self._batches += 1
+                self._entries += len(batch)
+                logger = _logger.bind()
+                for offset, (pending, chain_hash) in enumerate(zip(batch, hashes, strict=True)):
+                    if not pending.future.done():
+                        pending.future.set_result(first_seq + offset)
+                    logger.info(
+                        "audit", **_log_fields(pending.event, first_seq + offset, chain_hash)
+                    )
+                batch = []
+        finally:
+            # Work is left here only if the writer was cancelled; no append may wait forever.
+            for pending in [*batch, *self._queue]:
+                if not pending.future.done():
+                    pending.future.set_exception(InternalError("the audit log is closed"))
+            self._queue.clear()
+
+    async def _write_batch(self, batch: list[_Pending]) -> tuple[int, list[str]]:
+        """Appends a batch and its seal to the shared chain in one transaction."""
+        conn = self._connection
+        if conn is None or conn.closed:
+            conn = self._connection = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=False, connect_timeout=2
+            )
+        async with conn.transaction():
+            cursor = await conn.execute(_LOCK_HEAD)
+            head = await cursor.fetchone()
+            assert head is not None  # noqa: S101 - created with the schema, never deleted
+            seq, chain_hash = int(head[0]) + 1, str(head[1])
+            first_seq = seq
+            recorded_at = timestamp(time.time())
+            rows, hashes = [], []
+            for pending in batch:
+                prev_hash = chain_hash
+                chain_hash = entry_hash(prev_hash, seq, recorded_at, pending.event_json)
+                rows.append(
+                    (
+                        seq,
+                        pending.exchange_id,
+                        pending.subject_hash,
+                        recorded_at,
+                        pending.event_json,
+                        prev_hash,
+                        chain_hash,
+                    )
+                )
+                hashes.append(chain_hash)
+                seq += 1
+            upto_seq = seq - 1
+            signature = self._signing_key.sign(
+                seal_message(self._node, upto_seq, chain_hash, recorded_at)
+            ).hex()
+            totals = meter.tally((p.event, recorded_at) for p in batch)
+            async with conn.pipeline(), conn.cursor() as writes:
+                await writes.executemany(_INSERT_ENTRY, rows)
+                await writes.execute(_INSERT_SEAL, (upto_seq, chain_hash, recorded_at, signature))
+                await writes.executemany(
+                    _ADD_METER, [(*key, *counts) for key, counts in totals.items()]
+                )
+                await writes.execute(_MOVE_HEAD, (upto_seq, chain_hash))
+        return first_seq, hashes
+
+    def _write_failed(self, batch: list[_Pending], exc: Exception) -> None:
+        self._write_failures += 1
+        self._last_write_failed = True
+        _logger.error("audit write failed", error=type(exc).__name__)
+        error: Exception = (
+            unreachable(exc)
+            if isinstance(exc, psycopg.OperationalError)
+            else InternalError("the audit log failed to write")
+        )
+        if self._connection is not None and not self._connection.closed:
+            # The transaction rolled back; a connection that failed may be broken, so start over.
+            self._loop.create_task(self._connection.close())
+        self._connection = None
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+
+def audit_public_key_hex(signing_key: Ed25519PrivateKey) -> str:
+    return signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def export_to_sqlite(url: str, path: Path, *, public_key_hex: str | None = None) -> int:
+    """Copies a PostgreSQL log into a new SQLite file `audit verify` and `audit meter` read.
+
+    One repeatable-read snapshot, so entries, seals and meter agree. Returns the entries copied.
+    """
+    if path.exists():
+        raise FileExistsError(f"{path} already exists")
+    copied = 0
+    with psycopg.connect(url, autocommit=False) as source:
+        source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        node_row = source.execute("SELECT value FROM meta WHERE key = 'node'").fetchone()
+        target = sqlite3.connect(path, isolation_level=None)
+        try:
+            target.executescript(SQLITE_SCHEMA + meter.SCHEMA)
+            target.execute("BEGIN")
+            meta = [("node", node_row[0])] if node_row else []
+            if public_key_hex:
+                meta.append(("public_key", public_key_hex))
+            target.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta)
+            for table, columns in _EXPORTED.items():
+                marks = ", ".join("?" for _ in columns.split(","))
+                with source.cursor(name=f"export_{table}") as rows:
+                    rows.execute(f"SELECT {columns} FROM {table}")  # noqa: S608 - fixed names
+                    while chunk := rows.fetchmany(5000):
+                        target.executemany(
+                            f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608
+                            chunk,
+                        )
+                        if table == "entries":
+                            copied += len(chunk)
+            target.execute("COMMIT")
+        finally:
+            target.close()
+    return copied
