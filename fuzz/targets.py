@@ -53,6 +53,7 @@ from gateway.errors import ConcordatError
 from gateway.exchange import Exchange, Rpc
 from gateway.federation.assertions import request_digest
 from gateway.identifiers import validate_subject
+from gateway.identity import ReplayCache
 from gateway.pipeline.peer import AuthenticatePeer
 from gateway.pipeline.routing import RouteToSelf
 from gateway.pipeline.stages import RequireDecoded, ValidateRequest, policy_input_for
@@ -188,8 +189,12 @@ class _PeerContext:
 
 
 def _authenticate_peer(fed: Federation) -> AuthenticatePeer:
+    # A fresh replay guard each time: a genuine assertion is then not a replay of the last.
     return AuthenticatePeer(
-        node=PROVIDER, directory=fed.directory, verifier=fed.assertion_verifier()
+        node=PROVIDER,
+        directory=fed.directory,
+        verifier=fed.assertion_verifier(),
+        replay=ReplayCache(leeway_seconds=LEEWAY_SECONDS, clock=lambda: INSTANT),
     )
 
 

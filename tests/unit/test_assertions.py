@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from dataclasses import replace
 
 import jwt
 import pytest
@@ -22,6 +23,7 @@ from gateway.federation.assertions import (
     request_digest,
 )
 from gateway.federation.directory import public_key_kid
+from gateway.identity import ReplayCache
 
 REQUESTER = Requester(
     organisation="dwp",
@@ -99,6 +101,11 @@ def verify(
     return verifier.verify(token, **options)
 
 
+def caller(requester: Requester) -> Requester:
+    """The caller an assertion speaks for, without the id and expiry the replay guard keeps."""
+    return replace(requester, token_id="", token_expires_at=0.0)
+
+
 def with_claims(token: str, **changes: object) -> str:
     """The token with its payload changed but its original signature kept."""
     header, payload, signature = token.split(".")
@@ -119,7 +126,7 @@ def test_an_assertion_round_trips_to_the_requester(
 ) -> None:
     exchange_id = str(uuid.uuid4())
 
-    assert verify(verifier, sign(signer, exchange_id), exchange_id) == REQUESTER
+    assert caller(verify(verifier, sign(signer, exchange_id), exchange_id)) == REQUESTER
 
 
 def test_a_tampered_assertion_is_refused(
@@ -215,24 +222,28 @@ def test_a_requester_from_another_administration_is_refused(
         verify(verifier, sign(signer, exchange_id, requester=scottish), exchange_id)
 
 
-def test_a_replayed_assertion_is_refused(
+async def test_a_replayed_assertion_carries_the_id_the_replay_guard_refuses_the_second_time(
     signer: AssertionSigner, verifier: AssertionVerifier
 ) -> None:
     exchange_id = str(uuid.uuid4())
     token = sign(signer, exchange_id)
-    verify(verifier, token, exchange_id)
+    first, again = (verify(verifier, token, exchange_id) for _ in range(2))
+    guard = ReplayCache(leeway_seconds=5)
 
-    with pytest.raises(PeerRejected, match=r"^assertion has already been used$"):
-        verify(verifier, token, exchange_id)
+    assert await guard.first_use(first.token_id, first.token_expires_at)
+    assert again.token_id == first.token_id
+    assert not await guard.first_use(again.token_id, again.token_expires_at)
 
 
 def test_a_retry_signs_a_fresh_assertion_for_the_same_exchange(
     signer: AssertionSigner, verifier: AssertionVerifier
 ) -> None:
     exchange_id = str(uuid.uuid4())
-    verify(verifier, sign(signer, exchange_id), exchange_id)
+    first = verify(verifier, sign(signer, exchange_id), exchange_id)
+    retry = verify(verifier, sign(signer, exchange_id), exchange_id)
 
-    assert verify(verifier, sign(signer, exchange_id), exchange_id) == REQUESTER
+    assert caller(retry) == REQUESTER
+    assert retry.token_id != first.token_id
 
 
 def test_only_eddsa_is_accepted(keys: Keys, verifier: AssertionVerifier) -> None:

@@ -24,6 +24,7 @@ from jwt.algorithms import get_default_algorithms
 from gateway.dev.issuer import DevIssuer
 from gateway.domain import Requester
 from gateway.errors import Unauthenticated, Unavailable
+from gateway.exchange import Exchange
 from gateway.identity import (
     JwksFile,
     JwksUrl,
@@ -32,6 +33,7 @@ from gateway.identity import (
     bearer_token,
 )
 from gateway.keys import load_signing_key
+from gateway.pipeline.stages import Authenticate
 
 ISSUER = "https://idp.whitehall.concordat.test"
 AUDIENCE = "concordat://node/whitehall"
@@ -121,14 +123,15 @@ def test_valid_eddsa_token_becomes_requester_of_the_verifiers_administration(
     issuer: DevIssuer, verifier: TokenVerifier
 ) -> None:
     token = mint(issuer)
-    token_id = jwt.decode(token, options={"verify_signature": False})["jti"]
+    unverified = jwt.decode(token, options={"verify_signature": False})
 
     assert verifier.verify(token) == Requester(
         organisation="dwp",
         system="universal-credit",
         administration="whitehall",
         accreditations=frozenset({"fraud-investigator"}),
-        token_id=token_id,
+        token_id=unverified["jti"],
+        token_expires_at=unverified["exp"],
     )
 
 
@@ -240,18 +243,37 @@ def test_token_missing_a_required_claim_is_refused(
     )
 
 
-def test_replayed_token_is_refused(issuer: DevIssuer, verifier: TokenVerifier) -> None:
+async def test_replayed_token_is_refused(issuer: DevIssuer, verifier: TokenVerifier) -> None:
+    authenticate = Authenticate(verifier, ReplayCache())
     token = mint(issuer)
-    verifier.verify(token)
+    await authenticate(exchange_with(token))
 
-    assert refused(verifier, token) == "token jti has already been used"
+    with pytest.raises(Unauthenticated, match=r"^token jti has already been used$"):
+        await authenticate(exchange_with(token))
 
 
-def test_invalid_token_does_not_use_up_its_jti(issuer: DevIssuer, verifier: TokenVerifier) -> None:
+async def test_invalid_token_does_not_use_up_its_jti(
+    issuer: DevIssuer, verifier: TokenVerifier
+) -> None:
+    authenticate = Authenticate(verifier, ReplayCache())
     payload = claims()
-    refused(verifier, issuer_sign(issuer, {**payload, "aud": "somewhere-else"}))
+    with pytest.raises(Unauthenticated):
+        await authenticate(exchange_with(issuer_sign(issuer, {**payload, "aud": "elsewhere"})))
 
-    assert verifier.verify(issuer_sign(issuer, payload)).token_id == payload["jti"]
+    exchange = exchange_with(issuer_sign(issuer, payload))
+    await authenticate(exchange)
+    assert exchange.requester is not None
+    assert exchange.requester.token_id == payload["jti"]
+
+
+def exchange_with(token: str) -> Exchange:
+    return Exchange(
+        rpc="GetRecord",
+        role="local",
+        request=None,
+        metadata=(("authorization", f"Bearer {token}"),),
+        deadline_seconds=None,
+    )
 
 
 def test_token_from_an_unknown_key_is_refused(tmp_path: Path, verifier: TokenVerifier) -> None:
@@ -452,33 +474,31 @@ def test_jwks_url_without_any_keys_makes_authentication_unavailable() -> None:
         provider.source(clock).key_for("a")
 
 
-def test_replay_cache_forgets_a_jti_once_its_token_has_expired() -> None:
+async def test_replay_cache_forgets_a_jti_once_its_token_has_expired() -> None:
     clock = FakeClock()
     cache = ReplayCache(leeway_seconds=30, clock=clock)
-    cache.check_and_remember("j1", expires_at=clock.now + 60)
+    assert await cache.first_use("j1", expires_at=clock.now + 60)
 
     clock.now += 89
-    with pytest.raises(Unauthenticated):
-        cache.check_and_remember("j1", expires_at=clock.now + 60)
+    assert not await cache.first_use("j1", expires_at=clock.now + 60)
     clock.now += 1
-    cache.check_and_remember("j2", expires_at=clock.now + 60)
+    assert await cache.first_use("j2", expires_at=clock.now + 60)
 
     assert len(cache) == 1
 
 
-def test_full_replay_cache_refuses_new_tokens_rather_than_forget_live_ones() -> None:
+async def test_full_replay_cache_refuses_new_tokens_rather_than_forget_live_ones() -> None:
     clock = FakeClock()
     cache = ReplayCache(max_entries=2, clock=clock)
-    cache.check_and_remember("j1", expires_at=clock.now + 10)
-    cache.check_and_remember("j2", expires_at=clock.now + 60)
+    assert await cache.first_use("j1", expires_at=clock.now + 10)
+    assert await cache.first_use("j2", expires_at=clock.now + 60)
 
     with pytest.raises(Unavailable):
-        cache.check_and_remember("j3", expires_at=clock.now + 60)
-    with pytest.raises(Unauthenticated):
-        cache.check_and_remember("j1", expires_at=clock.now + 10)
+        await cache.first_use("j3", expires_at=clock.now + 60)
+    assert not await cache.first_use("j1", expires_at=clock.now + 10)
 
     clock.now += 41
-    cache.check_and_remember("j3", expires_at=clock.now + 60)
+    assert await cache.first_use("j3", expires_at=clock.now + 60)
 
 
 def test_dev_issuer_is_reloaded_with_the_same_key_and_private_key_file_is_0600(
