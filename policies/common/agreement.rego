@@ -44,6 +44,10 @@ failures contains "common.agreement_malformed" if not well_formed
 # Suspended and ended agreements stop at once, whatever their dates say.
 failures contains "common.agreement_not_active" if not register.agreement.status == "active"
 
+# An ended agreement is named as such, ahead of `agreement_not_active`, so that a denial
+# tells an operator the agreement is over rather than paused.
+failures contains "common.agreement_ended" if register.agreement.status == "ended"
+
 # A comparison or builtin call that reads a value which may be missing is asked in a rule
 # of its own and that rule negated: OPA evaluates the operands of a negated call before
 # the negation, so `not a.start <= today` is undefined, not true, when `a.start` is

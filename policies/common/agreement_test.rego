@@ -36,6 +36,12 @@ test_suspended_agreement_is_denied_whatever_its_dates if {
 	d.rule == "common.agreement_not_active"
 }
 
+test_ended_agreement_is_denied_as_ended_whatever_its_dates if {
+	d := fixtures.decide(fixtures.request, fixtures.with_agreement({"status": "ended"}))
+	d.rule == "common.agreement_ended"
+	"common.agreement_not_active" in d.reasons
+}
+
 test_agreement_not_yet_started_is_denied if {
 	d := fixtures.decide(fixtures.request, fixtures.with_agreement({"start": "2026-12-01"}))
 	d.rule == "common.agreement_not_started"

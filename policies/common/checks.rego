@@ -22,6 +22,7 @@ order := [
 	"common.purpose_unknown",
 	"common.agreement_unknown",
 	"common.agreement_malformed",
+	"common.agreement_ended",
 	"common.agreement_not_active",
 	"common.agreement_not_started",
 	"common.agreement_expired",

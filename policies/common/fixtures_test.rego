@@ -27,6 +27,19 @@ agreement := {
 	"retention_days": 90,
 	"onward_disclosure": "none",
 	"status": "active",
+	"name": "Requester and provider: benefit awards (fraud)",
+	"purpose_description": "The provider discloses benefit awards to the requester to detect fraud.",
+	"benefits": "Public money protected.",
+	"information_disclosed": "benefit awards: nino, benefit, status",
+	"controllers": ["requester@alpha", "provider@beta"],
+	"processors": [],
+	"method_of_sharing": "Concordat single-record requests",
+	"contact": "data-sharing@provider.example",
+	"areas_covered": ["Beta"],
+	"pilot": true,
+	"business_case": "Agreed by both parties on 2025-12-01.",
+	"evaluation_date": "2027-03-31",
+	"disclosure_delay_days": 90,
 }
 
 register := {

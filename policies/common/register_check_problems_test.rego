@@ -20,6 +20,24 @@ agreement_string_fields := [
 
 agreement_date_fields := ["start", "end", "review"]
 
+# The columns of the public DEA register that the codes of practice ask every data
+# controller to publish (name, purpose, benefits, legal power, information disclosed,
+# controllers, processors, method of sharing, retention, start, end and review dates,
+# contact, areas covered). The legal power, retention and dates are the terms above
+# (`power`, `retention_days`, `start`, `end`, `review`); these are the rest, in words.
+register_text_fields := [
+	"name", "purpose_description", "benefits", "information_disclosed",
+	"method_of_sharing", "contact",
+]
+
+# Debt and fraud sharing starts as a pilot with a business case agreed by all parties and
+# an evaluation before it continues (the code of practice for chapters 1, 3 and 4).
+pilot_purposes := ["DEBT", "FRAUD"]
+
+# A citizen's "who used my data" view hides an exchange under a debt or fraud agreement
+# until this many days have passed (live investigations), so those agreements must say.
+delayed_purposes := ["DEBT", "FRAUD"]
+
 agreement_statuses := {"active", "suspended", "ended"}
 
 body_statuses := {"active", "suspended"}
@@ -85,6 +103,91 @@ problems contains sprintf("agreement %s: %s must be a string", [id, key]) if {
 	some key in agreement_string_fields
 	not string_term(a, key)
 }
+
+text_term(document, key) if {
+	value := document[key]
+	is_string(value)
+	value != ""
+}
+
+names_term(document, key) if {
+	names := document[key]
+	is_array(names)
+	every name in names {
+		is_string(name)
+		name != ""
+	}
+}
+
+some_names_term(document, key) if {
+	names_term(document, key)
+	count(document[key]) > 0
+}
+
+days_term(document, key) if {
+	days := document[key]
+	is_number(days)
+	days >= 0
+	round(days) == days
+}
+
+problems contains sprintf("agreement %s: register field %s must be a non-empty string", [id, key]) if {
+	some id, a in agreements
+	some key in register_text_fields
+	not text_term(a, key)
+}
+
+problems contains sprintf("agreement %s: register field %s must name at least one body or area", [id, key]) if {
+	some id, a in agreements
+	some key in ["controllers", "areas_covered"]
+	not some_names_term(a, key)
+}
+
+problems contains sprintf("agreement %s: register field processors must be a list of names (empty if none)", [id]) if {
+	some id, a in agreements
+	not names_term(a, "processors")
+}
+
+problems contains sprintf("agreement %s: controller %s is not one of its parties", [id, controller]) if {
+	some id, a in agreements
+	some controller in a.controllers
+	not controller_is_party(a, controller)
+}
+
+controller_is_party(a, controller) if controller in a.parties
+
+problems contains sprintf("agreement %s: a debt or fraud agreement must say whether it is a pilot (pilot: true or false)", [id]) if {
+	some id, a in agreements
+	a.purpose in pilot_purposes
+	not boolean_term(a, "pilot")
+}
+
+problems contains sprintf("agreement %s: a debt or fraud agreement needs its business_case", [id]) if {
+	some id, a in agreements
+	a.purpose in pilot_purposes
+	not text_term(a, "business_case")
+}
+
+problems contains sprintf("agreement %s: a debt or fraud agreement needs an evaluation_date (an ISO date)", [id]) if {
+	some id, a in agreements
+	a.purpose in pilot_purposes
+	not date_term(a, "evaluation_date")
+}
+
+problems contains sprintf("agreement %s: a debt or fraud agreement needs disclosure_delay_days (whole days, 0 or more)", [id]) if {
+	some id, a in agreements
+	a.purpose in delayed_purposes
+	not days_term(a, "disclosure_delay_days")
+}
+
+problems contains sprintf("agreement %s: disclosure_delay_days must be whole days, 0 or more", [id]) if {
+	some id, a in agreements
+	_ = a.disclosure_delay_days
+	not delayed(a)
+	not days_term(a, "disclosure_delay_days")
+}
+
+delayed(a) if a.purpose in delayed_purposes
 
 problems contains sprintf("agreement %s: id does not match its register key", [id]) if {
 	some id, a in agreements

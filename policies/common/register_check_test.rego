@@ -120,3 +120,66 @@ test_missing_terms_are_reported if {
 	}
 	expected - problems(reg) == set()
 }
+
+test_agreement_missing_a_register_field_is_refused_naming_the_agreement_and_field if {
+	reg := fixtures.without_terms(["name", "benefits", "controllers", "processors", "areas_covered", "contact"])
+	expected := {
+		"agreement fraud-pilot: register field name must be a non-empty string",
+		"agreement fraud-pilot: register field benefits must be a non-empty string",
+		"agreement fraud-pilot: register field contact must be a non-empty string",
+		"agreement fraud-pilot: register field controllers must name at least one body or area",
+		"agreement fraud-pilot: register field areas_covered must name at least one body or area",
+		"agreement fraud-pilot: register field processors must be a list of names (empty if none)",
+	}
+	problems(reg) == expected
+}
+
+test_empty_or_mistyped_register_fields_are_refused if {
+	reg := fixtures.with_agreement({
+		"purpose_description": "",
+		"information_disclosed": 3,
+		"method_of_sharing": null,
+		"controllers": [],
+		"areas_covered": ["Beta", ""],
+		"processors": "none",
+	})
+	expected := {
+		"agreement fraud-pilot: register field purpose_description must be a non-empty string",
+		"agreement fraud-pilot: register field information_disclosed must be a non-empty string",
+		"agreement fraud-pilot: register field method_of_sharing must be a non-empty string",
+		"agreement fraud-pilot: register field controllers must name at least one body or area",
+		"agreement fraud-pilot: register field areas_covered must name at least one body or area",
+		"agreement fraud-pilot: register field processors must be a list of names (empty if none)",
+	}
+	problems(reg) == expected
+}
+
+test_a_controller_outside_the_parties_is_reported if {
+	reg := fixtures.with_agreement({"controllers": ["requester@alpha", "stranger@gamma"]})
+	problems(reg) == {"agreement fraud-pilot: controller stranger@gamma is not one of its parties"}
+}
+
+test_debt_and_fraud_agreements_need_their_pilot_terms_and_disclosure_delay if {
+	reg := fixtures.without_terms(["pilot", "business_case", "evaluation_date", "disclosure_delay_days"])
+	expected := {
+		"agreement fraud-pilot: a debt or fraud agreement must say whether it is a pilot (pilot: true or false)",
+		"agreement fraud-pilot: a debt or fraud agreement needs its business_case",
+		"agreement fraud-pilot: a debt or fraud agreement needs an evaluation_date (an ISO date)",
+		"agreement fraud-pilot: a debt or fraud agreement needs disclosure_delay_days (whole days, 0 or more)",
+	}
+	problems(reg) == expected
+}
+
+test_a_disclosure_delay_must_be_whole_days_not_negative if {
+	fraud := fixtures.with_agreement({"disclosure_delay_days": -1})
+	problems(fraud) == {"agreement fraud-pilot: a debt or fraud agreement needs disclosure_delay_days (whole days, 0 or more)"}
+	statistics := fixtures.with_agreement({"purpose": "STATISTICS", "disclosure_delay_days": 1.5})
+	problems(statistics) == {"agreement fraud-pilot: disclosure_delay_days must be whole days, 0 or more"}
+}
+
+test_other_purposes_need_no_pilot_terms_or_delay if {
+	reg := json.patch(fixtures.without_terms(["pilot", "business_case", "evaluation_date", "disclosure_delay_days"]), [{
+		"op": "add", "path": ["agreements", "fraud-pilot", "purpose"], "value": "STATISTICS",
+	}])
+	count(problems(reg)) == 0
+}
