@@ -18,6 +18,7 @@ from gateway.cli import dev
 from gateway.cli.common import console, err_console
 from gateway.cli.common import fail as _fail
 from gateway.cli.policy import policy_app
+from gateway.cli.register import register_app
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, load_config
 
@@ -27,6 +28,7 @@ app.add_typer(audit_app, name="audit")
 directory_app = typer.Typer(no_args_is_help=True, help="Make and assemble the signed directory.")
 app.add_typer(directory_app, name="directory")
 app.add_typer(policy_app, name="policy")
+app.add_typer(register_app, name="register")
 for command in (dev.up, dev.token, dev.call):
     app.command()(command)
 # `concordat extract` is the client kit's `concordat-extract` (clients/python), which `make
