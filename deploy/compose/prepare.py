@@ -61,9 +61,7 @@ def write_state_url(compose_state: Path, node: str) -> None:
         password_file.chmod(0o600)
     password = password_file.read_text().strip()
     url_file = compose_state / f"{node}-state-url"
-    url_file.write_text(
-        f"postgresql://{STATE_ROLE}:{password}@{node}-db:5432/{STATE_DATABASE}\n"
-    )
+    url_file.write_text(f"postgresql://{STATE_ROLE}:{password}@{node}-db:5432/{STATE_DATABASE}\n")
     url_file.chmod(0o600)
 
 
