@@ -13,6 +13,7 @@ by itself when the database returns (the SQLite log instead closes until reopene
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections import deque
@@ -22,18 +23,20 @@ from typing import Any
 
 import psycopg
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.audit import meter
-from gateway.audit.chain import GENESIS_HASH, entry_hash, seal_message, timestamp
+from gateway.audit.chain import GENESIS_HASH, AuditPosition, entry_hash, seal_message, timestamp
 from gateway.audit.sqlite_log import _SCHEMA as SQLITE_SCHEMA
 from gateway.audit.sqlite_log import WriterCounts, _log_fields, _Pending
 from gateway.errors import InternalError
+from gateway.keys import SigningKeys
 from gateway.state.postgres import unreachable
 
 # Created with the state schema by PostgresState.open.
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS chain_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq BIGINT NOT NULL,
@@ -58,42 +61,38 @@ CREATE TABLE IF NOT EXISTS seals (
     sealed_at TEXT NOT NULL,
     signature TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS meter (
-    day TEXT NOT NULL,
-    role TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    agreement_id TEXT NOT NULL,
-    exchanges BIGINT NOT NULL,
-    released BIGINT NOT NULL,
-    denied BIGINT NOT NULL,
-    records BIGINT NOT NULL,
-    bytes BIGINT NOT NULL,
-    PRIMARY KEY (day, role, requester, agreement_id)
+-- A rotated signing key: seals from `first_seal` on are made with it (as in the SQLite log).
+CREATE TABLE IF NOT EXISTS seal_keys (
+    first_seal BIGINT PRIMARY KEY,
+    public_key TEXT NOT NULL
 );
 """.replace("%GENESIS%", GENESIS_HASH)
-_LOCK_HEAD = "SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE"
+    + meter.SCHEMA.replace("INTEGER", "BIGINT")
+)
+# The head, and the key the last seal was made with, read under the head's lock: another
+# replica may have moved both since this one last wrote.
+_LOCK_HEAD = (
+    "SELECT h.seq, h.hash,"
+    " (SELECT public_key FROM seal_keys ORDER BY first_seal DESC LIMIT 1),"
+    " (SELECT value FROM meta WHERE key = 'public_key')"
+    " FROM chain_head h WHERE h.id = 1 FOR UPDATE OF h"
+)
+_FIRST_KEY = "INSERT INTO meta (key, value) VALUES ('public_key', %s) ON CONFLICT DO NOTHING"
+_INSERT_SEAL_KEY = "INSERT INTO seal_keys (first_seal, public_key) VALUES (%s, %s)"
 _MOVE_HEAD = "UPDATE chain_head SET seq = %s, hash = %s WHERE id = 1"
 _INSERT_ENTRY = (
     "INSERT INTO entries (seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 _INSERT_SEAL = "INSERT INTO seals (upto_seq, hash, sealed_at, signature) VALUES (%s, %s, %s, %s)"
-_ADD_METER = """
-INSERT INTO meter AS m
-    (day, role, requester, agreement_id, exchanges, released, denied, records, bytes)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (day, role, requester, agreement_id) DO UPDATE SET
-    exchanges = m.exchanges + EXCLUDED.exchanges,
-    released = m.released + EXCLUDED.released,
-    denied = m.denied + EXCLUDED.denied,
-    records = m.records + EXCLUDED.records,
-    bytes = m.bytes + EXCLUDED.bytes
-"""
+# The meter's own statement: its columns change with gateway/audit/meter.py, not here.
+# PostgreSQL wants the stored row's columns named by table where SQLite does not.
+_ADD_METER = re.sub(r"= (\w+) \+ excluded", r"= meter.\1 + excluded", meter.ADD).replace("?", "%s")
 # Copied by `export_to_sqlite`, in this order, column for column.
 _EXPORTED = {
     "entries": "seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash",
     "seals": "upto_seq, hash, sealed_at, signature",
-    "meter": "day, role, requester, agreement_id, exchanges, released, denied, records, bytes",
+    "seal_keys": "first_seal, public_key",
 }
 
 _logger = structlog.get_logger("concordat.audit")
@@ -102,12 +101,10 @@ _logger = structlog.get_logger("concordat.audit")
 class PostgresAuditLog:
     """An `AuditLog` in PostgreSQL; one per replica, all appending to the node's one chain."""
 
-    def __init__(
-        self, *, url: str, node: str, signing_key: Ed25519PrivateKey, max_batch: int
-    ) -> None:
+    def __init__(self, *, url: str, node: str, signing_key: SigningKeys, max_batch: int) -> None:
         self._url = url
         self._node = node
-        self._signing_key = signing_key
+        self._signing_keys = signing_key
         self._max_batch = max_batch
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._queue: deque[_Pending] = deque()
@@ -138,6 +135,10 @@ class PostgresAuditLog:
 
     async def append(self, event: Mapping[str, Any]) -> int:
         """Stores one event and returns its sequence number once the entry is committed."""
+        return (await self.append_entry(event)).seq
+
+    async def append_entry(self, event: Mapping[str, Any]) -> AuditPosition:
+        """Stores one event; returns its seq, chain hash and time once it is committed."""
         if self._closed:
             raise InternalError("the audit log is closed")
         pending = _Pending(dict(event), self._loop.create_future())
@@ -170,7 +171,7 @@ class PostgresAuditLog:
                 ]
                 started = time.perf_counter()
                 try:
-                    first_seq, hashes = await self._write_batch(batch)
+                    positions = await self._write_batch(batch)
                 except Exception as exc:  # noqa: BLE001 - the batch fails closed, the log goes on
                     self._write_failed(batch, exc)
                     batch = []
@@ -180,12 +181,10 @@ class PostgresAuditLog:
                 self._batches += 1
                 self._entries += len(batch)
                 logger = _logger.bind()
-                for offset, (pending, chain_hash) in enumerate(zip(batch, hashes, strict=True)):
+                for pending, position in zip(batch, positions, strict=True):
                     if not pending.future.done():
-                        pending.future.set_result(first_seq + offset)
-                    logger.info(
-                        "audit", **_log_fields(pending.event, first_seq + offset, chain_hash)
-                    )
+                        pending.future.set_result(position)
+                    logger.info("audit", **_log_fields(pending.event, position.seq, position.hash))
                 batch = []
         finally:
             # Work is left here only if the writer was cancelled; no append may wait forever.
@@ -194,7 +193,7 @@ class PostgresAuditLog:
                     pending.future.set_exception(InternalError("the audit log is closed"))
             self._queue.clear()
 
-    async def _write_batch(self, batch: list[_Pending]) -> tuple[int, list[str]]:
+    async def _write_batch(self, batch: list[_Pending]) -> list[AuditPosition]:
         """Appends a batch and its seal to the shared chain in one transaction."""
         conn = self._connection
         if conn is None or conn.closed:
@@ -206,9 +205,9 @@ class PostgresAuditLog:
             head = await cursor.fetchone()
             assert head is not None  # noqa: S101 - created with the schema, never deleted
             seq, chain_hash = int(head[0]) + 1, str(head[1])
-            first_seq = seq
+            sealed_with = head[2] or head[3]
             recorded_at = timestamp(time.time())
-            rows, hashes = [], []
+            rows, positions = [], []
             for pending in batch:
                 prev_hash = chain_hash
                 chain_hash = entry_hash(prev_hash, seq, recorded_at, pending.event_json)
@@ -223,10 +222,11 @@ class PostgresAuditLog:
                         chain_hash,
                     )
                 )
-                hashes.append(chain_hash)
+                positions.append(AuditPosition(seq, chain_hash, recorded_at))
                 seq += 1
             upto_seq = seq - 1
-            signature = self._signing_key.sign(
+            sealing = self._signing_keys.current()
+            signature = sealing.private.sign(
                 seal_message(self._node, upto_seq, chain_hash, recorded_at)
             ).hex()
             totals = meter.tally((p.event, recorded_at) for p in batch)
@@ -237,12 +237,16 @@ class PostgresAuditLog:
                     _ADD_METER, [(*key, *counts) for key, counts in totals.items()]
                 )
                 await writes.execute(_MOVE_HEAD, (upto_seq, chain_hash))
-        return first_seq, hashes
+                if sealed_with is None:
+                    await writes.execute(_FIRST_KEY, (sealing.public_hex,))
+                elif sealed_with != sealing.public_hex:
+                    await writes.execute(_INSERT_SEAL_KEY, (upto_seq, sealing.public_hex))
+        return positions
 
     def _write_failed(self, batch: list[_Pending], exc: Exception) -> None:
         self._write_failures += 1
         self._last_write_failed = True
-        _logger.error("audit write failed", error=type(exc).__name__)
+        _logger.error("audit write failed", error=type(exc).__name__, detail=str(exc)[:200])
         error: Exception = (
             unreachable(exc)
             if isinstance(exc, psycopg.OperationalError)
@@ -257,40 +261,42 @@ class PostgresAuditLog:
                 pending.future.set_exception(error)
 
 
-def audit_public_key_hex(signing_key: Ed25519PrivateKey) -> str:
-    return signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+def export_to_sqlite(url: str, path: Path, *, public_key: Ed25519PublicKey | None = None) -> int:
+    """Copies a PostgreSQL log into a new SQLite file, which `audit verify` and `audit meter`
+    read as they read an embedded node's log, and an auditor can be handed whole.
 
-
-def export_to_sqlite(url: str, path: Path, *, public_key_hex: str | None = None) -> int:
-    """Copies a PostgreSQL log into a new SQLite file `audit verify` and `audit meter` read.
-
-    One repeatable-read snapshot, so entries, seals and meter agree. Returns the entries copied.
+    One repeatable-read snapshot, so entries, seals and meter agree. The log's first sealing
+    key is copied as recorded; `public_key`, when given, is recorded instead (for a log with
+    no entries yet). Returns the number of entries copied.
     """
     if path.exists():
         raise FileExistsError(f"{path} already exists")
     copied = 0
     with psycopg.connect(url, autocommit=False) as source:
         source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        node_row = source.execute("SELECT value FROM meta WHERE key = 'node'").fetchone()
+        recorded = dict(source.execute("SELECT key, value FROM meta").fetchall())
         target = sqlite3.connect(path, isolation_level=None)
         try:
             target.executescript(SQLITE_SCHEMA + meter.SCHEMA)
             target.execute("BEGIN")
-            meta = [("node", node_row[0])] if node_row else []
-            if public_key_hex:
-                meta.append(("public_key", public_key_hex))
+            if public_key is not None and "public_key" not in recorded:
+                recorded["public_key"] = public_key.public_bytes(
+                    Encoding.Raw, PublicFormat.Raw
+                ).hex()
+            meta = [(k, v) for k, v in recorded.items() if k in ("node", "public_key")]
             target.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta)
-            for table, columns in _EXPORTED.items():
-                marks = ", ".join("?" for _ in columns.split(","))
+            for table, columns in {**_EXPORTED, "meter": "*"}.items():
                 with source.cursor(name=f"export_{table}") as rows:
                     rows.execute(f"SELECT {columns} FROM {table}")  # noqa: S608 - fixed names
-                    while chunk := rows.fetchmany(5000):
-                        target.executemany(
-                            f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608
-                            chunk,
-                        )
+                    chunk = rows.fetchmany(5000)
+                    names = ", ".join(column.name for column in rows.description or ())
+                    marks = ", ".join("?" for _ in rows.description or ())
+                    insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
+                    while chunk:
+                        target.executemany(insert, chunk)
                         if table == "entries":
                             copied += len(chunk)
+                        chunk = rows.fetchmany(5000)
             target.execute("COMMIT")
         finally:
             target.close()
