@@ -76,6 +76,32 @@ class DevIssuer:
         claims.update(extra_claims or {})
         return jwt.encode(claims, self._private_key, algorithm="EdDSA", headers={"kid": self.kid})
 
+    def mint_citizen(
+        self,
+        *,
+        audience: str,
+        person: str,
+        identifiers: Mapping[str, str | Sequence[str]],
+        ttl_seconds: int = 300,
+    ) -> str:
+        """Sign a single-use token for a citizen: who they are to this provider (`person`)
+        and the identifiers it verified as theirs, by kind (gateway/citizen/tokens.py)."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": person,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_seconds,
+            "jti": str(uuid.uuid4()),
+            "identifiers": {
+                kind: value if isinstance(value, str) else list(value)
+                for kind, value in identifiers.items()
+            },
+        }
+        return jwt.encode(claims, self._private_key, algorithm="EdDSA", headers={"kid": self.kid})
+
     def _publish_jwks(self, jwk: dict[str, Any]) -> None:
         try:
             if jwk["kid"] in parse_jwks(self.jwks_path.read_text(encoding="utf-8")):

@@ -1,0 +1,246 @@
+"""Citizens ask who used their data, through the four-node federation as node processes.
+
+A Cardiff resident (a synthetic council-tax payer, found by NINO) has their council tax
+account read by bodies of the three other administrations under debt agreements, which
+delay disclosure by 30 days. Their own node, cardiff, asks every node to search its log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from typer.testing import CliRunner
+
+from concordat.exchange.v1 import exchange_pb2
+from concordat.transparency.v1 import transparency_pb2, transparency_pb2_grpc
+from gateway.api.client import secure_channel
+from gateway.api.status import error_info
+from gateway.cli import app
+from gateway.config import ADMINISTRATIONS
+from gateway.dev.demo import demo_subjects
+from gateway.dev.issuer import DevIssuer
+from gateway.testing import TEST_TODAY, get_request, read_audit
+from tests.e2e.conftest import Federation, build_federation
+
+pytestmark = pytest.mark.slow
+
+# The debt agreements' disclosure delay in every register (policies/*/data.json).
+DEBT_DELAY = timedelta(days=30)
+CASE = "DEBT-CASE-0042"
+# Each administration's body asking Cardiff Council for the resident's council tax account.
+DEBT_ASKS = [
+    ("whitehall", "hmrc", "debt-hmrc-cardiff-council-ctax-2026"),
+    ("holyrood", "social-security-scotland", "debt-sss-cardiff-council-ctax-2026"),
+    ("stormont", "dfc-ni", "debt-dfc-cardiff-council-ctax-2026"),
+]
+
+
+def citizen_issuer(state_dir: Path, node: str) -> DevIssuer:
+    """The development citizen identity provider of one administration."""
+    return DevIssuer.load_or_create(
+        state_dir / node / "citizen-idp",
+        issuer=f"https://citizens.{node}.concordat.test",
+        kid_prefix=f"{node}-citizens",
+    )
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    running = build_federation(tmp_path_factory.mktemp("citizens"))
+    for node, config in running.configs.items():
+        issuer = citizen_issuer(running.state_dir, node)
+        config["citizens"] = {
+            "issuer": issuer.issuer,
+            "audience": f"concordat-citizens:{node}",
+            "jwks_file": str(issuer.jwks_path),
+            "lookup_burst": 4,
+            "lookups_per_hour": 1,
+            "holds_file": str(running.state_dir / node / "holds.json"),
+        }
+        running.config_path(node).write_text(json.dumps(config))
+    try:
+        running.start_many(ADMINISTRATIONS)
+        yield running
+    finally:
+        running.stop_all()
+
+
+def resident_nino(federation: Federation, index: int = 0) -> str:
+    subjects = demo_subjects(f"sqlite:///{federation.states['cardiff'].demo_db}", "cardiff")
+    ninos = [value for kind, value in subjects["COUNCIL_TAX_ACCOUNT"] if kind == "nino"]
+    return str(ninos[index])
+
+
+async def list_my_exchanges(
+    federation: Federation,
+    *,
+    person: str,
+    nino: str,
+    ask_about: str | None = None,
+    node: str = "cardiff",
+) -> transparency_pb2.ListMyExchangesResponse:
+    token = citizen_issuer(federation.state_dir, node).mint_citizen(
+        audience=f"concordat-citizens:{node}", person=person, identifiers={"nino": nino}
+    )
+    request = transparency_pb2.ListMyExchangesRequest()
+    if ask_about is not None:
+        request.subjects.add(nino=ask_about)
+    async with secure_channel(
+        federation.address(node), federation.states[node].material.ca_cert
+    ) as channel:
+        stub = transparency_pb2_grpc.TransparencyServiceStub(channel)
+        response: transparency_pb2.ListMyExchangesResponse = await stub.ListMyExchanges(
+            request, metadata=(("authorization", f"Bearer {token}"),), timeout=10
+        )
+    return response
+
+
+async def ask_for_council_tax(
+    federation: Federation, node: str, organisation: str, agreement: str, nino: str, case: str = ""
+) -> str:
+    client = federation.client(node, organisation)
+    request = get_request(
+        "COUNCIL_TAX_ACCOUNT",
+        purpose="DEBT",
+        agreement_id=agreement,
+        fields=["account_ref", "arrears_pence"],
+        case_reference=case,
+        nino=nino,
+    )
+    request.provider_node = "cardiff"
+    try:
+        response = await client.get_record(request)
+    finally:
+        await client.close()
+    return str(response.exchange_id)
+
+
+def lookups_in(federation: Federation, node: str, rpc: str) -> list[dict[str, object]]:
+    return [e for e in read_audit(federation.audit_path(node)) if e.get("rpc") == rpc]
+
+
+def restart_all(federation: Federation, *, days_later: timedelta) -> None:
+    for node in ADMINISTRATIONS:
+        federation.restart(node, today=TEST_TODAY + days_later)
+
+
+async def test_asking_about_another_persons_identifier_is_refused_and_audited(
+    federation: Federation,
+) -> None:
+    mine, theirs = resident_nino(federation, 0), resident_nino(federation, 1)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await list_my_exchanges(federation, person="citizen-nosy", nino=mine, ask_about=theirs)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(refused.value)["reason"] == "not-your-subject"
+    entry = lookups_in(federation, "cardiff", "ListMyExchanges")[-1]
+    assert entry["exchange_id"] == error_info(refused.value)["exchange_id"]
+    assert entry["outcome"] == "refused" and entry["error_code"] == "not-your-subject"
+    # The identifier asked about is kept as a keyed hash, never in clear.
+    assert entry["subject_kinds"] == ["nino"] and len(entry["subject_hashes"]) == 1
+    assert theirs not in json.dumps(entry) and mine not in json.dumps(entry)
+
+
+async def test_lookups_beyond_the_rate_limit_are_refused_and_every_one_is_audited(
+    federation: Federation,
+) -> None:
+    nino = resident_nino(federation, 2)
+    before = len(lookups_in(federation, "cardiff", "ListMyExchanges"))
+    for _ in range(4):  # the fixture's burst
+        await list_my_exchanges(federation, person="citizen-eager", nino=nino)
+    with pytest.raises(grpc.aio.AioRpcError) as limited:
+        await list_my_exchanges(federation, person="citizen-eager", nino=nino)
+    assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(limited.value)["reason"] == "rate-limited"
+    # Another citizen is not held back by the first one's lookups.
+    await list_my_exchanges(federation, person="citizen-patient", nino=nino)
+    entries = lookups_in(federation, "cardiff", "ListMyExchanges")[before:]
+    assert [e["outcome"] for e in entries] == ["answered"] * 4 + ["refused", "answered"]
+    assert entries[4]["error_code"] == "rate-limited"
+
+
+async def test_a_delayed_exchange_is_absent_before_its_date_and_present_after(
+    federation: Federation,
+) -> None:
+    nino = resident_nino(federation, 0)
+    made = [
+        await ask_for_council_tax(federation, node, organisation, agreement, nino)
+        for node, organisation, agreement in DEBT_ASKS
+    ]
+    before = await list_my_exchanges(federation, person="citizen-0", nino=nino)
+    assert not {e.exchange_id for e in before.exchanges} & set(made)
+    assert not before.unanswered_administrations
+
+    restart_all(federation, days_later=DEBT_DELAY)
+    after = await list_my_exchanges(federation, person="citizen-0", nino=nino)
+    shown = {e.exchange_id: e for e in after.exchanges}
+    assert set(made) <= set(shown)
+    # Newest first.
+    assert [e.exchange_id for e in after.exchanges if e.exchange_id in made] == made[::-1]
+    whitehall_ask = shown[made[0]]
+    assert (whitehall_ask.requester.id, whitehall_ask.requester.administration) == (
+        "hmrc",
+        "whitehall",
+    )
+    assert whitehall_ask.requester.name == "HM Revenue and Customs"
+    assert whitehall_ask.provider.id == "cardiff-council"
+    assert whitehall_ask.purpose == exchange_pb2.PURPOSE_DEBT
+    assert whitehall_ask.agreement.id == "debt-hmrc-cardiff-council-ctax-2026"
+    assert whitehall_ask.agreement.legal_power
+    assert list(whitehall_ask.fields_released) == ["account_ref", "arrears_pence"]
+
+
+async def test_the_answer_holds_entries_from_all_four_administrations_logs(
+    federation: Federation,
+) -> None:
+    nino = resident_nino(federation, 0)
+    answer = await list_my_exchanges(federation, person="citizen-0b", nino=nino)
+    lookup_id = lookups_in(federation, "cardiff", "ListMyExchanges")[-1]["exchange_id"]
+    assert {e.requester.administration for e in answer.exchanges} >= {
+        "whitehall",
+        "holyrood",
+        "stormont",
+    }
+    # Each other node searched its own log for the lookup and found the exchanges it made.
+    for node in ("whitehall", "holyrood", "stormont"):
+        search = next(
+            e for e in lookups_in(federation, node, "SubjectSearch") if e["lookup_id"] == lookup_id
+        )
+        assert search["requesting_node"] == "cardiff" and search["exchanges_listed"] >= 1
+    assert nino not in (federation.state_dir / "whitehall.log").read_text()
+
+
+async def test_a_held_live_case_stays_out_until_released_and_nothing_shows_it_was_there(
+    federation: Federation,
+) -> None:
+    nino = resident_nino(federation, 0)
+    earlier = await list_my_exchanges(federation, person="citizen-0c", nino=nino)
+    runner = CliRunner()
+    whitehall = str(federation.config_path("whitehall"))
+    held = runner.invoke(
+        app,
+        ["citizen", "hold", "--config", whitehall, "--agreement", DEBT_ASKS[0][2],
+         "--case-reference", CASE],
+    )  # fmt: skip
+    assert held.exit_code == 0, held.output
+    exchange_id = await ask_for_council_tax(federation, *DEBT_ASKS[0], nino, case=CASE)
+    restart_all(federation, days_later=2 * DEBT_DELAY)
+
+    # Whitehall holds it; Cardiff's record of the same exchange is left out with it.
+    during = await list_my_exchanges(federation, person="citizen-0d", nino=nino)
+    assert exchange_id not in {e.exchange_id for e in during.exchanges}
+    # The answer is the one given before the held exchange was made: nothing tells of it.
+    assert during == earlier
+
+    released = runner.invoke(
+        app,
+        ["citizen", "release", "--config", whitehall, "--agreement", DEBT_ASKS[0][2],
+         "--case-reference", CASE],
+    )  # fmt: skip
+    assert released.exit_code == 0, released.output
+    after = await list_my_exchanges(federation, person="citizen-0e", nino=nino)
+    assert after.exchanges[0].exchange_id == exchange_id
