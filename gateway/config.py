@@ -49,6 +49,45 @@ class AuthConfig(_Frozen):
         return self
 
 
+class CitizensConfig(_Frozen):
+    """Citizens asking who used their data (gateway/citizen, docs/citizens.md).
+
+    Without an issuer the node answers other nodes' searches but serves no citizen itself.
+    """
+
+    # The citizen identity provider: its issuer, this node's audience, and its public keys.
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256", "PS256")
+    leeway_seconds: float = Field(default=30, ge=0, le=300)
+    max_token_lifetime_seconds: float = Field(default=900, gt=0)
+    # Lookups per citizen: a bucket of `lookup_burst` refilled at `lookups_per_hour`.
+    lookups_per_hour: float = Field(default=30, gt=0)
+    lookup_burst: int = Field(default=5, ge=1)
+    # How long each other node may take to search its log for one lookup.
+    peer_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Live-case holds (`concordat citizen hold`); absent, none can be set.
+    holds_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _identity_provider_whole(self) -> CitizensConfig:
+        if self.issuer is None and self.audience is None:
+            if self.jwks_file is not None or self.jwks_url is not None:
+                raise ValueError("citizens: keys given without citizens.issuer and audience")
+            return self
+        if not (self.issuer and self.audience):
+            raise ValueError("citizens: set both issuer and audience, or neither")
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("set exactly one of citizens.jwks_file and citizens.jwks_url")
+        return self
+
+    @property
+    def serves_citizens(self) -> bool:
+        return self.issuer is not None
+
+
 class KeysConfig(_Frozen):
     # Ed25519 private key: audit seals, on-behalf-of assertions, receipts.
     signing_key: Path
@@ -196,6 +235,8 @@ class NodeConfig(_Frozen):
     metrics: MetricsConfig | None = None
     # OpenTelemetry traces; absent, the node traces nothing and loads no OpenTelemetry.
     tracing: TracingConfig | None = None
+    # Citizens' transparency: the citizen identity provider, rate limit, live-case holds.
+    citizens: CitizensConfig | None = None
     # Adapter configurations, by name; each is validated by the adapter registry at start-up.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -212,6 +253,7 @@ _PATH_KEYS = {
     "keys": ("signing_key", "subject_hash_key", "pseudonym_key"),
     "audit": ("path",),
     "tracing": ("ca_cert",),
+    "citizens": ("jwks_file", "holds_file"),
 }
 
 

@@ -7,10 +7,12 @@ INTERNAL status (gateway/api/status.py is the only place that maps errors to gRP
     ├── Unauthenticated        the caller or peer could not be authenticated
     ├── InvalidRequest         the request is malformed; nothing was evaluated
     ├── PolicyDenied           a policy decision denied the request (names its rule)
+    ├── NotYourSubject         a citizen asked about an identifier their token does not carry
     ├── PeerRejected           a peer node's identity, assertion or receipt failed checks
     ├── NoRoute                no node in the directory serves this record for this subject
     ├── RecordNotFound         the providing system holds no such record
     ├── IdempotencyConflict    an idempotency key was reused for a different request
+    ├── RateLimited            a citizen asked more often than the lookup limit allows
     ├── Unavailable            a peer or local system cannot be reached now; retryable
     ├── DeadlineExceeded       the caller's deadline ran out
     ├── LocalDataInvalid       the local system returned data we cannot turn into a record
@@ -67,6 +69,10 @@ class PolicyDenied(ConcordatError):
     code = "policy-denied"
 
 
+class NotYourSubject(ConcordatError):
+    code = "not-your-subject"
+
+
 class PeerRejected(ConcordatError):
     code = "peer-rejected"
 
@@ -81,6 +87,10 @@ class RecordNotFound(ConcordatError):
 
 class IdempotencyConflict(ConcordatError):
     code = "idempotency-conflict"
+
+
+class RateLimited(ConcordatError):
+    code = "rate-limited"
 
 
 class Unavailable(ConcordatError):

@@ -21,6 +21,7 @@ from gateway.api.exchange_service import ExchangeService
 from gateway.api.federation_service import FederationService
 from gateway.api.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
 from gateway.audit import AuditLog
+from gateway.citizen.wiring import add_citizen_services, running_register
 from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
@@ -392,6 +393,18 @@ async def build_node(
             tls=config.tls,
             client_roots=directory.ca_bundle_pem(),
         )
+    # Citizens asking who used their data (gateway/citizen): SubjectSearch for member nodes on
+    # the federation port; ListMyExchanges where [citizens] names an identity provider.
+    add_citizen_services(
+        server,
+        config=config,
+        audit=audit,
+        subject_key=subject_key,
+        register=running_register(engine, config),
+        clock=parts.clock,
+        directory=federation[0] if federation is not None else None,
+        peers=peers,
+    )
     return Node(
         config=config,
         server=server,

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -32,6 +32,7 @@ from gateway.audit.chain import (
     seal_message,
     timestamp,
 )
+from gateway.audit.reader import RecordedEvent
 from gateway.errors import InternalError
 
 _SCHEMA = """
@@ -218,6 +219,12 @@ class SqliteAuditLog:
             f"{_SELECT_ENTRIES} WHERE subject_hash = ? ORDER BY seq DESC", subject_hash
         )
 
+    async def exchanges_about(self, subject_hashes: Sequence[str]) -> list[RecordedEvent]:
+        """The committed entries about any of these subjects (by keyed hash), newest first."""
+        if not subject_hashes:
+            return []
+        return await asyncio.to_thread(_about, self._path, tuple(subject_hashes))
+
     def _read(self, query: str, parameter: str) -> list[dict[str, Any]]:
         # A connection of its own per call: the writer's connection never leaves its thread.
         with closing(_connect_read_only(self._path)) as connection:
@@ -378,6 +385,20 @@ def _claim(connection: sqlite3.Connection, path: Path, node: str, public_key: st
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+
+
+def _about(path: Path, subject_hashes: tuple[str, ...]) -> list[RecordedEvent]:
+    marks = ", ".join("?" for _ in subject_hashes)
+    # Only placeholders are formatted in; the subject_hash index answers the IN list.
+    query = (
+        "SELECT seq, recorded_at, event FROM entries"  # noqa: S608 - placeholders only
+        f" WHERE subject_hash IN ({marks}) ORDER BY seq DESC"
+    )
+    with closing(_connect_read_only(path)) as connection:
+        return [
+            RecordedEvent(seq=seq, recorded_at=at, event=json.loads(event))
+            for seq, at, event in connection.execute(query, subject_hashes)
+        ]
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from gateway.cli import dev
+from gateway.cli.citizen import citizen_app
 from gateway.cli.common import console, err_console
 from gateway.cli.common import fail as _fail
 from gateway.cli.policy import policy_app
@@ -28,6 +29,7 @@ app.add_typer(audit_app, name="audit")
 directory_app = typer.Typer(no_args_is_help=True, help="Make and assemble the signed directory.")
 app.add_typer(directory_app, name="directory")
 app.add_typer(policy_app, name="policy")
+app.add_typer(citizen_app, name="citizen")
 app.add_typer(register_app, name="register")
 for command in (dev.up, dev.token, dev.call):
     app.command()(command)
