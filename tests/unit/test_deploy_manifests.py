@@ -36,9 +36,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 COMPOSE = DEPLOY / "compose"
-# The oldest release the manifests are held to: native sidecars, PDB unhealthyPodEvictionPolicy
-# and the restricted Pod Security Standard are all GA there.
-KUBERNETES_VERSION = "1.34.0"
+# The releases the manifests are held to: the oldest (native sidecars, PDB
+# unhealthyPodEvictionPolicy and the restricted Pod Security Standard are all GA there) and
+# the newest whose schemas kubernetes-validate ships, for anything removed since.
+KUBERNETES_VERSIONS = ("1.34.0", "1.37.0")
+KUBERNETES_VERSION = KUBERNETES_VERSIONS[0]
 # [node] shutdown_grace_seconds when a config leaves it out (gateway/config.py).
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10
 OPA_IMAGE = "openpolicyagent/opa:"
@@ -123,8 +125,9 @@ def test_every_overlay_renders_and_passes_the_pinned_kubernetes_schemas_strictly
     overlay: tuple[str, list[dict[str, Any]]],
 ) -> None:
     node, resources = overlay
-    for resource in resources:
-        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+    for version in KUBERNETES_VERSIONS:
+        for resource in resources:
+            kubernetes_validate.validate(resource, version, strict=True)
     kinds = sorted(r["kind"] for r in resources)
     assert kinds == [
         "ConfigMap",
@@ -502,9 +505,10 @@ def test_the_image_runs_the_node_unprivileged_on_the_ports_the_configs_use() -> 
 
 def test_the_image_copies_only_what_the_build_context_lets_in() -> None:
     copied = [
-        value.split()[0]
+        source
         for op, value in containerfile_instructions()
         if op == "COPY" and not value.startswith("--from")
+        for source in value.split()[:-1]
     ]
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
