@@ -19,7 +19,12 @@ from adapters.base import RecordSource
 from adapters.registry import open_source
 from gateway.api.exchange_service import ExchangeService
 from gateway.api.federation_service import FederationService
-from gateway.api.server import EXCHANGE_SERVICE, add_federation_service, build_exchange_server
+from gateway.api.server import (
+    EXCHANGE_SERVICE,
+    ServerCertificates,
+    add_federation_service,
+    build_exchange_server,
+)
 from gateway.audit import AuditLog
 from gateway.citizen.wiring import add_citizen_services, running_register
 from gateway.audit.sqlite_log import SqliteAuditLog
@@ -36,7 +41,14 @@ from gateway.federation.live_directory import LiveDirectory
 from gateway.federation.peers import PeerClients
 from gateway.idempotency import IdempotencyCache
 from gateway.identity import JwksFile, JwksUrl, ReplayCache, TokenVerifier
-from gateway.keys import load_public_key, load_signing_key
+from gateway.keys import (
+    SigningKey,
+    SigningKeys,
+    TlsMaterial,
+    load_public_key,
+    load_signing_key,
+    load_tls_material,
+)
 from gateway.pipeline.batches import CallerBatches, ChooseBatches, LocalBatches, ResumeTokens
 from gateway.pipeline.evidence import EvidenceRecorder
 from gateway.pipeline.observe import NoObserver, Observer, Observers
@@ -59,6 +71,7 @@ from gateway.policy.cache import CacheCounts, CachingEngine
 from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
 from gateway.policy.opa_readiness import BundleReadiness
 from gateway.policy.reloading import LivePolicy
+from gateway.rotation import Rotation
 
 if TYPE_CHECKING:
     from gateway.observability.metrics import NodeMetrics
@@ -86,6 +99,8 @@ class Node:
     metrics: NodeMetrics | None = None
     # Set when the node traces: its last spans are exported as it stops.
     tracing: TracingObserver | None = None
+    # Watches keys, certificates and the directory, and swaps in what changed.
+    rotation: Rotation | None = None
 
     @property
     def address(self) -> str:
@@ -98,6 +113,8 @@ class Node:
         await self.server.start()
         if isinstance(self.engine, LivePolicy):
             self.engine.start_watching()
+        if self.rotation is not None:
+            self.rotation.start()
         if self.readiness is None:
             await self._report_serving(True)
         else:
@@ -113,6 +130,8 @@ class Node:
         """Stops taking calls, lets running ones finish, then closes what the node opened."""
         if self.readiness is not None:
             await self.readiness.close()
+        if self.rotation is not None:
+            await self.rotation.close()
         await self.health.enter_graceful_shutdown()
         try:
             await self.server.stop(grace)
@@ -272,12 +291,15 @@ async def build_node(
     engine, readiness = _build_engine(config, cache_counts)
     signing_key = load_signing_key(config.keys.signing_key)
     kid = public_key_kid(name, signing_key.public_key())
+    # Read by every signer and the audit writer on each use; rotation replaces it.
+    signing = SigningKeys(SigningKey.of(signing_key, kid))
+    tls = _load_tls(config)
     if sources is None:
         opened, sources = await _open_sources(config)
     else:
         opened = []
     audit = await SqliteAuditLog.open(
-        config.audit.path, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
+        config.audit.path, node=name, signing_key=signing, max_batch=config.audit.max_batch
     )
     tracing = _build_tracing(config)
     peer_metadata: PeerMetadata = tracing.peer_metadata if tracing else no_peer_metadata
@@ -308,9 +330,7 @@ async def build_node(
             breaker_failures=fed.breaker_failures,
             breaker_reset_seconds=fed.breaker_reset_seconds,
         )
-        assertion_signer = AssertionSigner(
-            name, signing_key, kid, ttl_seconds=fed.assertion_ttl_seconds
-        )
+        assertion_signer = AssertionSigner(name, signing, ttl_seconds=fed.assertion_ttl_seconds)
         receipt_verifier = ReceiptVerifier(directory.signing_key)
         providers = DirectoryProviders(directory)
         relay = Relay(
@@ -326,7 +346,7 @@ async def build_node(
             receipts=receipt_verifier,
             peer_metadata=peer_metadata,
         )
-        receipt_signer = ReceiptSigner(name, signing_key, kid)
+        receipt_signer = ReceiptSigner(name, signing)
         peer_stages = PeerStages(
             authenticate_peer=AuthenticatePeer(
                 node=name,
@@ -376,12 +396,19 @@ async def build_node(
         stream_pipeline=pipeline(caller_stream_stages(parts)),
         stream_batches=ChooseBatches(name, local=local_batches, remote=remote_batches),
     )
+    exchange_certificates = ServerCertificates(
+        key_pem=tls.key_pem, cert_pem=tls.cert_pem, client_roots=None
+    )
     server, port, health_servicer = build_exchange_server(
-        service, listen=config.node.listen, tls=config.tls
+        service, listen=config.node.listen, certificates=exchange_certificates
     )
     federation_port = None
+    federation_certificates = None
     if federation is not None and peer_stages is not None:
         directory, fed = federation
+        federation_certificates = ServerCertificates(
+            key_pem=tls.key_pem, cert_pem=tls.cert_pem, client_roots=directory.ca_bundle_pem()
+        )
         federation_port = add_federation_service(
             server,
             FederationService(
@@ -390,8 +417,7 @@ async def build_node(
                 stream_batches=SignedBatches(local_batches, receipt_signer),
             ),
             listen=fed.listen,
-            tls=config.tls,
-            client_roots=directory.ca_bundle_pem(),
+            certificates=federation_certificates,
         )
     # Citizens asking who used their data (gateway/citizen): SubjectSearch for member nodes on
     # the federation port; ListMyExchanges where [citizens] names an identity provider.
@@ -402,6 +428,17 @@ async def build_node(
         subject_key=subject_key,
         register=running_register(engine, config),
         clock=parts.clock,
+        directory=federation[0] if federation is not None else None,
+        peers=peers,
+    )
+    rotation = Rotation(
+        node=name,
+        tls=config.tls,
+        tls_material=tls,
+        signing_key_path=config.keys.signing_key,
+        signing_keys=signing,
+        exchange_port=exchange_certificates,
+        federation_port=federation_certificates,
         directory=federation[0] if federation is not None else None,
         peers=peers,
     )
@@ -418,6 +455,7 @@ async def build_node(
         readiness=readiness,
         metrics=metrics,
         tracing=tracing,
+        rotation=rotation,
     )
 
 
@@ -430,6 +468,16 @@ def _read_hash_keys(keys: KeysConfig) -> tuple[bytes, bytes]:
             "keys.pseudonym_key: holds the same key as keys.subject_hash_key; each needs its own"
         )
     return subject_key, pseudonym_key
+
+
+def _load_tls(config: NodeConfig) -> TlsMaterial:
+    tls = config.tls
+    try:
+        return load_tls_material(
+            key=tls.key, cert=tls.cert, ca_cert=tls.ca_cert, node=config.node.name
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"tls: {exc}") from exc
 
 
 def _load_federation(config: NodeConfig) -> tuple[LiveDirectory, FederationConfig] | None:
@@ -452,6 +500,8 @@ async def serve(
     """Runs a node until cancelled (Ctrl-C), then stops it gracefully."""
     node = await build_node(config, clock=clock)
     await node.start()
+    if node.rotation is not None:
+        node.rotation.reload_on_sighup()
     if ready is not None:
         ready.set()
     try:

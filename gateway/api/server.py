@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -10,7 +12,6 @@ from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
 from gateway.api.exchange_service import ExchangeService
 from gateway.api.federation_service import FederationService
-from gateway.config import TlsConfig
 from gateway.wire import serialize_response
 
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -23,18 +24,76 @@ EXCHANGE_SERVICE = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].f
 FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
 
 
-def server_credentials(tls: TlsConfig, *, require_client_auth: bool) -> grpc.ServerCredentials:
-    # grpc.ssl_server_credentials is unannotated; what it returns is stated here.
-    credentials: grpc.ServerCredentials = grpc.ssl_server_credentials(
-        [(tls.key.read_bytes(), tls.cert.read_bytes())],
-        root_certificates=tls.ca_cert.read_bytes() if require_client_auth else None,
-        require_client_auth=require_client_auth,
-    )
-    return credentials
+class ServerCertificates:
+    """One port's key, certificate and (where clients must present one) client roots.
+
+    gRPC asks `_fetch` before every new TLS handshake, on a thread of its own; it answers
+    None (keep what you have) except once after `offer` changed something. So new
+    connections get the new material at once and established ones keep theirs: no call
+    fails for a rotation, and no handshake reads a file.
+    """
+
+    def __init__(self, *, key_pem: bytes, cert_pem: bytes, client_roots: bytes | None) -> None:
+        self._key_pem = key_pem
+        self._cert_pem = cert_pem
+        self._client_roots = client_roots
+        self._lock = threading.Lock()
+        self._pending: object | None = None
+
+    @property
+    def requires_client_certificates(self) -> bool:
+        return self._client_roots is not None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        # The grpc functions are unannotated; what they return is stated here.
+        credentials: grpc.ServerCredentials = grpc.dynamic_ssl_server_credentials(
+            self._configuration(),
+            self._fetch,
+            require_client_authentication=self._client_roots is not None,
+        )
+        return credentials
+
+    def offer(
+        self,
+        *,
+        key_pem: bytes | None = None,
+        cert_pem: bytes | None = None,
+        client_roots: bytes | None = None,
+    ) -> bool:
+        """Serves what is given (the rest unchanged) from the next handshake; False if the same.
+
+        The caller has checked the material (gateway/keys.py): gRPC would refuse a key that
+        is not the certificate's only in its own log, at a handshake.
+        """
+        with self._lock:
+            key_pem = key_pem if key_pem is not None else self._key_pem
+            cert_pem = cert_pem if cert_pem is not None else self._cert_pem
+            if self._client_roots is None or client_roots is None:
+                client_roots = self._client_roots
+            if (key_pem, cert_pem, client_roots) == (
+                self._key_pem,
+                self._cert_pem,
+                self._client_roots,
+            ):
+                return False
+            self._key_pem, self._cert_pem, self._client_roots = key_pem, cert_pem, client_roots
+            self._pending = self._configuration()
+            return True
+
+    def _configuration(self) -> object:
+        configuration: object = grpc.ssl_server_certificate_configuration(
+            [(self._key_pem, self._cert_pem)], root_certificates=self._client_roots
+        )
+        return configuration
+
+    def _fetch(self) -> object | None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
 
 
 def build_exchange_server(
-    service: ExchangeService, *, listen: str, tls: TlsConfig
+    service: ExchangeService, *, listen: str, certificates: ServerCertificates
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Creates (but does not start) the server; returns it, its bound port and its health."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -49,7 +108,7 @@ def build_exchange_server(
         server,
         (EXCHANGE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
     )
-    port = server.add_secure_port(listen, server_credentials(tls, require_client_auth=False))
+    port = server.add_secure_port(listen, certificates.credentials())
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, port, health_servicer
@@ -115,25 +174,22 @@ def add_federation_service(
     service: FederationService,
     *,
     listen: str,
-    tls: TlsConfig,
-    client_roots: bytes,
+    certificates: ServerCertificates,
 ) -> int:
     """Adds the federation service on its own port, which demands a client certificate.
 
-    The exchange API's port stays without client certificates; the federation service checks
-    the peer identity itself, so a call reaching it on the wrong port is refused there.
+    `certificates` carries every member's CA as client roots. The exchange API's port stays
+    without client certificates; the federation service checks the peer identity itself, so a
+    call reaching it on the wrong port is refused there.
     """
     handlers = federation_handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(FEDERATION_SERVICE, handlers),)
     )
     server.add_registered_method_handlers(FEDERATION_SERVICE, handlers)
-    credentials = grpc.ssl_server_credentials(
-        [(tls.key.read_bytes(), tls.cert.read_bytes())],
-        root_certificates=client_roots,
-        require_client_auth=True,
-    )
-    port = server.add_secure_port(listen, credentials)
+    if not certificates.requires_client_certificates:
+        raise ValueError("the federation port needs client roots: it admits only peers")
+    port = server.add_secure_port(listen, certificates.credentials())
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return port

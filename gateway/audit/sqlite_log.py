@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.audit import meter
 from gateway.audit.chain import (
@@ -34,6 +33,7 @@ from gateway.audit.chain import (
 )
 from gateway.audit.reader import RecordedEvent
 from gateway.errors import InternalError
+from gateway.keys import SigningKeys
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,12 +55,23 @@ CREATE TABLE IF NOT EXISTS seals (
     sealed_at TEXT NOT NULL,
     signature TEXT NOT NULL
 );
+-- A rotated signing key: the seals from `first_seal` on (up to the next row) are made with
+-- it. Seals before the first row are made with meta's public_key, the key the log began with.
+CREATE TABLE IF NOT EXISTS seal_keys (
+    first_seal INTEGER PRIMARY KEY,
+    public_key TEXT NOT NULL
+);
 """
 _INSERT_ENTRY = (
     "INSERT INTO entries (seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_SEAL = "INSERT INTO seals (upto_seq, hash, sealed_at, signature) VALUES (?, ?, ?, ?)"
+_INSERT_SEAL_KEY = "INSERT INTO seal_keys (first_seal, public_key) VALUES (?, ?)"
+_SEALING_KEY = (
+    "SELECT public_key FROM seal_keys ORDER BY first_seal DESC LIMIT 1",
+    "SELECT value FROM meta WHERE key = 'public_key'",
+)
 _SELECT_ENTRIES = (
     "SELECT seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash FROM entries"
 )
@@ -91,7 +102,7 @@ class WriterCounts(NamedTuple):
 
 
 class AuditLogRefused(Exception):
-    """The file cannot serve as this node's log: another node's or key's, or no WAL support."""
+    """The file cannot serve as this node's log: another node's, or no WAL support."""
 
 
 class _Pending:
@@ -115,7 +126,7 @@ class SqliteAuditLog:
         *,
         path: Path,
         node: str,
-        signing_key: Ed25519PrivateKey,
+        signing_key: SigningKeys,
         max_batch: int,
         executor: ThreadPoolExecutor,
         connection: sqlite3.Connection,
@@ -124,7 +135,10 @@ class SqliteAuditLog:
     ) -> None:
         self._path = path
         self._node = node
-        self._signing_key = signing_key
+        # Read once per batch: a rotated key seals the next batch (gateway/rotation.py).
+        self._signing_keys = signing_key
+        # The public key of the last seal written, hex; read from the file by the first batch.
+        self._sealed_with: str | None = None
         self._max_batch = max_batch
         self._executor = executor
         self._connection = connection
@@ -145,12 +159,22 @@ class SqliteAuditLog:
 
     @classmethod
     async def open(
-        cls, path: Path, *, node: str, signing_key: Ed25519PrivateKey, max_batch: int = 1024
+        cls,
+        path: Path,
+        *,
+        node: str,
+        signing_key: Ed25519PrivateKey | SigningKeys,
+        max_batch: int = 1024,
     ) -> SqliteAuditLog:
-        """Opens or creates the log at `path` and resumes its chain from the last entry."""
+        """Opens or creates the log at `path` and resumes its chain from the last entry.
+
+        `signing_key` is the node's rotating SigningKeys, or one key that never changes.
+        """
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        public_key = signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        if not isinstance(signing_key, SigningKeys):
+            signing_key = SigningKeys.fixed(signing_key)
+        public_key = signing_key.current().public_hex
         # The connection is created on the writer thread and only ever used there.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="concordat-audit")
         try:
@@ -287,14 +311,19 @@ class SqliteAuditLog:
             )
             seq += 1
         upto_seq = seq - 1
-        signature = self._signing_key.sign(
+        sealing = self._signing_keys.current()
+        signature = sealing.private.sign(
             seal_message(self._node, upto_seq, chain_hash, recorded_at)
         ).hex()
         connection = self._connection
+        if self._sealed_with is None:
+            self._sealed_with = _sealing_key(connection)
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.executemany(_INSERT_ENTRY, rows)
             connection.execute(_INSERT_SEAL, (upto_seq, chain_hash, recorded_at, signature))
+            if sealing.public_hex != self._sealed_with:
+                connection.execute(_INSERT_SEAL_KEY, (upto_seq, sealing.public_hex))
             meter.add_rows(connection, meter.tally((p.event, recorded_at) for p in batch))
             connection.execute("COMMIT")
         except BaseException:
@@ -303,6 +332,9 @@ class SqliteAuditLog:
             raise
         self._next_seq = seq
         self._last_hash = chain_hash
+        if sealing.public_hex != self._sealed_with:
+            _logger.info("audit_sealing_key_changed", first_seal=upto_seq, kid=sealing.kid)
+            self._sealed_with = sealing.public_hex
         # If the log sink raises here the batch fails closed although it is committed: its
         # callers answer INTERNAL, so the stored entries can only overstate what was released.
         # Bound once per batch: structlog then skips its per-call configuration lookup.
@@ -371,11 +403,8 @@ def _claim(connection: sqlite3.Connection, path: Path, node: str, public_key: st
             raise AuditLogRefused(
                 f"{path} is the audit log of node {stored['node']!r}, not {node!r}"
             )
-        # Seals in one file are checked with one key; rotation needs its own design.
-        if "public_key" in stored and stored["public_key"] != public_key:
-            raise AuditLogRefused(
-                f"{path} was sealed with another signing key ({stored['public_key']})"
-            )
+        # A key other than the one the log began with is a rotated key: the seals it makes
+        # are recorded against it (seal_keys), and `audit verify` checks each seal with its key.
         connection.executemany(
             "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
             [("node", node), ("public_key", public_key)],
@@ -399,6 +428,15 @@ def _about(path: Path, subject_hashes: tuple[str, ...]) -> list[RecordedEvent]:
             RecordedEvent(seq=seq, recorded_at=at, event=json.loads(event))
             for seq, at, event in connection.execute(query, subject_hashes)
         ]
+
+
+def _sealing_key(connection: sqlite3.Connection) -> str | None:
+    """The public key (hex) the log's latest seal was made with."""
+    for query in _SEALING_KEY:
+        row = connection.execute(query).fetchone()
+        if row is not None:
+            return str(row[0])
+    return None
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,26 +60,39 @@ class _Seal:
     signature: str
 
 
-def verify_log(path: Path, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
-    """Verifies the log at `path`, with `public_key` if given, else the key the log records."""
+def verify_log(
+    path: Path, public_keys: Ed25519PublicKey | Collection[Ed25519PublicKey] | None = None
+) -> VerifyReport:
+    """Verifies the log at `path`, trusting `public_keys` if given, else the keys it records.
+
+    Each seal is checked with the key the log records for it (the key the log began with, or
+    a rotated key from the seal it first made on); given keys, that key must be one of them.
+    """
+    if isinstance(public_keys, Ed25519PublicKey):
+        public_keys = (public_keys,)
     uri = f"{Path(path).resolve().as_uri()}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as connection:
         # One read transaction, so entries and seals come from the same snapshot.
         connection.execute("BEGIN")
-        return _Verification(connection, public_key).run()
+        return _Verification(connection, public_keys).run()
 
 
 class _Verification:
     """Walks entries and seals in step, in sequence order, holding one row of each at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, supplied: Ed25519PublicKey | None) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, supplied: Collection[Ed25519PublicKey] | None
+    ) -> None:
         self._connection = connection
         self._problems: list[Problem] = []
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         self._node = meta.get("node")
         if self._node is None:
             self._report(LOG_WIDE, "the log does not name its node")
-        self._key = self._choose_key(meta.get("public_key"), supplied)
+        self._trusted = None if supplied is None else {_raw_hex(key): key for key in supplied}
+        self._key = self._choose_key(meta.get("public_key"))
+        # (first seal, key) of each rotated key, newest first; the key the log began with last.
+        self._seal_keys = [*self._rotated_keys(), (0, self._key)]
         self._sealed_upto = 0
         self._metered: dict[meter.MeterKey, list[int]] = {}
 
@@ -128,21 +141,47 @@ class _Verification:
             problems=self._problems,
         )
 
-    def _choose_key(
-        self, recorded: str | None, supplied: Ed25519PublicKey | None
-    ) -> Ed25519PublicKey | None:
-        if supplied is not None:
-            if recorded != _raw_hex(supplied):
-                self._report(LOG_WIDE, "public key in the log does not match the one supplied")
-            return supplied
+    def _choose_key(self, recorded: str | None) -> Ed25519PublicKey | None:
+        """The key the log began with: the one the log records, if trusted."""
+        if self._trusted is not None and len(self._trusted) == 1 and recorded is None:
+            # A log that records no key is checked with the one key supplied.
+            return next(iter(self._trusted.values()))
+        return self._recorded_key(LOG_WIDE, recorded, "public key")
+
+    def _recorded_key(self, seq: int, recorded: object, what: str) -> Ed25519PublicKey | None:
         if recorded is None:
-            self._report(LOG_WIDE, "the log records no public key and none was supplied")
+            self._report(seq, f"the log records no {what} and none was supplied")
             return None
+        if self._trusted is not None:
+            key = self._trusted.get(recorded) if isinstance(recorded, str) else None
+            if key is None:
+                supplied = "the one" if len(self._trusted) == 1 else "any of those"
+                self._report(seq, f"{what} in the log does not match {supplied} supplied")
+            return key
         try:
-            return Ed25519PublicKey.from_public_bytes(bytes.fromhex(recorded))
+            return Ed25519PublicKey.from_public_bytes(bytes.fromhex(str(recorded)))
         except ValueError:
-            self._report(LOG_WIDE, "the public key in the log is malformed")
+            self._report(seq, f"the {what} in the log is malformed")
             return None
+
+    def _rotated_keys(self) -> list[tuple[int, Ed25519PublicKey | None]]:
+        has_table = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'seal_keys'"
+        ).fetchone()
+        if has_table is None:
+            return []
+        rows = self._connection.execute(
+            "SELECT first_seal, public_key FROM seal_keys ORDER BY first_seal DESC"
+        ).fetchall()
+        return [
+            (first, self._recorded_key(first, key, "rotated signing key")) for first, key in rows
+        ]
+
+    def _key_of(self, seal: _Seal) -> Ed25519PublicKey | None:
+        for first_seal, key in self._seal_keys:
+            if seal.upto_seq >= first_seal:
+                return key
+        return None
 
     def _check_index_columns(
         self, seq: int, exchange_id: str | None, subject: str | None, event_json: str
@@ -187,10 +226,15 @@ class _Verification:
         if chain_hash is not None and seal.hash != chain_hash:
             self._report(seal.upto_seq, "seal does not match the chain hash at its entry")
             chain_hash = None
-        if self._key is None or self._node is None:
+        key = self._key_of(seal)
+        if key is None and self._trusted is not None:
+            # Made with a key none of those supplied: it does not verify with any of them.
+            self._report(seal.upto_seq, "seal signature does not verify")
+            return
+        if key is None or self._node is None:
             return
         try:
-            self._key.verify(
+            key.verify(
                 bytes.fromhex(seal.signature),
                 seal_message(self._node, seal.upto_seq, seal.hash, seal.sealed_at),
             )

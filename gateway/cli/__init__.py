@@ -97,18 +97,26 @@ def audit_verify(
     config: Annotated[Path | None, typer.Option(help="Verify this node's audit log.")] = None,
     db: Annotated[Path | None, typer.Option(help="Or: an audit database file.")] = None,
     public_key: Annotated[
-        Path | None, typer.Option(help="The node's Ed25519 public key (PEM) to check seals with.")
+        list[Path] | None,
+        typer.Option(
+            help="An Ed25519 public key (PEM) seals may be made with; repeat it for keys "
+            "retired by rotation. With --config, the node's signing key and "
+            "federation.publish_signing_keys are trusted too."
+        ),
     ] = None,
 ) -> None:
     """Check an audit log's hash chain and signatures; say where it was altered."""
     from gateway.audit.verify import verify_log
     from gateway.keys import load_public_key, load_signing_key
 
-    key = load_public_key(public_key) if public_key else None
-    if key is None and config is not None:
-        key = load_signing_key(load_config(config).keys.signing_key).public_key()
+    keys = [load_public_key(path) for path in public_key or ()]
+    if config is not None:
+        node_config = load_config(config)
+        keys.append(load_signing_key(node_config.keys.signing_key).public_key())
+        if node_config.federation is not None:
+            keys += [load_public_key(p) for p in node_config.federation.publish_signing_keys]
     db = _audit_log(config, db)
-    report = verify_log(db, key)
+    report = verify_log(db, keys or None)
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.entries} entries, chain intact, "

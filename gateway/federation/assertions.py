@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from gateway.domain import Requester
 from gateway.errors import DeadlineExceeded, PeerRejected, Unauthenticated
 from gateway.identity import ReplayCache
+from gateway.keys import SigningKeys
 
 DirectoryKeys = Callable[[str, str], Ed25519PublicKey]
 
@@ -57,13 +58,17 @@ class AssertionSigner:
     """Signs short-lived assertions that this node relays a request on a caller's behalf."""
 
     def __init__(
-        self, node: str, key: Ed25519PrivateKey, kid: str, ttl_seconds: float = 30
+        self,
+        node: str,
+        key: Ed25519PrivateKey | SigningKeys,
+        kid: str = "",
+        ttl_seconds: float = 30,
     ) -> None:
+        """`key` is the node's rotating SigningKeys, or one fixed key with its `kid`."""
         if ttl_seconds <= 0:
             raise ValueError("assertion ttl must be positive")
         self._node = node
-        self._key = key
-        self._kid = kid
+        self._keys = key if isinstance(key, SigningKeys) else SigningKeys.fixed(key, kid)
         self._ttl = ttl_seconds
 
     def sign(
@@ -92,11 +97,12 @@ class AssertionSigner:
             "digest": request_digest,
             "requester": requester.as_policy_input(),
         }
+        signing = self._keys.current()
         return jwt.encode(
             claims,
-            self._key,
+            signing.private,
             algorithm=_ALGORITHM,
-            headers={"kid": self._kid, "typ": ASSERTION_TYPE},
+            headers={"kid": signing.kid, "typ": ASSERTION_TYPE},
         )
 
 
@@ -170,10 +176,10 @@ class AssertionVerifier:
 class ReceiptSigner:
     """Signs the receipt a providing node returns over a digest of what it released."""
 
-    def __init__(self, node: str, key: Ed25519PrivateKey, kid: str) -> None:
+    def __init__(self, node: str, key: Ed25519PrivateKey | SigningKeys, kid: str = "") -> None:
+        """`key` is the node's rotating SigningKeys, or one fixed key with its `kid`."""
         self._node = node
-        self._key = key
-        self._kid = kid
+        self._keys = key if isinstance(key, SigningKeys) else SigningKeys.fixed(key, kid)
 
     def sign(
         self,
@@ -196,8 +202,12 @@ class ReceiptSigner:
             "released_fields": list(released_fields),
             "ingress_decision_id": ingress_decision_id,
         }
+        signing = self._keys.current()
         return jwt.encode(
-            claims, self._key, algorithm=_ALGORITHM, headers={"kid": self._kid, "typ": RECEIPT_TYPE}
+            claims,
+            signing.private,
+            algorithm=_ALGORITHM,
+            headers={"kid": signing.kid, "typ": RECEIPT_TYPE},
         )
 
 

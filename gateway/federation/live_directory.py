@@ -1,13 +1,14 @@
 """The directory as a running node sees it: re-read when its file changes, never unverified.
 
-Operators rotate keys and change endpoints by publishing a new signed directory file; nodes
-pick it up within a second, with no restart. A file that fails verification is refused and
-the node keeps the last good directory, with a log line saying why.
+Operators rotate keys and change endpoints by publishing a new signed directory file; the
+node's rotation watcher (gateway/rotation.py) calls `refresh` every second and on SIGHUP, so
+a change is picked up with no restart. A file that fails verification is refused and the
+node keeps the last good directory, with a log line saying why. Lookups read the directory in
+memory and never touch the file.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,60 +19,59 @@ from gateway.federation.directory import Directory, DirectoryEntry, DirectoryErr
 
 log = structlog.get_logger("concordat.directory")
 
+# What tells a replaced file from the one read: a new inode (os.replace), time or size.
+FileStamp = tuple[int, int, int]
+
+
+def file_stamp(path: Path) -> FileStamp:
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
 
 class LiveDirectory:
-    def __init__(
-        self,
-        path: Path,
-        trust_anchors: Mapping[str, Ed25519PublicKey],
-        *,
-        check_every_seconds: float = 1.0,
-    ) -> None:
+    def __init__(self, path: Path, trust_anchors: Mapping[str, Ed25519PublicKey]) -> None:
         self._path = path
         self._anchors = dict(trust_anchors)
-        self._check_every = check_every_seconds
         self._current = Directory.load(path, self._anchors)
-        self._stamp = self._file_stamp()
-        self._checked = time.monotonic()
+        self._stamp = file_stamp(path)
 
-    def _file_stamp(self) -> tuple[int, int]:
-        stat = self._path.stat()
-        return stat.st_mtime_ns, stat.st_size
+    @property
+    def current(self) -> Directory:
+        """The last directory that verified."""
+        return self._current
 
-    def _fresh(self) -> Directory:
-        now = time.monotonic()
-        if now - self._checked < self._check_every:
-            return self._current
-        self._checked = now
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-reads the file if it changed (or if `force`); True if a new directory verified."""
         try:
-            stamp = self._file_stamp()
+            stamp = file_stamp(self._path)
         except OSError as exc:
-            log.error("directory_reload_refused", error=str(exc))
-            return self._current
-        if stamp == self._stamp:
-            return self._current
+            log.error("directory_reload_refused", path=str(self._path), error=str(exc))
+            return False
+        if stamp == self._stamp and not force:
+            return False
         # Remember the stamp either way, so a bad file is reported once, not every second.
         self._stamp = stamp
         try:
-            self._current = Directory.load(self._path, self._anchors)
+            loaded = Directory.load(self._path, self._anchors)
         except (OSError, DirectoryError) as exc:
-            log.error("directory_reload_refused", error=str(exc))
-            return self._current
-        log.info("directory_reloaded", nodes=list(self._current.nodes))
-        return self._current
+            log.error("directory_reload_refused", path=str(self._path), error=str(exc))
+            return False
+        self._current = loaded
+        log.info("directory_reloaded", nodes=list(loaded.nodes))
+        return True
 
     @property
     def nodes(self) -> tuple[str, ...]:
-        return self._fresh().nodes
+        return self._current.nodes
 
     def entry(self, node: str) -> DirectoryEntry:
-        return self._fresh().entry(node)
+        return self._current.entry(node)
 
     def providers(self, record_type: str, subject_kind: str, subject_value: str) -> list[str]:
-        return self._fresh().providers(record_type, subject_kind, subject_value)
+        return self._current.providers(record_type, subject_kind, subject_value)
 
     def signing_key(self, node: str, kid: str) -> Ed25519PublicKey:
-        return self._fresh().signing_key(node, kid)
+        return self._current.signing_key(node, kid)
 
     def ca_bundle_pem(self) -> bytes:
-        return self._fresh().ca_bundle_pem()
+        return self._current.ca_bundle_pem()

@@ -124,13 +124,17 @@ async def test_opening_another_nodes_log_is_refused(path: Path, key: Ed25519Priv
         await SqliteAuditLog.open(path, node="stormont", signing_key=key)
 
 
-async def test_opening_a_log_with_another_signing_key_is_refused(
+async def test_opening_a_log_with_another_signing_key_seals_with_it_as_a_rotation(
     path: Path, key: Ed25519PrivateKey
 ) -> None:
     await write_log(path, key, 1)
+    rotated = Ed25519PrivateKey.generate()
 
-    with pytest.raises(AuditLogRefused, match="another signing key"):
-        await SqliteAuditLog.open(path, node="holyrood", signing_key=Ed25519PrivateKey.generate())
+    audit = await SqliteAuditLog.open(path, node="holyrood", signing_key=rotated)
+    await audit.append(an_event(2))
+    await audit.close()
+
+    assert verify_log(path, [key.public_key(), rotated.public_key()]).ok
 
 
 async def test_altered_event_is_reported_at_its_seq(
