@@ -216,6 +216,8 @@ class NodeSection(_Frozen):
 
     @field_validator("name")
     @classmethod
+    # How often peers are asked to witness this node's chain head (docs/evidence.md); 0: never.
+    witness_interval_seconds: float = Field(default=60, ge=0)
     def _known_administration(cls, name: str) -> str:
         if name not in ADMINISTRATIONS:
             raise ValueError(f"node.name must be one of {', '.join(ADMINISTRATIONS)}")

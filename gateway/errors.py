@@ -12,6 +12,7 @@ INTERNAL status (gateway/api/status.py is the only place that maps errors to gRP
     ├── NoRoute                no node in the directory serves this record for this subject
     ├── RecordNotFound         the providing system holds no such record
     ├── IdempotencyConflict    an idempotency key was reused for a different request
+    ├── WitnessRefused         a witness will not sign a chain head that does not extend its last
     ├── RateLimited            a citizen asked more often than the lookup limit allows
     ├── Unavailable            a peer or local system cannot be reached now; retryable
     ├── DeadlineExceeded       the caller's deadline ran out
@@ -87,6 +88,12 @@ class RecordNotFound(ConcordatError):
 
 class IdempotencyConflict(ConcordatError):
     code = "idempotency-conflict"
+
+
+class WitnessRefused(ConcordatError):
+    """A peer's chain head does not extend the last one this node signed as its witness."""
+
+    code = "witness-refused"
 
 
 class RateLimited(ConcordatError):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from concordat.records.v1 import records_pb2
+from gateway.audit.chain import AuditPosition
 from gateway.domain import Decision, Obligation, Requester, Subject
 from gateway.errors import ConcordatError
 
@@ -96,6 +97,9 @@ class Exchange:
     peer_ingress_decision_id: str = ""
     receipt: str = ""
     peer_evidence: PeerEvidence | None = None
+    # A bulk extract's opening entry, written before its first batch leaves (its receipts pin
+    # it, and the closing entry names it).
+    opening: AuditPosition | None = None
 
     @property
     def done(self) -> bool:

@@ -8,8 +8,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from concordat.evidence.v1 import evidence_pb2
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
+from gateway.api.evidence_service import EvidenceService
 from gateway.api.exchange_service import ExchangeService
 from gateway.api.federation_service import FederationService
 from gateway.wire import serialize_response
@@ -193,3 +195,34 @@ def add_federation_service(
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return port
+
+
+EVIDENCE_SERVICE = evidence_pb2.DESCRIPTOR.services_by_name["EvidenceService"].full_name
+
+
+def evidence_handlers(service: EvidenceService) -> dict[str, grpc.RpcMethodHandler]:
+    """The evidence API's methods (reconciliation, witnessing), registered the same way."""
+    return {
+        "ListExchangeHashes": grpc.unary_unary_rpc_method_handler(
+            service.ListExchangeHashes,
+            response_serializer=evidence_pb2.ListExchangeHashesResponse.SerializeToString,
+        ),
+        "GetWitnessedHead": grpc.unary_unary_rpc_method_handler(
+            service.GetWitnessedHead,
+            response_serializer=evidence_pb2.GetWitnessedHeadResponse.SerializeToString,
+        ),
+        "WitnessHead": grpc.unary_unary_rpc_method_handler(
+            service.WitnessHead,
+            response_serializer=evidence_pb2.WitnessHeadResponse.SerializeToString,
+        ),
+    }
+
+
+def add_evidence_service(server: grpc.aio.Server, service: EvidenceService) -> None:
+    """Adds the evidence service beside the federation service: it answers peers only, by the
+    client certificate the federation port demands (the exchange port has none to show)."""
+    handlers = evidence_handlers(service)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(EVIDENCE_SERVICE, handlers),)
+    )
+    server.add_registered_method_handlers(EVIDENCE_SERVICE, handlers)

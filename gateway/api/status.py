@@ -26,6 +26,7 @@ STATUS_FOR_ERROR: dict[type[errors.ConcordatError], grpc.StatusCode] = {
     errors.NoRoute: grpc.StatusCode.FAILED_PRECONDITION,
     errors.RecordNotFound: grpc.StatusCode.NOT_FOUND,
     errors.IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
+    errors.WitnessRefused: grpc.StatusCode.FAILED_PRECONDITION,
     errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,3 +68,78 @@ def index_columns(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
 def timestamp(epoch_seconds: float) -> str:
     """Formats a POSIX time as fixed-width UTC ISO 8601 with microseconds."""
     return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Chain heads, as peers witness them (docs/evidence.md). A head's commitment folds every entry
+# hash up to it, one SHA-256 per entry: C(0) = 32 zero bytes, C(n) = SHA-256(C(n-1) || h(n)).
+# Given C(m) and the entry hashes m+1..n, anyone can compute C(n) without seeing an entry, so a
+# witness keeps only the last head it signed and checks a new one in time linear in the
+# entries since; a log rewritten or cut anywhere at or before m can no longer reach the C(m)
+# it signed, because every entry hash after the change differs.
+WITNESS_FORMAT = "concordat.audit.witness/v1"
+GENESIS_COMMITMENT = "00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPosition:
+    """Where one entry sits in a node's chain: its sequence number, hash and recording time."""
+
+    seq: int
+    hash: str
+    recorded_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """A node's chain up to `seq`: the entry hash there, the commitment over every entry hash
+    up to it, and the time that entry was recorded."""
+
+    node: str
+    seq: int
+    hash: str
+    commitment: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessSignature:
+    """A peer's Ed25519 signature over one of a node's heads (`witness_message`)."""
+
+    witness: str
+    kid: str
+    head: ChainHead
+    signed_at: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeHash:
+    """One entry of an exchange, as reconciliation sees it: position and hash, no content."""
+
+    exchange_id: str
+    seq: int
+    hash: str
+
+
+def fold_commitment(commitment: str, entry_hashes: Iterable[str]) -> str:
+    """Extends a head commitment over the next entry hashes, in sequence order."""
+    value = bytes.fromhex(commitment)
+    for entry in entry_hashes:
+        value = hashlib.sha256(value + bytes.fromhex(entry)).digest()
+    return value.hex()
+
+
+def witness_message(witness: str, head: ChainHead, signed_at: str) -> bytes:
+    """The bytes a witness signs to say it saw `head` extend every head it signed before."""
+    return canonical_json(
+        {
+            "format": WITNESS_FORMAT,
+            "witness": witness,
+            "node": head.node,
+            "seq": head.seq,
+            "hash": head.hash,
+            "commitment": head.commitment,
+            "at": head.at,
+            "signed_at": signed_at,
+        }
+    ).encode("utf-8")

@@ -4,6 +4,11 @@ A provider recovers its costs from these figures, so they come from the evidence
 the audit log adds each batch to the `meter` table in the same transaction that stores the
 batch's entries, and `recount` rebuilds the same figures from the entries, so the meter can
 always be checked against the signed chain (`concordat audit verify` does).
+
+A bulk extract leaves two entries: an opening one before its first batch leaves and the
+closing one when it ends. The opening adds one to `interrupted` and the closing takes it back
+(on the opening's day), so an extract whose node was killed mid-stream stays counted as
+interrupted; the exchange itself, its records and bytes, are counted once, by the closing.
 """
 
 from __future__ import annotations
@@ -26,20 +31,26 @@ CREATE TABLE IF NOT EXISTS meter (
     denied INTEGER NOT NULL,
     records INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    interrupted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, role, requester, agreement_id)
 );
 """
 ADD = """
-INSERT INTO meter (day, role, requester, agreement_id, exchanges, released, denied, records, bytes)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO meter (
+    day, role, requester, agreement_id, exchanges, released, denied, records, bytes, interrupted
+)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (day, role, requester, agreement_id) DO UPDATE SET
     exchanges = exchanges + excluded.exchanges,
     released = released + excluded.released,
     denied = denied + excluded.denied,
     records = records + excluded.records,
-    bytes = bytes + excluded.bytes
+    bytes = bytes + excluded.bytes,
+    interrupted = interrupted + excluded.interrupted
 """
-_COUNTS = ("exchanges", "released", "denied", "records", "bytes")
+_COUNTS = ("exchanges", "released", "denied", "records", "bytes", "interrupted")
+# An extract's opening entry says so in its `phase`; its closing entry names the opening.
+OPENING_PHASE = "opening"
 
 MeterKey = tuple[str, str, str, str]
 
@@ -56,6 +67,7 @@ class MeterRow:
     denied: int
     records: int
     bytes: int
+    interrupted: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +89,9 @@ def key_of(event: Mapping[str, Any], recorded_at: str) -> MeterKey:
     )
 
 
-def counts_of(event: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
+def counts_of(event: Mapping[str, Any]) -> tuple[int, int, int, int, int, int]:
+    if event.get("phase") == OPENING_PHASE:
+        return (0, 0, 0, 0, 0, 1)
     outcome = event.get("outcome")
     return (
         1,
@@ -85,14 +99,20 @@ def counts_of(event: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
         int(outcome == "denied"),
         int(event.get("records") or 0),
         int(event.get("bytes") or 0),
+        0,
     )
 
 
 def count(totals: dict[MeterKey, list[int]], event: Mapping[str, Any], recorded_at: str) -> None:
     """Adds one entry to running totals, as the meter table counts it."""
-    row = totals.setdefault(key_of(event, recorded_at), [0, 0, 0, 0, 0])
+    row = totals.setdefault(key_of(event, recorded_at), [0] * len(_COUNTS))
     for index, value in enumerate(counts_of(event)):
         row[index] += value
+    opening = event.get("opening")
+    if isinstance(opening, Mapping) and isinstance(opening.get("recorded_at"), str):
+        # The extract ended: it is no longer interrupted on the day it was opened.
+        opened = totals.setdefault(key_of(event, opening["recorded_at"]), [0] * len(_COUNTS))
+        opened[-1] -= 1
 
 
 def tally(events: Iterable[tuple[Mapping[str, Any], str]]) -> dict[MeterKey, list[int]]:
@@ -101,6 +121,14 @@ def tally(events: Iterable[tuple[Mapping[str, Any], str]]) -> dict[MeterKey, lis
     for event, recorded_at in events:
         count(totals, event, recorded_at)
     return totals
+
+
+def ensure_schema(connection: sqlite3.Connection) -> None:
+    """Creates the meter table, or adds the `interrupted` column to one made before it."""
+    connection.executescript(SCHEMA)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(meter)")}
+    if "interrupted" not in columns:
+        connection.execute("ALTER TABLE meter ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0")
 
 
 def add_rows(connection: sqlite3.Connection, totals: Mapping[MeterKey, list[int]]) -> None:

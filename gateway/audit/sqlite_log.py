@@ -13,11 +13,11 @@ import json
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,6 +25,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.audit import meter
 from gateway.audit.chain import (
     GENESIS_HASH,
+    AuditPosition,
+    ChainHead,
+    ExchangeHash,
+    WitnessSignature,
     canonical_json,
     entry_hash,
     index_columns,
@@ -55,6 +59,28 @@ CREATE TABLE IF NOT EXISTS seals (
     sealed_at TEXT NOT NULL,
     signature TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS witness_signatures (
+    witness TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    at TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (witness, seq)
+);
+CREATE TABLE IF NOT EXISTS witnessed_heads (
+    node TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    at TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (node, seq)
+);
 -- A rotated signing key: the seals from `first_seal` on (up to the next row) are made with
 -- it. Seals before the first row are made with meta's public_key, the key the log began with.
 CREATE TABLE IF NOT EXISTS seal_keys (
@@ -71,6 +97,22 @@ _INSERT_SEAL_KEY = "INSERT INTO seal_keys (first_seal, public_key) VALUES (?, ?)
 _SEALING_KEY = (
     "SELECT public_key FROM seal_keys ORDER BY first_seal DESC LIMIT 1",
     "SELECT value FROM meta WHERE key = 'public_key'",
+)
+# A relayed exchange's entry names both nodes, so a peer is shown the entries of its own
+# exchanges with this node and no other's.
+_EXCHANGE_HASHES = (
+    "SELECT exchange_id, seq, hash FROM entries WHERE exchange_id > ?"
+    " AND (json_extract(event, '$.requesting_node') = ?"
+    " OR json_extract(event, '$.providing_node') = ?)"
+    " ORDER BY exchange_id, seq LIMIT ?"
+)
+_WITNESSED_HEAD = (
+    "SELECT node, seq, hash, commitment, at, signed_at, kid, signature FROM witnessed_heads"
+    " WHERE node = ? ORDER BY seq DESC LIMIT 1"
+)
+WITNESS_SIGNATURES = (
+    "SELECT witness, kid, seq, hash, commitment, at, signed_at, signature"
+    " FROM witness_signatures ORDER BY seq, witness"
 )
 _SELECT_ENTRIES = (
     "SELECT seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash FROM entries"
@@ -92,6 +134,19 @@ _LOGGED_FIELDS = (
 )
 
 _logger = structlog.get_logger("concordat.audit")
+_T = TypeVar("_T")
+
+
+def witness_signature_of(node: str, row: tuple[Any, ...]) -> WitnessSignature:
+    """A row of `WITNESS_SIGNATURES` as a value: a witness's signature over `node`'s head."""
+    witness, kid, seq, chain_hash, commitment, at, signed_at, signature = row
+    return WitnessSignature(
+        witness=witness,
+        kid=kid,
+        head=ChainHead(node, seq, chain_hash, commitment, at),
+        signed_at=signed_at,
+        signature=signature,
+    )
 
 
 class WriterCounts(NamedTuple):
@@ -110,7 +165,7 @@ class _Pending:
 
     __slots__ = ("event", "event_json", "exchange_id", "future", "subject_hash")
 
-    def __init__(self, event: dict[str, Any], future: asyncio.Future[int]) -> None:
+    def __init__(self, event: dict[str, Any], future: asyncio.Future[AuditPosition]) -> None:
         self.event = event
         # Encoded by the caller, so an event that is not JSON fails its own append only.
         self.event_json = canonical_json(event)
@@ -132,6 +187,7 @@ class SqliteAuditLog:
         connection: sqlite3.Connection,
         next_seq: int,
         last_hash: str,
+        last_recorded_at: str,
     ) -> None:
         self._path = path
         self._node = node
@@ -144,6 +200,7 @@ class SqliteAuditLog:
         self._connection = connection
         self._next_seq = next_seq
         self._last_hash = last_hash
+        self._last_recorded_at = last_recorded_at
         self._loop = asyncio.get_running_loop()
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
@@ -178,12 +235,13 @@ class SqliteAuditLog:
         # The connection is created on the writer thread and only ever used there.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="concordat-audit")
         try:
-            connection, next_seq, last_hash = await asyncio.get_running_loop().run_in_executor(
+            opened = await asyncio.get_running_loop().run_in_executor(
                 executor, _open_store, path, node, public_key
             )
         except BaseException:
             executor.shutdown(wait=False)
             raise
+        connection, next_seq, last_hash, last_recorded_at = opened
         return cls(
             path=path,
             node=node,
@@ -193,6 +251,7 @@ class SqliteAuditLog:
             connection=connection,
             next_seq=next_seq,
             last_hash=last_hash,
+            last_recorded_at=last_recorded_at,
         )
 
     @property
@@ -214,12 +273,123 @@ class SqliteAuditLog:
 
     async def append(self, event: Mapping[str, Any]) -> int:
         """Stores one event and returns its sequence number once the entry is committed to disk."""
+        return (await self.append_entry(event)).seq
+
+    async def append_entry(self, event: Mapping[str, Any]) -> AuditPosition:
+        """Stores one event; returns its seq, chain hash and time once it is committed to disk."""
         if self._refusal is not None:
             raise InternalError(self._refusal)
         pending = _Pending(dict(event), self._loop.create_future())
         self._queue.append(pending)
         self._wakeup.set()
         return await pending.future
+
+    async def head(self) -> AuditPosition | None:
+        """The last committed entry's position; None while the log is empty."""
+        return await self._on_writer(self._head_now)
+
+    def _head_now(self) -> AuditPosition | None:
+        if self._next_seq == 1:
+            return None
+        return AuditPosition(self._next_seq - 1, self._last_hash, self._last_recorded_at)
+
+    async def entry_hashes(self, first_seq: int, last_seq: int) -> list[str]:
+        """The chain hashes of entries first_seq..last_seq, in order."""
+        rows = await self._on_writer(
+            self._query,
+            "SELECT hash FROM entries WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (first_seq, last_seq),
+        )
+        return [row[0] for row in rows]
+
+    async def exchange_hashes(
+        self, counterparty: str, after_exchange_id: str, limit: int
+    ) -> list[ExchangeHash]:
+        """Entries of exchanges with `counterparty`, by exchange id then seq, after the given id."""
+        rows = await self._on_writer(
+            self._query, _EXCHANGE_HASHES, (after_exchange_id, counterparty, counterparty, limit)
+        )
+        return [ExchangeHash(*row) for row in rows]
+
+    async def witnessed_head(self, node: str) -> WitnessSignature | None:
+        """The last head of `node` this node signed as witness."""
+        rows = await self._on_writer(self._query, _WITNESSED_HEAD, (node,))
+        if not rows:
+            return None
+        node, seq, chain_hash, commitment, at, signed_at, kid, signature = rows[0]
+        return WitnessSignature(
+            witness=self._node,
+            kid=kid,
+            head=ChainHead(node, seq, chain_hash, commitment, at),
+            signed_at=signed_at,
+            signature=signature,
+        )
+
+    async def record_witnessed_head(self, signature: WitnessSignature) -> None:
+        """Keeps a head this node signed as witness, durably."""
+        head = signature.head
+        await self._on_writer(
+            self._store,
+            "INSERT OR REPLACE INTO witnessed_heads"
+            " (node, seq, hash, commitment, at, signed_at, kid, signature)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                head.node,
+                head.seq,
+                head.hash,
+                head.commitment,
+                head.at,
+                signature.signed_at,
+                signature.kid,
+                signature.signature,
+            ),
+        )
+
+    async def add_witness_signature(self, signature: WitnessSignature) -> None:
+        """Keeps a peer's signature over one of this node's heads, durably."""
+        head = signature.head
+        await self._on_writer(
+            self._store,
+            "INSERT OR REPLACE INTO witness_signatures"
+            " (witness, kid, seq, hash, commitment, at, signed_at, signature)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                signature.witness,
+                signature.kid,
+                head.seq,
+                head.hash,
+                head.commitment,
+                head.at,
+                signature.signed_at,
+                signature.signature,
+            ),
+        )
+
+    async def witness_signatures(self) -> list[WitnessSignature]:
+        """Every witness signature held over this node's heads, oldest first."""
+        rows = await self._on_writer(self._query, WITNESS_SIGNATURES, ())
+        return [witness_signature_of(self._node, row) for row in rows]
+
+    async def _on_writer(self, work: Callable[..., _T], *arguments: Any) -> _T:
+        # The writer's thread and connection: reads see every committed batch, and writes
+        # never interleave with a batch's transaction.
+        if self._closed:
+            raise InternalError("the audit log is closed")
+        return await self._loop.run_in_executor(self._executor, work, *arguments)
+
+    def _query(self, query: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return self._connection.execute(query, parameters).fetchall()
+
+    def _store(self, statement: str, parameters: tuple[Any, ...]) -> None:
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(statement, parameters)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         """Writes what is still queued, then stops the writer and closes the file."""
@@ -279,18 +449,18 @@ class SqliteAuditLog:
                 self._commit_seconds += time.perf_counter() - started
                 self._batches += 1
                 self._entries += len(batch)
-                for pending, seq in zip(batch, seqs, strict=True):
+                for pending, position in zip(batch, seqs, strict=True):
                     if not pending.future.done():
-                        pending.future.set_result(seq)
+                        pending.future.set_result(position)
                 batch = []
         finally:
             # Work is left here only if the writer was cancelled; no append may wait forever.
             if batch or self._queue:
                 self._fail(batch, None)
 
-    def _write_batch(self, batch: list[_Pending]) -> range:
+    def _write_batch(self, batch: list[_Pending]) -> list[AuditPosition]:
         """Stores a batch and its seal in one durable transaction; runs on the writer thread."""
-        first_seq = seq = self._next_seq
+        seq = self._next_seq
         chain_hash = self._last_hash
         # One time for the whole batch: its entries are recorded, and sealed, together.
         recorded_at = timestamp(time.time())
@@ -332,6 +502,7 @@ class SqliteAuditLog:
             raise
         self._next_seq = seq
         self._last_hash = chain_hash
+        self._last_recorded_at = recorded_at
         if sealing.public_hex != self._sealed_with:
             _logger.info("audit_sealing_key_changed", first_seal=upto_seq, kid=sealing.kid)
             self._sealed_with = sealing.public_hex
@@ -341,7 +512,7 @@ class SqliteAuditLog:
         logger = _logger.bind()
         for pending, row in zip(batch, rows, strict=True):
             logger.info("audit", **_log_fields(pending.event, row[0], row[6]))
-        return range(first_seq, seq)
+        return [AuditPosition(row[0], row[6], recorded_at) for row in rows]
 
     def _fail(self, batch: list[_Pending], cause: BaseException | None) -> None:
         self._refusal = "the audit log failed to write and refuses appends until it is reopened"
@@ -355,7 +526,7 @@ class SqliteAuditLog:
         self._queue.clear()
 
 
-def _open_store(path: Path, node: str, public_key: str) -> tuple[sqlite3.Connection, int, str]:
+def _open_store(path: Path, node: str, public_key: str) -> tuple[sqlite3.Connection, int, str, str]:
     """Opens the file for writing, claims it for this node and finds where the chain ends."""
     connection = sqlite3.connect(path, isolation_level=None)
     try:
@@ -364,17 +535,20 @@ def _open_store(path: Path, node: str, public_key: str) -> tuple[sqlite3.Connect
             raise AuditLogRefused(f"{path}: cannot use write-ahead logging (got {mode!r})")
         # FULL makes every commit fsync the WAL, so a committed entry survives power loss.
         connection.execute("PRAGMA synchronous=FULL")
-        connection.executescript(_SCHEMA + meter.SCHEMA)
+        connection.executescript(_SCHEMA)
+        meter.ensure_schema(connection)
         _claim(connection, path, node, public_key)
         _backfill_meter(connection)
-        last = connection.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1")
+        last = connection.execute(
+            "SELECT seq, hash, recorded_at FROM entries ORDER BY seq DESC LIMIT 1"
+        )
         row = last.fetchone()
     except BaseException:
         connection.close()
         raise
     if row is None:
-        return connection, 1, GENESIS_HASH
-    return connection, row[0] + 1, row[1]
+        return connection, 1, GENESIS_HASH, ""
+    return connection, row[0] + 1, row[1], row[2]
 
 
 def _backfill_meter(connection: sqlite3.Connection) -> None:

@@ -14,8 +14,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from gateway.cli import audit as audit_commands
 from gateway.cli import dev
 from gateway.cli.citizen import citizen_app
+from gateway.cli.console import console as console_command
 from gateway.cli.common import console, err_console
 from gateway.cli.common import fail as _fail
 from gateway.cli.policy import policy_app
@@ -26,11 +28,14 @@ from gateway.config import ConfigError, load_config
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 audit_app = typer.Typer(no_args_is_help=True, help="Inspect and verify audit logs.")
 app.add_typer(audit_app, name="audit")
+audit_app.command("reconcile")(audit_commands.reconcile)
+audit_app.command("export-hashes")(audit_commands.export_hashes)
 directory_app = typer.Typer(no_args_is_help=True, help="Make and assemble the signed directory.")
 app.add_typer(directory_app, name="directory")
 app.add_typer(policy_app, name="policy")
-app.add_typer(citizen_app, name="citizen")
 app.add_typer(register_app, name="register")
+app.add_typer(citizen_app, name="citizen")
+app.command("console")(console_command)
 for command in (dev.up, dev.token, dev.call):
     app.command()(command)
 # `concordat extract` is the client kit's `concordat-extract` (clients/python), which `make
@@ -116,12 +121,19 @@ def audit_verify(
         if node_config.federation is not None:
             keys += [load_public_key(p) for p in node_config.federation.publish_signing_keys]
     db = _audit_log(config, db)
-    report = verify_log(db, keys or None)
+    witnesses = audit_commands.witness_check(load_config(config)) if config is not None else None
+    report = verify_log(db, keys or None, witnesses=witnesses)
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.entries} entries, chain intact, "
             f"sealed up to {report.sealed_upto}"
         )
+        for witness, upto in sorted(report.witnessed_upto.items()):
+            console.print(f"witnessed by {witness} up to entry {upto}")
+        if report.interrupted:
+            console.print(
+                f"{len(report.interrupted)} interrupted extract(s) (opened, never closed)"
+            )
         return
     for problem in report.problems:
         err_console.print(f"[red]entry {problem.seq}[/]: {problem.what}")
@@ -150,14 +162,23 @@ def audit_meter(
             typer.echo(json.dumps(row.as_dict()))
         return
     table = Table(
-        "requester", "agreement", "role", "exchanges", "released", "denied", "records", "bytes"
+        "requester",
+        "agreement",
+        "role",
+        "exchanges",
+        "released",
+        "denied",
+        "records",
+        "bytes",
+        "interrupted",
     )
     for row in rows:
+        counts = (row.exchanges, row.released, row.denied, row.records, row.bytes)
         table.add_row(
             row.requester,
             row.agreement_id or "(none)",
             row.role,
-            *(f"{n:,}" for n in (row.exchanges, row.released, row.denied, row.records, row.bytes)),
+            *(f"{n:,}" for n in (*counts, row.interrupted)),
         )
     console.print(table)
 

@@ -8,6 +8,7 @@ signer's key id, and are checked against the keys the signed directory publishes
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -42,6 +43,21 @@ _RECEIPT_CLAIMS = (
 )
 # Header and issuer values are chosen by the sender; only plain ones are echoed into messages.
 _PRINTABLE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+# The per-exchange key of an assertion's request digest travels beside the assertion, in the
+# call's metadata, and is never stored: a plain SHA-256 of a request about a NINO can be
+# reversed by trying every NINO, so the digest a providing node keeps is keyed (HMAC-SHA256).
+DIGEST_KEY_METADATA = "concordat-digest-key-bin"
+
+
+def keyed_request_digest(key: bytes, message: Message) -> str:
+    """Hex HMAC-SHA256 of the message's deterministic serialisation under a one-exchange key."""
+    return hmac.new(key, message.SerializeToString(deterministic=True), hashlib.sha256).hexdigest()
+
+
+def new_digest_key() -> bytes:
+    return secrets.token_bytes(32)
 
 
 def request_digest(message: Message) -> str:
@@ -185,18 +201,25 @@ class ReceiptSigner:
         self,
         *,
         exchange_id: str,
+        log_position: tuple[int, str] | None = None,
         requesting_node: str,
         response_digest: str,
         record_count: int,
         released_fields: Sequence[str],
         ingress_decision_id: str,
     ) -> str:
-        """Sign a receipt; it names only a digest of the records, never the records."""
+        """Sign a receipt; it names only a digest of the records, never the records.
+
+        `log_position` is where this node's own entry of the exchange sits in its audit chain
+        (seq, hash): the requesting node keeps it, and reconciliation holds this node to it.
+        """
         claims = {
             "iss": self._node,
             "aud": requesting_node,
             "jti": exchange_id,
             "iat": time.time(),
+        if log_position is not None:
+            claims["log_seq"], claims["log_hash"] = log_position
             "digest": response_digest,
             "record_count": record_count,
             "released_fields": list(released_fields),

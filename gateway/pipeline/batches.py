@@ -12,16 +12,24 @@ import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import date
+from typing import Generic, Protocol, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from adapters.base import AdapterError, Batch, RecordSource, Row, SubjectKey
 from concordat.exchange.v1 import exchange_pb2
 from gateway import records
-from gateway.errors import InvalidRequest
+from gateway.clock import Clock
+from gateway.domain import Direction
+from gateway.errors import InvalidRequest, PolicyDenied
 from gateway.exchange import Exchange
+from gateway.pipeline.evidence import EvidenceRecorder
 from gateway.pipeline.respond import obligations_to_proto, withheld_of, withheld_to_proto
-from gateway.pipeline.stages import translate_adapter_errors
+from gateway.pipeline.stages import policy_input_for, translate_adapter_errors
+from gateway.policy import PolicyEngine
 from gateway.pseudonyms import Pseudonyms
 from gateway.wire import EncodedResponse
 
@@ -48,8 +56,18 @@ class CallerBatches(Protocol):
 
 
 class ResumeTokens:
+    """Issues and opens resume tokens under a key of their own (never the subject hash key:
+    whoever searches the audit log by subject must not be able to forge a token)."""
+
     def __init__(self, key: bytes) -> None:
         self._key = hashlib.sha256(b"resume-token:" + key).digest()
+
+    @classmethod
+    def keyed_from_signing_key(cls, signing_key: Ed25519PrivateKey) -> ResumeTokens:
+        """Tokens keyed from the node's signing key, domain-separated, so every replica of a
+        node agrees on them and no other key in the node can make one."""
+        seed = signing_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return cls(hmac.new(seed, b"concordat resume tokens v1", hashlib.sha256).digest())
 
     @staticmethod
     def extract_digest(request: exchange_pb2.StreamRecordsRequest) -> str:
@@ -246,3 +264,80 @@ class ChooseBatches:
         if exchange.providing_node == self._node:
             return self._local(exchange)
         return self._remote(exchange)
+
+
+class AgreementWatch:
+    """Holds a running extract to the decisions that let it start.
+
+    Before each batch after the first, if the policy revision or the day has changed since
+    the extract last looked, every decision this node took for it is taken again; a denial
+    (a suspended agreement or party, an agreement that has ended) stops the extract there with
+    PERMISSION_DENIED naming the rule. While neither changes, a batch costs two comparisons.
+    """
+
+    def __init__(self, *, node: str, engine: PolicyEngine, clock: Clock) -> None:
+        self._node = node
+        self._engine = engine
+        self._clock = clock
+
+    def decided_as(self, exchange: Exchange) -> tuple[str, date]:
+        """What the extract's decisions were taken under: the revision and the day."""
+        return exchange.policy_revision or self._engine.revision, self._clock.today()
+
+    async def recheck(self, exchange: Exchange, last: tuple[str, date]) -> tuple[str, date]:
+        """Decides again if anything changed since `last`; returns what it now holds under."""
+        now = (self._engine.revision, self._clock.today())
+        if now == last:
+            return last
+        for direction in _DIRECTIONS:
+            if direction not in exchange.policy_inputs:
+                continue
+            policy_input = policy_input_for(exchange, direction, self._node, now[1])
+            decision = await self._engine.decide(direction, policy_input)
+            if not decision.allow:
+                raise PolicyDenied(
+                    f"the {direction} policy of {self._node} stopped the extract: {decision.rule}",
+                    metadata={
+                        "rule": decision.rule,
+                        "decision_id": decision.decision_id,
+                        "agreement_id": decision.agreement_id or exchange.agreement_id,
+                        "node": self._node,
+                    },
+                )
+        return now
+
+
+_DIRECTIONS: tuple[Direction, ...] = ("egress", "ingress")
+_B = TypeVar("_B")
+
+
+class ExtractUnderWatch(Generic[_B]):
+    """An extract's batches as they leave this node, leaving evidence and watched as they go.
+
+    The opening entry is stored durably before the first batch leaves, so a node killed
+    mid-extract still shows it (the pipeline writes the closing entry when the extract ends);
+    before each later batch the agreement watch may stop it.
+    """
+
+    def __init__(
+        self,
+        batches: Callable[[Exchange], AsyncIterator[_B]],
+        *,
+        evidence: EvidenceRecorder,
+        watch: AgreementWatch,
+    ) -> None:
+        self._batches = batches
+        self._evidence = evidence
+        self._watch = watch
+
+    async def __call__(self, exchange: Exchange) -> AsyncIterator[_B]:
+        decided = self._watch.decided_as(exchange)
+        # Shielded like the closing entry: a caller that goes away now must not leave the
+        # opening half written, nor the extract without one.
+        await asyncio.shield(self._evidence.record_opening(exchange))
+        first = True
+        async for batch in self._batches(exchange):
+            if not first:
+                decided = await self._watch.recheck(exchange, decided)
+            first = False
+            yield batch

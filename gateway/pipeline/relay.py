@@ -22,9 +22,12 @@ from gateway.api.status import STATUS_FOR_ERROR, error_for_reason, error_info
 from gateway.domain import merge_obligations
 from gateway.exchange import Exchange, PeerEvidence
 from gateway.federation.assertions import (
+    DIGEST_KEY_METADATA,
     AssertionSigner,
     ReceiptVerifier,
     encoded_digest,
+    keyed_request_digest,
+    new_digest_key,
     request_digest,
 )
 from gateway.federation.breaker import retrying
@@ -148,12 +151,15 @@ class Relay:
     async def __call__(self, exchange: Exchange) -> None:
         peer = self._peers.get(exchange.providing_node)
         request = relayed_request(exchange)
-        digest = request_digest(request)
+        digest_key = new_digest_key()
+        digest = keyed_request_digest(digest_key, request)
         deadline_at = time.monotonic() + remaining_seconds(exchange)
         reply: federation_pb2.RelayResponse | None = None
         async for attempt in retrying(deadline_at, self._attempts):
             with attempt:
-                reply = await self._call_once(exchange, peer, request, digest, deadline_at)
+                reply = await self._call_once(
+                    exchange, peer, request, (digest, digest_key), deadline_at
+                )
         assert reply is not None  # noqa: S101 - retrying re-raises when no attempt succeeded
         response = reply.response
         response_digest = request_digest(response)
@@ -187,13 +193,14 @@ class Relay:
         exchange: Exchange,
         peer: Peer,
         request: exchange_pb2.GetRecordRequest,
-        digest: str,
+        keyed_digest: tuple[str, bytes],
         deadline_at: float,
     ) -> federation_pb2.RelayResponse:
         peer.breaker.before_call()
         remaining = deadline_at - time.monotonic()
         if remaining <= 0:
             raise errors.DeadlineExceeded("the call's deadline ran out before the relay")
+        digest, digest_key = keyed_digest
         assertion = sign_assertion(self._signer, exchange, peer.node, digest, remaining)
         try:
             # The generated stub is untyped; the reply's type is stated here.
@@ -202,7 +209,7 @@ class Relay:
                     exchange_id=exchange.exchange_id, assertion=assertion, request=request
                 ),
                 timeout=remaining,
-                metadata=self._peer_metadata(),
+                metadata=(*self._peer_metadata(), (DIGEST_KEY_METADATA, digest_key)),
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _BREAKER_CODES:
@@ -276,7 +283,8 @@ class RemoteBatches:
     ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse | wire.EncodedResponse]:
         peer = self._peers.get(exchange.providing_node)
         request = relayed_request(exchange)
-        digest = request_digest(request)
+        digest_key = new_digest_key()
+        digest = keyed_request_digest(digest_key, request)
         peer.breaker.before_call()
         assertion = sign_assertion(
             self._signer, exchange, peer.node, digest, remaining_seconds(exchange)
@@ -289,7 +297,7 @@ class RemoteBatches:
                 accepts_encoded_batch=True,
             ),
             timeout=remaining_seconds(exchange) or None,
-            metadata=self._peer_metadata(),
+            metadata=(*self._peer_metadata(), (DIGEST_KEY_METADATA, digest_key)),
         )
         receipts = 0
         # Appended to each batch handed on as it was signed: a parser keeps the last value of
