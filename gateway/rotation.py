@@ -129,6 +129,8 @@ class Rotation:
                 await self.check(force=forced)
             except Exception:
                 log.exception("rotation_check_failed")
+            if forced:
+                log.info("rotation_reloaded", trigger="sighup")
 
     def _tls_paths(self) -> tuple[Path, ...]:
         return (self._tls.key, self._tls.cert, self._tls.ca_cert)
