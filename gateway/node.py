@@ -13,23 +13,28 @@ from typing import TYPE_CHECKING
 
 import grpc
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health, health_pb2
 
 from adapters.base import RecordSource
 from adapters.registry import open_source
+from gateway.api.evidence_service import EvidenceService
 from gateway.api.exchange_service import ExchangeService
 from gateway.api.federation_service import FederationService
 from gateway.api.server import (
     EXCHANGE_SERVICE,
     ServerCertificates,
+    add_evidence_service,
     add_federation_service,
     build_exchange_server,
 )
 from gateway.audit import AuditLog
-from gateway.citizen.wiring import add_citizen_services, running_register
 from gateway.audit.sqlite_log import SqliteAuditLog
+from gateway.citizen.wiring import add_citizen_services, running_register
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
+from gateway.evidence.witness import Witness
+from gateway.evidence.witnessing import HeadWitnessing
 from gateway.federation.assertions import (
     AssertionSigner,
     AssertionVerifier,
@@ -49,7 +54,14 @@ from gateway.keys import (
     load_signing_key,
     load_tls_material,
 )
-from gateway.pipeline.batches import CallerBatches, ChooseBatches, LocalBatches, ResumeTokens
+from gateway.pipeline.batches import (
+    AgreementWatch,
+    CallerBatches,
+    ChooseBatches,
+    ExtractUnderWatch,
+    LocalBatches,
+    ResumeTokens,
+)
 from gateway.pipeline.evidence import EvidenceRecorder
 from gateway.pipeline.observe import NoObserver, Observer, Observers
 from gateway.pipeline.order import (
@@ -101,6 +113,10 @@ class Node:
     tracing: TracingObserver | None = None
     # Watches keys, certificates and the directory, and swaps in what changed.
     rotation: Rotation | None = None
+    # Set on a federated node: it witnesses its peers' chain heads, and they witness its own
+    # (gateway/evidence).
+    witness: Witness | None = None
+    witnessing: HeadWitnessing | None = None
 
     @property
     def address(self) -> str:
@@ -115,6 +131,8 @@ class Node:
             self.engine.start_watching()
         if self.rotation is not None:
             self.rotation.start()
+        if self.witnessing is not None:
+            self.witnessing.start()
         if self.readiness is None:
             await self._report_serving(True)
         else:
@@ -132,6 +150,8 @@ class Node:
             await self.readiness.close()
         if self.rotation is not None:
             await self.rotation.close()
+        if self.witnessing is not None:
+            await self.witnessing.close()
         await self.health.enter_graceful_shutdown()
         try:
             await self.server.stop(grace)
@@ -310,7 +330,7 @@ async def build_node(
     )
     local_batches = LocalBatches(
         sources=sources,
-        tokens=ResumeTokens(subject_key),
+        tokens=ResumeTokens.keyed_from_signing_key(signing_key),
         default_batch_size=limits.stream_batch_size,
         pseudonym_key=pseudonym_key,
     )
@@ -347,13 +367,14 @@ async def build_node(
             peer_metadata=peer_metadata,
         )
         receipt_signer = ReceiptSigner(name, signing)
+        sign_receipt = SignReceipt(receipt_signer)
         peer_stages = PeerStages(
             authenticate_peer=AuthenticatePeer(
                 node=name,
                 directory=directory,
                 verifier=AssertionVerifier(name, directory.signing_key),
             ),
-            sign_receipt=SignReceipt(receipt_signer),
+            sign_receipt=sign_receipt,
         )
     # Who watches the exchanges: metrics and traces, each when configured.
     metrics = _build_metrics(config, engine, cache_counts, audit, peers, verifier, idempotency)
@@ -382,19 +403,28 @@ async def build_node(
         observer=observer,
     )
 
-    def pipeline(stage_list: Sequence[Stage], *, dedupe: bool = False) -> Pipeline:
+    def pipeline(
+        stage_list: Sequence[Stage], *, dedupe: bool = False, recorder: EvidenceRecorder = evidence
+    ) -> Pipeline:
         return Pipeline(
             stages=stage_list,
-            evidence=evidence,
+            evidence=recorder,
             idempotency=idempotency if dedupe else None,
             default_deadline_seconds=limits.default_deadline_seconds,
             observer=observer,
         )
 
+    # Extracts leave an opening entry before their first batch and stop at the next batch
+    # when a decision that let them start no longer holds (issue 18).
+    watch = AgreementWatch(node=name, engine=engine, clock=parts.clock)
     service = ExchangeService(
         get_pipeline=pipeline(caller_get_stages(parts), dedupe=True),
         stream_pipeline=pipeline(caller_stream_stages(parts)),
-        stream_batches=ChooseBatches(name, local=local_batches, remote=remote_batches),
+        stream_batches=ExtractUnderWatch(
+            ChooseBatches(name, local=local_batches, remote=remote_batches),
+            evidence=evidence,
+            watch=watch,
+        ),
     )
     exchange_certificates = ServerCertificates(
         key_pem=tls.key_pem, cert_pem=tls.cert_pem, client_roots=None
@@ -404,6 +434,8 @@ async def build_node(
     )
     federation_port = None
     federation_certificates = None
+    witness: Witness | None = None
+    witnessing: HeadWitnessing | None = None
     if federation is not None and peer_stages is not None:
         directory, fed = federation
         federation_certificates = ServerCertificates(
@@ -412,12 +444,22 @@ async def build_node(
         federation_port = add_federation_service(
             server,
             FederationService(
-                get_pipeline=pipeline(provider_get_stages(parts, peer_stages)),
+                # A relay's receipt is signed once its entry is stored, and pins it.
+                get_pipeline=pipeline(
+                    provider_get_stages(parts, peer_stages),
+                    recorder=evidence.with_after_entry(sign_receipt.pin),
+                ),
                 stream_pipeline=pipeline(provider_stream_stages(parts, peer_stages)),
-                stream_batches=SignedBatches(local_batches, receipt_signer),
+                stream_batches=SignedBatches(
+                    ExtractUnderWatch(local_batches, evidence=evidence, watch=watch),
+                    receipt_signer,
+                ),
             ),
             listen=fed.listen,
             certificates=federation_certificates,
+        )
+        witness, witnessing = _add_evidence_service(
+            server, config=config, audit=audit, directory=directory, peers=peers, signing=signing
         )
     # Citizens asking who used their data (gateway/citizen): SubjectSearch for member nodes on
     # the federation port; ListMyExchanges where [citizens] names an identity provider.
@@ -456,6 +498,40 @@ async def build_node(
         metrics=metrics,
         tracing=tracing,
         rotation=rotation,
+        witness=witness,
+        witnessing=witnessing,
+    )
+
+
+def _add_evidence_service(
+    server: grpc.aio.Server,
+    *,
+    config: NodeConfig,
+    audit: AuditLog,
+    directory: LiveDirectory,
+    peers: PeerClients | None,
+    signing: SigningKeys,
+) -> tuple[Witness, HeadWitnessing | None]:
+    """Reconciliation and witnessing on the federation port; the rounds that ask the peers to
+    witness this node's head (docs/evidence.md)."""
+    name = config.node.name
+
+    def current_key() -> tuple[Ed25519PrivateKey, str]:
+        key = signing.current()
+        return key.private, key.kid
+
+    witness = Witness(node=name, audit=audit, current_key=current_key)
+    add_evidence_service(server, EvidenceService(audit=audit, directory=directory, witness=witness))
+    fed = config.federation
+    if peers is None or fed is None:
+        return witness, None
+    return witness, HeadWitnessing(
+        node=name,
+        audit=audit,
+        peers=peers,
+        witnesses=lambda: [node for node in directory.nodes if node != name],
+        witness_keys=directory.signing_key,
+        interval_seconds=fed.witness_interval_seconds,
     )
 
 

@@ -3,6 +3,10 @@
 A peer is who its certificate says, checked against its own CA in the directory; the
 request is the caller's, as the peer's signed assertion vouches. The providing node then
 decides for itself, under its own policy, what to disclose.
+
+Receipts pin where this node's own entry of the exchange sits in its audit chain: a GetRecord's
+receipt is signed once its entry is stored (the evidence recorder calls `SignReceipt.pin`), and
+each batch of an extract pins the extract's opening entry, written before the first batch.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from concordat.federation.v1 import federation_pb2
-from gateway.errors import InvalidRequest
+from gateway.audit import AuditPosition
+from gateway.errors import InvalidRequest, PeerRejected
 from gateway.exchange import Exchange, PeerEvidence
 from gateway.federation.assertions import (
+    DIGEST_KEY_METADATA,
     AssertionVerifier,
     ReceiptSigner,
     encoded_digest,
+    keyed_request_digest,
     request_digest,
 )
 from gateway.federation.directory import DirectoryLookup
@@ -45,33 +52,46 @@ class AuthenticatePeer:
             exchange.assertion,
             peer_node=peer,
             exchange_id=exchange.exchange_id,
-            request_digest=request_digest(exchange.request),
+            request_digest=keyed_request_digest(_digest_key(exchange), exchange.request),
         )
 
 
+def _digest_key(exchange: Exchange) -> bytes:
+    """The one-exchange key of the assertion's request digest, sent beside it in metadata."""
+    for key, value in exchange.metadata:
+        if key == DIGEST_KEY_METADATA and isinstance(value, bytes) and len(value) >= 16:
+            return value
+    raise PeerRejected("the relay carries no key for its assertion's request digest")
+
+
 class SignReceipt:
-    """Signs what was released (a digest, never the data) for the requesting node to keep."""
+    """Digests what was released (never the data) and, once the exchange's entry is stored,
+    signs the receipt that pins it, for the requesting node to keep."""
 
     def __init__(self, signer: ReceiptSigner) -> None:
         self._signer = signer
 
     async def __call__(self, exchange: Exchange) -> None:
+        exchange.peer_evidence = PeerEvidence(
+            peer=exchange.requesting_node,
+            response_digest=request_digest(exchange.response),
+            assertion=exchange.assertion,
+        )
+
+    def pin(self, exchange: Exchange, position: AuditPosition) -> None:
+        """Signs the receipt of an answered relay, naming where its entry was stored."""
+        evidence = exchange.peer_evidence
+        if exchange.role != "provider" or exchange.error is not None or evidence is None:
+            return
         response = exchange.response
-        digest = request_digest(response)
-        receipt = self._signer.sign(
+        exchange.receipt = self._signer.sign(
             exchange_id=exchange.exchange_id,
             requesting_node=exchange.requesting_node,
-            response_digest=digest,
+            response_digest=evidence.response_digest,
             record_count=len(response.records),
             released_fields=list(response.released_fields),
             ingress_decision_id=response.ingress_decision_id,
-        )
-        exchange.receipt = receipt
-        exchange.peer_evidence = PeerEvidence(
-            peer=exchange.requesting_node,
-            receipt=receipt,
-            response_digest=digest,
-            assertion=exchange.assertion,
+            log_position=(position.seq, position.hash),
         )
 
 
@@ -99,6 +119,9 @@ class SignedBatches:
                 record_count=len(batch.records),
                 released_fields=list(batch.released_fields),
                 ingress_decision_id=batch.ingress_decision_id,
+                log_position=(
+                    (exchange.opening.seq, exchange.opening.hash) if exchange.opening else None
+                ),
             )
             exchange.peer_evidence = PeerEvidence(
                 peer=exchange.requesting_node, last_receipt=receipt, assertion=exchange.assertion
