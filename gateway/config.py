@@ -124,8 +124,50 @@ class PolicyConfig(_Frozen):
 
 
 class AuditConfig(_Frozen):
-    path: Path
+    # The embedded SQLite log; unused (and not needed) when [state] names PostgreSQL.
+    path: Path | None = None
     max_batch: int = Field(default=1024, ge=1, le=100_000)
+
+
+class StateConfig(_Frozen):
+    """Where a node's shared state lives: its audit log, replay guards and idempotency keys.
+
+    Absent, the node keeps them embedded (SQLite at `[audit] path`, the rest in memory): one
+    process. With a PostgreSQL URL, any number of replicas of the node share them.
+    """
+
+    url: str | None = None
+    # A file holding the URL, so a password can live in a secret rather than the config.
+    url_file: Path | None = None
+    # Connections per replica for replay guards, idempotency and reads (the audit writer has
+    # one of its own).
+    pool_size: int = Field(default=4, ge=1, le=64)
+    # How often the store is probed while the node runs; health follows the answer.
+    probe_interval_seconds: float = Field(default=1.0, gt=0)
+    # How long one statement may take before the store counts as unreachable.
+    statement_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> StateConfig:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url and url_file")
+        return self
+
+    def resolved_url(self) -> str:
+        """The PostgreSQL URL, read from `url_file` when given there."""
+        if self.url is not None:
+            url = self.url
+        else:
+            assert self.url_file is not None  # noqa: S101 - checked by _one_url_source
+            try:
+                url = self.url_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"state.url_file: {self.url_file} cannot be read ({exc.strerror or exc})"
+                ) from exc
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("state: the URL must be a postgresql:// URL")
+        return url
 
 
 class LimitsConfig(_Frozen):
@@ -174,6 +216,8 @@ class FederationConfig(_Frozen):
     breaker_failures: int = Field(default=3, ge=1)
     breaker_reset_seconds: float = Field(default=2.0, gt=0)
     assertion_ttl_seconds: float = Field(default=30, gt=0, le=300)
+    # How often peers are asked to witness this node's chain head (docs/evidence.md); 0: never.
+    witness_interval_seconds: float = Field(default=60, ge=0)
 
 
 class TracingConfig(_Frozen):
@@ -213,11 +257,13 @@ class TracingConfig(_Frozen):
 class NodeSection(_Frozen):
     name: str
     listen: str = "127.0.0.1:0"
+    # On SIGTERM: how long exchanges already running may take to finish before they are cut.
+    shutdown_grace_seconds: float = Field(default=10, ge=0, le=600)
+    # Replicas on one machine share their listening ports (SO_REUSEPORT); needs [state].
+    share_port: bool = False
 
     @field_validator("name")
     @classmethod
-    # How often peers are asked to witness this node's chain head (docs/evidence.md); 0: never.
-    witness_interval_seconds: float = Field(default=60, ge=0)
     def _known_administration(cls, name: str) -> str:
         if name not in ADMINISTRATIONS:
             raise ValueError(f"node.name must be one of {', '.join(ADMINISTRATIONS)}")
@@ -231,6 +277,8 @@ class NodeConfig(_Frozen):
     keys: KeysConfig
     policy: PolicyConfig
     audit: AuditConfig
+    # Shared state for replicas (PostgreSQL); absent, the embedded single-process default.
+    state: StateConfig | None = None
     limits: LimitsConfig = LimitsConfig()
     federation: FederationConfig | None = None
     # Prometheus metrics; absent, the node serves none.
@@ -248,6 +296,20 @@ class NodeConfig(_Frozen):
             raise ValueError("at least one [sources.<name>] adapter is needed")
         return self
 
+    @model_validator(mode="after")
+    def _replicas_share_state(self) -> NodeConfig:
+        if self.node.share_port and self.state is None:
+            raise ValueError(
+                "node.share_port runs replicas on one port, which must share a [state] store"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _audit_stored_somewhere(self) -> NodeConfig:
+        if self.state is None and self.audit.path is None:
+            raise ValueError("audit.path is needed unless [state] names a PostgreSQL store")
+        return self
+
 
 _PATH_KEYS = {
     "tls": ("ca_cert", "cert", "key"),
@@ -256,6 +318,7 @@ _PATH_KEYS = {
     "audit": ("path",),
     "tracing": ("ca_cert",),
     "citizens": ("jwks_file", "holds_file"),
+    "state": ("url_file",),
 }
 
 

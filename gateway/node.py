@@ -6,8 +6,9 @@ Nothing else in the gateway imports a concrete engine, adapter or audit store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,9 +16,11 @@ import grpc
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health, health_pb2
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from adapters.base import RecordSource
 from adapters.registry import open_source
+from concordat.exchange.v1 import exchange_pb2
 from gateway.api.evidence_service import EvidenceService
 from gateway.api.exchange_service import ExchangeService
 from gateway.api.federation_service import FederationService
@@ -33,6 +36,7 @@ from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.citizen.wiring import add_citizen_services, running_register
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
+from gateway.errors import Unavailable
 from gateway.evidence.witness import Witness
 from gateway.evidence.witnessing import HeadWitnessing
 from gateway.federation.assertions import (
@@ -84,10 +88,13 @@ from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
 from gateway.policy.opa_readiness import BundleReadiness
 from gateway.policy.reloading import LivePolicy
 from gateway.rotation import Rotation
+from gateway.state import IdempotencyStore, ReplayGuard
 
 if TYPE_CHECKING:
+    from gateway.audit.postgres_log import PostgresAuditLog
     from gateway.observability.metrics import NodeMetrics
     from gateway.observability.tracing import TracingObserver
+    from gateway.state.postgres import PostgresState
 
 log = structlog.get_logger("concordat.node")
 
@@ -117,6 +124,11 @@ class Node:
     # (gateway/evidence).
     witness: Witness | None = None
     witnessing: HeadWitnessing | None = None
+    # Set when the node keeps its state in PostgreSQL: health follows the store's probe.
+    state: PostgresState | None = None
+    # What must hold for the node to serve; each is reported by its own watcher.
+    _conditions: dict[str, bool] = field(default_factory=dict)
+    _state_watch: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -133,10 +145,17 @@ class Node:
             self.rotation.start()
         if self.witnessing is not None:
             self.witnessing.start()
-        if self.readiness is None:
-            await self._report_serving(True)
-        else:
-            await self.readiness.start(self._report_serving)
+        # Serving only while every condition holds: the OPA sidecar's bundles, if there is
+        # one, and the state store, if it is shared.
+        self._conditions = {"policy": self.readiness is None, "state": True}
+        if self.state is not None:
+            self._conditions["state"] = await self.state.reachable()
+            self._state_watch = asyncio.create_task(
+                self._watch_state(self.state), name="concordat-state-probe"
+            )
+        await self._report_serving(all(self._conditions.values()))
+        if self.readiness is not None:
+            await self.readiness.start(self._report_policy_ready)
         log.info(
             "node_started",
             node=self.config.node.name,
@@ -144,10 +163,17 @@ class Node:
             policy_revision=self.engine.revision,
         )
 
-    async def stop(self, grace: float = 2.0) -> None:
-        """Stops taking calls, lets running ones finish, then closes what the node opened."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Says NOT_SERVING, stops taking calls, lets running ones finish within `grace`
+        (default: the configured shutdown grace), then flushes the audit log and closes."""
+        if grace is None:
+            grace = self.config.node.shutdown_grace_seconds
         if self.readiness is not None:
             await self.readiness.close()
+        if self._state_watch is not None:
+            self._state_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._state_watch
         if self.rotation is not None:
             await self.rotation.close()
         if self.witnessing is not None:
@@ -161,12 +187,40 @@ class Node:
             if self.peers is not None:
                 await self.peers.close()
             await self.audit.close()
+            if self.state is not None:
+                await self.state.close()
             await self.engine.close()
             for source in self.sources:
                 await source.close()
             if self.tracing is not None:
                 await asyncio.to_thread(self.tracing.shutdown)
         log.info("node_stopped", node=self.config.node.name)
+
+    async def _report_policy_ready(self, ready: bool) -> None:
+        await self._report_condition("policy", ready)
+
+    async def _report_condition(self, name: str, holds: bool) -> None:
+        was_serving = all(self._conditions.values())
+        self._conditions[name] = holds
+        serving = all(self._conditions.values())
+        if serving != was_serving:
+            await self._report_serving(serving)
+
+    async def _watch_state(self, state: PostgresState) -> None:
+        """Probes the state store; health says NOT_SERVING while it does not answer."""
+        interval = self.config.state.probe_interval_seconds if self.config.state else 1.0
+        probes = 0
+        while True:
+            await asyncio.sleep(interval)
+            reachable = await state.reachable()
+            if reachable != self._conditions.get("state"):
+                log.warning("state_store_reachable" if reachable else "state_store_unreachable")
+                await self._report_condition("state", reachable)
+            probes += 1
+            # Expired replay ids and idempotency keys go about once a minute; any replica may.
+            if reachable and probes % max(1, round(60 / interval)) == 0:
+                with contextlib.suppress(Unavailable):
+                    await state.forget_expired()
 
     async def _report_serving(self, serving: bool) -> None:
         status = (
@@ -231,10 +285,10 @@ def _build_metrics(
     config: NodeConfig,
     engine: PolicyEngine,
     cache_counts: CacheCounts,
-    audit: SqliteAuditLog,
+    audit: SqliteAuditLog | PostgresAuditLog,
     peers: PeerClients | None,
-    verifier: TokenVerifier,
-    idempotency: IdempotencyCache,
+    replay: ReplayGuard,
+    idempotency: IdempotencyStore,
 ) -> NodeMetrics | None:
     if config.metrics is None:
         return None
@@ -250,8 +304,8 @@ def _build_metrics(
         cache=cache_counts if live is not None and config.policy.decision_cache_entries else None,
         audit=audit,
         peers=peers,
-        replay_cache=verifier.replay_cache,
-        idempotency=idempotency,
+        replay_cache=replay if isinstance(replay, ReplayCache) else None,
+        idempotency=idempotency if isinstance(idempotency, IdempotencyCache) else None,
         certificates={"node": config.tls.cert, "ca": config.tls.ca_cert},
     )
     return node_metrics(sources, listen=config.metrics.listen)
@@ -268,7 +322,6 @@ def _build_verifier(config: NodeConfig) -> TokenVerifier:
         algorithms=auth.algorithms,
         leeway_seconds=auth.leeway_seconds,
         max_lifetime_seconds=auth.max_token_lifetime_seconds,
-        replay_cache=ReplayCache(),
     )
 
 
@@ -318,16 +371,13 @@ async def build_node(
         opened, sources = await _open_sources(config)
     else:
         opened = []
-    audit = await SqliteAuditLog.open(
-        config.audit.path, node=name, signing_key=signing, max_batch=config.audit.max_batch
-    )
+    state = await _open_state(config, signing)
+    audit = state.audit
     tracing = _build_tracing(config)
     peer_metadata: PeerMetadata = tracing.peer_metadata if tracing else no_peer_metadata
     limits = config.limits
     evidence = EvidenceRecorder(node=name, audit=audit, subject_key=subject_key, policy=engine)
-    idempotency = IdempotencyCache(
-        max_entries=limits.idempotency_entries, ttl_seconds=limits.idempotency_ttl_seconds
-    )
+    idempotency = state.idempotency
     local_batches = LocalBatches(
         sources=sources,
         tokens=ResumeTokens.keyed_from_signing_key(signing_key),
@@ -373,11 +423,14 @@ async def build_node(
                 node=name,
                 directory=directory,
                 verifier=AssertionVerifier(name, directory.signing_key),
+                replay=state.peer_replay,
             ),
             sign_receipt=sign_receipt,
         )
     # Who watches the exchanges: metrics and traces, each when configured.
-    metrics = _build_metrics(config, engine, cache_counts, audit, peers, verifier, idempotency)
+    metrics = _build_metrics(
+        config, engine, cache_counts, audit, peers, state.caller_replay, idempotency
+    )
     observers: list[Observer] = []
     if metrics is not None:
         observers.append(metrics.observer)
@@ -392,6 +445,7 @@ async def build_node(
     parts = NodeParts(
         node=name,
         verifier=verifier,
+        replay=state.caller_replay,
         engine=engine,
         sources=sources,
         idempotency=idempotency,
@@ -430,7 +484,10 @@ async def build_node(
         key_pem=tls.key_pem, cert_pem=tls.cert_pem, client_roots=None
     )
     server, port, health_servicer = build_exchange_server(
-        service, listen=config.node.listen, certificates=exchange_certificates
+        service,
+        listen=config.node.listen,
+        certificates=exchange_certificates,
+        share_port=config.node.share_port,
     )
     federation_port = None
     federation_certificates = None
@@ -498,6 +555,7 @@ async def build_node(
         metrics=metrics,
         tracing=tracing,
         rotation=rotation,
+        state=state.postgres,
         witness=witness,
         witnessing=witnessing,
     )
@@ -533,6 +591,85 @@ def _add_evidence_service(
         witness_keys=directory.signing_key,
         interval_seconds=fed.witness_interval_seconds,
     )
+
+
+@dataclass(frozen=True)
+class _NodeState:
+    """The state a node keeps: embedded (one process) or in PostgreSQL (shared by replicas)."""
+
+    audit: SqliteAuditLog | PostgresAuditLog
+    caller_replay: ReplayGuard
+    peer_replay: ReplayGuard
+    idempotency: IdempotencyStore
+    postgres: PostgresState | None = None
+
+
+async def _open_state(config: NodeConfig, signing_key: SigningKeys) -> _NodeState:
+    name, limits = config.node.name, config.limits
+    if config.state is None:
+        assert config.audit.path is not None  # noqa: S101 - required without [state]
+        audit = await SqliteAuditLog.open(
+            config.audit.path, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
+        )
+        return _NodeState(
+            audit=audit,
+            caller_replay=ReplayCache(leeway_seconds=config.auth.leeway_seconds),
+            # Assertions are checked with a 5 s leeway (gateway/federation/assertions.py).
+            peer_replay=ReplayCache(leeway_seconds=5),
+            idempotency=IdempotencyCache(
+                max_entries=limits.idempotency_entries, ttl_seconds=limits.idempotency_ttl_seconds
+            ),
+        )
+    # Imported here: only a node with shared state loads the PostgreSQL driver and pool.
+    from gateway.audit.postgres_log import SCHEMA as AUDIT_SCHEMA
+    from gateway.audit.postgres_log import PostgresAuditLog
+    from gateway.state.postgres import PostgresIdempotency, PostgresReplayGuard, PostgresState
+
+    url = config.state.resolved_url()
+    postgres = await _retry_while_unreachable(
+        lambda: PostgresState.open(
+            url,
+            node=name,
+            pool_size=config.state.pool_size if config.state else 4,
+            statement_timeout_seconds=config.state.statement_timeout_seconds
+            if config.state
+            else 2.0,
+            schema=AUDIT_SCHEMA,
+        )
+    )
+    return _NodeState(
+        audit=PostgresAuditLog(
+            url=url, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
+        ),
+        caller_replay=PostgresReplayGuard(
+            postgres, scope="caller", leeway_seconds=config.auth.leeway_seconds
+        ),
+        peer_replay=PostgresReplayGuard(postgres, scope="peer", leeway_seconds=5),
+        idempotency=PostgresIdempotency(
+            postgres,
+            ttl_seconds=limits.idempotency_ttl_seconds,
+            # A claim whose replica died is free again once its exchange's deadline has passed.
+            lease_seconds=limits.default_deadline_seconds + 5,
+            decode=exchange_pb2.GetRecordResponse.FromString,
+        ),
+        postgres=postgres,
+    )
+
+
+async def _retry_while_unreachable(
+    opening: Callable[[], Awaitable[PostgresState]],
+) -> PostgresState:
+    """A node starting before its database answers waits for it, up to a minute, then fails."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(Unavailable),
+        wait=wait_exponential(multiplier=0.25, max=5),
+        stop=stop_after_delay(60),
+        reraise=True,
+        before_sleep=lambda _: log.warning("state_store_unreachable_at_start"),
+    ):
+        with attempt:
+            return await opening()
+    raise AssertionError("unreachable: tenacity reraises the last failure")  # pragma: no cover
 
 
 def _read_hash_keys(keys: KeysConfig) -> tuple[bytes, bytes]:

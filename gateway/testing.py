@@ -32,7 +32,9 @@ TEST_TODAY = date(2026, 11, 21)
 TEST_CLOCK = FixedClock(TEST_TODAY)
 
 
-def node_config_dict(state: LocalNodeState, state_dir: Path, **overrides: Any) -> dict[str, Any]:
+def node_config_dict(
+    state: LocalNodeState, state_dir: Path, /, **overrides: Any
+) -> dict[str, Any]:
     """A complete node configuration for a prepared node state, listening on a free port."""
     material = state.material
     node = state.node
@@ -76,6 +78,7 @@ class RunningNode:
 
     @property
     def audit_path(self) -> Path:
+        assert self.config.audit.path is not None  # noqa: S101 - an embedded node's log
         return self.config.audit.path
 
     def token(

@@ -20,7 +20,6 @@ _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),
 )
 EXCHANGE_SERVICE = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
 FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
@@ -95,10 +94,18 @@ class ServerCertificates:
 
 
 def build_exchange_server(
-    service: ExchangeService, *, listen: str, certificates: ServerCertificates
+    service: ExchangeService,
+    *,
+    listen: str,
+    certificates: ServerCertificates,
+    share_port: bool = False,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Creates (but does not start) the server; returns it, its bound port and its health."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    """Creates (but does not start) the server; returns it, its bound port and its health.
+
+    Only replicas of one node share their ports (SO_REUSEPORT); otherwise a second process on
+    a port in use fails to start rather than silently taking half its calls.
+    """
+    server = grpc.aio.server(options=(*SERVER_OPTIONS, ("grpc.so_reuseport", int(share_port))))
     handlers = exchange_handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(EXCHANGE_SERVICE, handlers),)

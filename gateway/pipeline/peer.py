@@ -28,17 +28,24 @@ from gateway.federation.assertions import (
 from gateway.federation.directory import DirectoryLookup
 from gateway.federation.peers import peer_identity
 from gateway.pipeline.batches import StreamBatches
+from gateway.state import ReplayGuard
 
 
 class AuthenticatePeer:
     """The calling peer from its certificate; the original caller from the peer's assertion."""
 
     def __init__(
-        self, *, node: str, directory: DirectoryLookup, verifier: AssertionVerifier
+        self,
+        *,
+        node: str,
+        directory: DirectoryLookup,
+        verifier: AssertionVerifier,
+        replay: ReplayGuard,
     ) -> None:
         self._node = node
         self._directory = directory
         self._verifier = verifier
+        self._replay = replay
 
     async def __call__(self, exchange: Exchange) -> None:
         peer = peer_identity(exchange.peer_certificate, self._directory)
@@ -48,12 +55,16 @@ class AuthenticatePeer:
             raise InvalidRequest(f"the request body is not a valid {exchange.rpc} relay message")
         if exchange.exchange_id_invalid:
             raise InvalidRequest("exchange_id must be 32 lowercase hex characters")
-        exchange.requester = self._verifier.verify(
+        requester = self._verifier.verify(
             exchange.assertion,
             peer_node=peer,
             exchange_id=exchange.exchange_id,
             request_digest=keyed_request_digest(_digest_key(exchange), exchange.request),
         )
+        # Only a genuine, current assertion may use up its id, on every replica.
+        if not await self._replay.first_use(requester.token_id, requester.token_expires_at):
+            raise PeerRejected("assertion has already been used")
+        exchange.requester = requester
 
 
 def _digest_key(exchange: Exchange) -> bytes:
