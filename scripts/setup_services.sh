@@ -9,13 +9,16 @@
 #             server on a free loopback port, with their own config and data directory, and
 #             check the exposition and the alerting rules with `promtool`. A service the
 #             package may start (where policy-rc.d lets it) is not used.
+#   browser   Debian's `chromium` and `chromium-driver` (apt-get, as root or through sudo, only
+#             when /usr/bin/chromium or /usr/bin/chromedriver is missing): the console's pages
+#             are tested in a real, headless browser driven by Selenium.
 #   tools     third-party binaries built from their pinned Go modules with `go install` into
 #             .tools/bin (gitignored): OPA (the second policy engine's server and `opa
 #             test`), grpcurl (a third-party gRPC client the tests drive), ghz (the bench's
 #             independent load generator), kustomize (renders deploy/kubernetes/ overlays for
 #             the manifest tests). Go's module and build caches make a rebuild fast.
 #
-# `scripts/setup_services.sh` does all three; `scripts/setup_services.sh tools` only the tools.
+# `scripts/setup_services.sh` does them all; `scripts/setup_services.sh tools` only the tools.
 # A second run that finds everything in place returns in well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +81,15 @@ ensure_prometheus() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
 }
 
+ensure_browser() {
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        return 0
+    fi
+    say "installing chromium and chromium-driver from Debian's packages"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 # go_tool NAME MODULE@VERSION: build NAME once per version into .tools/bin.
 go_tool() {
     local name="$1" module="$2"
@@ -105,7 +117,8 @@ ensure_tools() {
 case "${1:-all}" in
     postgres) ensure_postgres ;;
     prometheus) ensure_prometheus ;;
+    browser) ensure_browser ;;
     tools) ensure_tools ;;
-    all) ensure_postgres; ensure_prometheus; ensure_tools ;;
-    *) say "usage: $0 [all|postgres|prometheus|tools]"; exit 2 ;;
+    all) ensure_postgres; ensure_prometheus; ensure_browser; ensure_tools ;;
+    *) say "usage: $0 [all|postgres|prometheus|browser|tools]"; exit 2 ;;
 esac

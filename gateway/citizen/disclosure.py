@@ -35,12 +35,15 @@ class Disclosure:
         if agreement is None:
             return False
         delay = agreement.get(DELAY_FIELD, 0)
-        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+        # Whole days, as the register check reads them (bool is an int to Python, not days).
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            return False
+        if delay < 0 or delay != int(delay):
             return False
         decided = decided_on(event)
         if decided is None:
             return False
-        return self._clock.today() >= decided + timedelta(days=delay)
+        return self._clock.today() >= decided + timedelta(days=int(delay))
 
 
 def decided_on(event: Mapping[str, Any]) -> date | None:

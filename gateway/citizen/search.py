@@ -20,7 +20,8 @@ from gateway.domain import Subject
 # What a person is shown: exchanges of records, whoever made them; never a citizen's own
 # lookups or another node's searches, which carry no subject hash anyway.
 _EXCHANGE_RPCS = frozenset({"GetRecord", "StreamRecords"})
-_EXCHANGE_ROLES = frozenset({"local", "requester", "provider"})
+# A relaying node records its side as `caller` (`requester` in older entries).
+_EXCHANGE_ROLES = frozenset({"local", "caller", "requester", "provider"})
 
 
 @dataclass
