@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -17,13 +19,17 @@ from rich.table import Table
 from gateway.cli import audit as audit_commands
 from gateway.cli import dev
 from gateway.cli.citizen import citizen_app
-from gateway.cli.console import console as console_command
-from gateway.cli.common import console, err_console
+
+# Named apart from the `console` command's module, which as gateway.cli.console would
+# shadow a `console` imported here.
+from gateway.cli.common import console as stdout
+from gateway.cli.common import err_console
 from gateway.cli.common import fail as _fail
+from gateway.cli.console import console as console_command
 from gateway.cli.policy import policy_app
 from gateway.cli.register import register_app
 from gateway.clock import Clock, SystemClock
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, NodeConfig, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 audit_app = typer.Typer(no_args_is_help=True, help="Inspect and verify audit logs.")
@@ -86,15 +92,56 @@ def run_node(config: Path, *, log_level: str, clock: Clock) -> None:
         raise _fail(f"the node cannot start: {exc}") from exc
 
 
-def _audit_log(config: Path | None, db: Path | None) -> Path:
-    """The audit log file named by --config (its node's log) or --db, which must exist."""
+@contextlib.contextmanager
+def _audit_log(config: Path | None, db: Path | None) -> Iterator[Path]:
+    """The audit log file named by --config (its node's log) or --db, which must exist.
+
+    A node whose log is in PostgreSQL has it exported first, from one snapshot, into a
+    temporary SQLite file, which is read exactly as an embedded node's log is.
+    """
     if (config is None) == (db is None):
         raise _fail("give exactly one of --config and --db")
-    path = load_config(config).audit.path if config is not None else db
-    assert path is not None  # noqa: S101 - one of the two was given
-    if not path.exists():
-        raise _fail(f"audit log {path} does not exist")
-    return path
+    if config is not None:
+        node_config = load_config(config)
+        if node_config.state is not None:
+            with tempfile.TemporaryDirectory(prefix="concordat-audit-") as directory:
+                yield _export(node_config, Path(directory) / "audit.db")
+            return
+        db = node_config.audit.path
+    assert db is not None  # noqa: S101 - one of the two was given
+    if not db.exists():
+        raise _fail(f"audit log {db} does not exist")
+    yield db
+
+
+def _export(node_config: NodeConfig, out: Path) -> Path:
+    from gateway.audit.postgres_log import export_to_sqlite
+    from gateway.keys import load_signing_key
+
+    assert node_config.state is not None  # noqa: S101 - only a node with [state] exports
+    key = load_signing_key(node_config.keys.signing_key).public_key()
+    try:
+        entries = export_to_sqlite(node_config.state.resolved_url(), out, public_key=key)
+    except (OSError, ConfigError) as exc:
+        raise _fail(f"the audit log cannot be exported: {exc}") from exc
+    except Exception as exc:  # psycopg's errors: the database is unreachable or not a log
+        raise _fail(f"the audit log cannot be read from PostgreSQL: {type(exc).__name__}") from exc
+    err_console.print(f"exported {entries} entries from PostgreSQL to {out}")
+    return out
+
+
+@audit_app.command("export")
+def audit_export(
+    config: Annotated[Path, typer.Option(help="A node whose log is in PostgreSQL ([state]).")],
+    out: Annotated[Path, typer.Option(help="The SQLite file to write (must not exist).")],
+) -> None:
+    """Copy a node's PostgreSQL audit log into one SQLite file, e.g. for an auditor."""
+    node_config = load_config(config)
+    if node_config.state is None:
+        raise _fail("this node keeps its log in SQLite already: copy the file at audit.path")
+    if out.exists():
+        raise _fail(f"{out} already exists")
+    _export(node_config, out)
 
 
 @audit_app.command("verify")
@@ -120,24 +167,22 @@ def audit_verify(
         keys.append(load_signing_key(node_config.keys.signing_key).public_key())
         if node_config.federation is not None:
             keys += [load_public_key(p) for p in node_config.federation.publish_signing_keys]
-    db = _audit_log(config, db)
     witnesses = audit_commands.witness_check(load_config(config)) if config is not None else None
-    report = verify_log(db, keys or None, witnesses=witnesses)
+    with _audit_log(config, db) as path:
+        report = verify_log(path, keys or None, witnesses=witnesses)
     if report.ok:
-        console.print(
+        stdout.print(
             f"[green]ok[/]: {report.entries} entries, chain intact, "
             f"sealed up to {report.sealed_upto}"
         )
         for witness, upto in sorted(report.witnessed_upto.items()):
-            console.print(f"witnessed by {witness} up to entry {upto}")
+            stdout.print(f"witnessed by {witness} up to entry {upto}")
         if report.interrupted:
-            console.print(
-                f"{len(report.interrupted)} interrupted extract(s) (opened, never closed)"
-            )
+            stdout.print(f"{len(report.interrupted)} interrupted extract(s) (opened, never closed)")
         return
     for problem in report.problems:
         err_console.print(f"[red]entry {problem.seq}[/]: {problem.what}")
-    raise _fail(f"audit log {db} failed verification ({len(report.problems)} problem(s))")
+    raise _fail(f"the audit log failed verification ({len(report.problems)} problem(s))")
 
 
 @audit_app.command("meter")
@@ -155,8 +200,10 @@ def audit_meter(
     """Exchanges, records and bytes per requester and agreement, for cost recovery."""
     from gateway.audit.meter import read_meter
 
-    db = _audit_log(config, db)
-    rows = read_meter(db, since=since, until=until, agreement_id=agreement, requester=requester)
+    with _audit_log(config, db) as path:
+        rows = read_meter(
+            path, since=since, until=until, agreement_id=agreement, requester=requester
+        )
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row.as_dict()))
@@ -180,7 +227,7 @@ def audit_meter(
             row.role,
             *(f"{n:,}" for n in (*counts, row.interrupted)),
         )
-    console.print(table)
+    stdout.print(table)
 
 
 @directory_app.command("entry")
@@ -206,4 +253,4 @@ def directory_assemble(
     from gateway.federation.directory import write_directory
 
     write_directory(out, [json.loads(path.read_text()) for path in entries])
-    console.print(f"wrote {out} with {len(entries)} entries")
+    stdout.print(f"wrote {out} with {len(entries)} entries")
