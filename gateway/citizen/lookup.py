@@ -195,7 +195,7 @@ class CitizenLookup:
         local, (remote, unanswered) = await asyncio.gather(
             self._search.search(asked), self._ask_federation(call.exchange_id, asked)
         )
-        exchanges = merged([local, *(_found(answer) for answer in remote)])
+        exchanges = merged([local, *(_found(answer) for answer in remote)], unanswered)
         entry.fields.update(unanswered=unanswered, exchanges_listed=len(exchanges))
         return transparency_pb2.ListMyExchangesResponse(
             exchanges=exchanges, unanswered_administrations=unanswered
@@ -277,16 +277,22 @@ def identifier_message(subject: Subject) -> exchange_pb2.SubjectIdentifier:
     return message
 
 
-def merged(founds: Sequence[Found]) -> list[transparency_pb2.ExchangeAboutYou]:
+def merged(
+    founds: Sequence[Found], unanswered: Sequence[str] = ()
+) -> list[transparency_pb2.ExchangeAboutYou]:
     """One entry per exchange, newest first, leaving out every exchange any node withheld.
 
     Both nodes of a federated exchange log it; if either holds it back, neither record shows.
+    An exchange one of whose nodes did not answer is left out too: that node might have held
+    it back, and a hold must not come to light because a node was down.
     """
     withheld = set().union(*(found.withheld for found in founds))
+    silent = set(unanswered)
     chosen: dict[str, transparency_pb2.ExchangeAboutYou] = {}
     for found in founds:
         for exchange in found.exchanges:
-            if exchange.exchange_id not in withheld:
+            parties = {exchange.requester.administration, exchange.provider.administration}
+            if exchange.exchange_id not in withheld and not parties & silent:
                 chosen.setdefault(exchange.exchange_id, exchange)
     return sorted(
         chosen.values(),

@@ -230,7 +230,9 @@ async def test_the_answer_holds_entries_from_all_four_administrations_logs(
             e for e in lookups_in(federation, node, "SubjectSearch") if e["lookup_id"] == lookup_id
         )
         assert search["requesting_node"] == "cardiff" and search["exchanges_listed"] >= 1
-    assert nino not in (federation.state_dir / "whitehall.log").read_text()
+    # The identifier crossed the federation inside mutual TLS only: no node logged it.
+    for node in ADMINISTRATIONS:
+        assert nino not in (federation.state_dir / f"{node}.log").read_text()
 
 
 async def test_a_held_live_case_stays_out_until_released_and_nothing_shows_it_was_there(
@@ -263,3 +265,15 @@ async def test_a_held_live_case_stays_out_until_released_and_nothing_shows_it_wa
     assert released.exit_code == 0, released.output
     after = await list_my_exchanges(federation, person="citizen-0e", nino=nino)
     assert after.exchanges[0].exchange_id == exchange_id
+
+
+async def test_a_node_that_cannot_be_asked_is_named_and_its_exchanges_are_left_out(
+    federation: Federation,
+) -> None:
+    nino = resident_nino(federation, 0)
+    federation.kill("whitehall")
+    answer = await list_my_exchanges(federation, person="citizen-0f", nino=nino)
+    assert list(answer.unanswered_administrations) == ["whitehall"]
+    # Whitehall might be holding its exchanges back: Cardiff's records of them stay out too.
+    assert answer.exchanges
+    assert all(e.requester.administration != "whitehall" for e in answer.exchanges)
