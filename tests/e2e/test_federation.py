@@ -105,13 +105,15 @@ PAIRS = [
         "registration_id",
         "cr-groni-nrs-births-2026",
     ),
+    # Only the research and statistics chapters of DEA 2017 Part 5 are in force in Northern
+    # Ireland, so Stormont's one lawful ask of Cardiff here is an accredited researcher's.
     (
         "stormont",
-        "dfc-ni",
+        "adr-ni",
         "cardiff",
         "COUNCIL_TAX_ACCOUNT",
         "uprn",
-        "debt-dfc-cardiff-council-ctax-2026",
+        "research-adrni-cardiff-council-ctax-2026",
     ),
     (
         "cardiff",
@@ -145,7 +147,14 @@ FIELDS = {
     "COUNCIL_TAX_ACCOUNT": ["account_ref", "arrears_pence"],
 }
 # The purpose an agreement serves, by the prefix of its id.
-PURPOSE_OF_PREFIX = {"cr": "CIVIL_REGISTRATION", "fraud": "FRAUD", "debt": "DEBT"}
+PURPOSE_OF_PREFIX = {
+    "cr": "CIVIL_REGISTRATION",
+    "fraud": "FRAUD",
+    "debt": "DEBT",
+    "research": "RESEARCH",
+}
+# What a researcher's token must carry for a research agreement.
+ACCREDITATIONS = {"research": ("accredited-researcher",)}
 
 
 def test_every_administration_is_paired_with_every_other() -> None:
@@ -168,10 +177,13 @@ async def test_a_request_crosses_from_one_administration_to_another(
     agreement: str,
 ) -> None:
     value = subject(federation, provider, record_type, kind)
-    client = federation.client(requester, organisation)
+    prefix = agreement.split("-")[0]
+    client = federation.client(
+        requester, organisation, accreditations=ACCREDITATIONS.get(prefix, ())
+    )
     request = get_request(
         record_type,
-        purpose=PURPOSE_OF_PREFIX[agreement.split("-")[0]],
+        purpose=PURPOSE_OF_PREFIX[prefix],
         agreement_id=agreement,
         fields=FIELDS[record_type],
         **{kind: value},
