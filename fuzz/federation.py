@@ -37,6 +37,7 @@ from gateway.federation.assertions import (
     AssertionVerifier,
     ReceiptSigner,
     ReceiptVerifier,
+    keyed_request_digest,
     request_digest,
 )
 from gateway.federation.directory import Directory, public_key_kid, sign_entry, write_directory
@@ -76,6 +77,11 @@ _SERVES: dict[str, list[dict[str, Any]]] = {
 
 def _secret(label: str) -> bytes:
     return hashlib.sha256(f"concordat fuzz federation: {label}".encode()).digest()
+
+
+# The one-exchange key of the genuine relays' request digests, sent beside their assertions as
+# a requesting node sends it (gateway/federation/assertions.py).
+DIGEST_KEY = _secret("request digest")
 
 
 def ed25519_key(label: str) -> Ed25519PrivateKey:
@@ -231,7 +237,7 @@ def _sign_assertion(
             exchange_id=EXCHANGE_ID,
             audience_node=audience,
             requester=requester,
-            request_digest=request_digest(request),
+            request_digest=keyed_request_digest(DIGEST_KEY, request),
         )
 
 

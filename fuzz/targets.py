@@ -20,6 +20,7 @@ from typing import Any
 from concordat.exchange.v1 import exchange_pb2
 from concordat.federation.v1 import federation_pb2
 from fuzz.federation import (
+    DIGEST_KEY,
     EXCHANGE_ID,
     INSTANT,
     LEEWAY_SECONDS,
@@ -51,7 +52,11 @@ from gateway.config import LimitsConfig
 from gateway.domain import Requester
 from gateway.errors import ConcordatError
 from gateway.exchange import Exchange, Rpc
-from gateway.federation.assertions import request_digest
+from gateway.federation.assertions import (
+    DIGEST_KEY_METADATA,
+    keyed_request_digest,
+    request_digest,
+)
 from gateway.identifiers import validate_subject
 from gateway.identity import ReplayCache
 from gateway.pipeline.peer import AuthenticatePeer
@@ -184,8 +189,8 @@ class _PeerContext:
     def time_remaining(self) -> float:
         return LIMITS.default_deadline_seconds
 
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return ((DIGEST_KEY_METADATA, DIGEST_KEY),)
 
 
 def _authenticate_peer(fed: Federation) -> AuthenticatePeer:
@@ -247,7 +252,7 @@ def relay(data: bytes) -> bool:
         raise PropertyViolation("the relay ran under an exchange id other than the one it named")
     _check_genuine_assertion(fed, exchange.assertion, exchange.requesting_node)
     claims = claims_of(exchange.assertion)
-    if claims.get("digest") != request_digest(exchange.request):
+    if claims.get("digest") != keyed_request_digest(DIGEST_KEY, exchange.request):
         raise PropertyViolation("a relay passed whose assertion covers another request")
     if exchange.requester is None or exchange.requester.administration != exchange.requesting_node:
         raise PropertyViolation("a peer spoke for another administration's caller")
@@ -292,7 +297,7 @@ def assertion(data: bytes) -> bool:
         rpc="StreamRecords" if flags & 1 else "GetRecord",
         role="provider",
         request=genuine.request,
-        metadata=(),
+        metadata=((DIGEST_KEY_METADATA, DIGEST_KEY),),
         deadline_seconds=LIMITS.default_deadline_seconds,
         exchange_id=EXCHANGE_ID,
         peer_certificate=fed.certificates[PEER],
@@ -309,7 +314,7 @@ def assertion(data: bytes) -> bool:
         return True
     if key_name != PEER:
         raise PropertyViolation(f"an assertion signed with {key_name}'s key passed for {PEER}")
-    _check_assertion_claims(claims_of(token), request_digest(genuine.request))
+    _check_assertion_claims(claims_of(token), keyed_request_digest(DIGEST_KEY, genuine.request))
     if exchange.requester is None or exchange.requester.administration != PEER:
         raise PropertyViolation("an assertion spoke for another administration's caller")
     return True

@@ -335,9 +335,15 @@ class ExtractUnderWatch(Generic[_B]):
         # Shielded like the closing entry: a caller that goes away now must not leave the
         # opening half written, nor the extract without one.
         await asyncio.shield(self._evidence.record_opening(exchange))
-        first = True
+        # What had been handed to gRPC when the last batch left: the batch sources count a
+        # batch as they give it, so one stopped here, built but never sent, is taken back.
+        sent: tuple[int, int] | None = None
         async for batch in self._batches(exchange):
-            if not first:
-                decided = await self._watch.recheck(exchange, decided)
-            first = False
+            if sent is not None:
+                try:
+                    decided = await self._watch.recheck(exchange, decided)
+                except PolicyDenied:
+                    exchange.record_count, exchange.bytes_released = sent
+                    raise
             yield batch
+            sent = (exchange.record_count, exchange.bytes_released)
