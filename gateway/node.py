@@ -639,7 +639,11 @@ async def _open_state(config: NodeConfig, signing_key: SigningKeys) -> _NodeStat
     )
     return _NodeState(
         audit=PostgresAuditLog(
-            url=url, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
+            url=url,
+            node=name,
+            signing_key=signing_key,
+            max_batch=config.audit.max_batch,
+            reads=postgres,
         ),
         caller_replay=PostgresReplayGuard(
             postgres, scope="caller", leeway_seconds=config.auth.leeway_seconds

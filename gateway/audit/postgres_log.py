@@ -13,11 +13,12 @@ by itself when the database returns (the SQLite log instead closes until reopene
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.audit import meter
-from gateway.audit.chain import GENESIS_HASH, AuditPosition, entry_hash, seal_message, timestamp
+from gateway.audit.chain import (
+    GENESIS_HASH,
+    AuditPosition,
+    ChainHead,
+    ExchangeHash,
+    WitnessSignature,
+    entry_hash,
+    seal_message,
+    timestamp,
+)
+from gateway.audit.reader import RecordedEvent
 from gateway.audit.sqlite_log import _SCHEMA as SQLITE_SCHEMA
 from gateway.audit.sqlite_log import WriterCounts, _log_fields, _Pending
 from gateway.errors import InternalError
 from gateway.keys import SigningKeys
-from gateway.state.postgres import unreachable
+from gateway.state.postgres import PostgresState, unreachable
 
 # Created with the state schema by PostgresState.open.
 SCHEMA = (
@@ -60,6 +71,28 @@ CREATE TABLE IF NOT EXISTS seals (
     hash TEXT NOT NULL,
     sealed_at TEXT NOT NULL,
     signature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witness_signatures (
+    witness TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    at TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (witness, seq)
+);
+CREATE TABLE IF NOT EXISTS witnessed_heads (
+    node TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    at TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (node, seq)
 );
 -- A rotated signing key: seals from `first_seal` on are made with it (as in the SQLite log).
 CREATE TABLE IF NOT EXISTS seal_keys (
@@ -93,6 +126,8 @@ _EXPORTED = {
     "entries": "seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash",
     "seals": "upto_seq, hash, sealed_at, signature",
     "seal_keys": "first_seal, public_key",
+    "witness_signatures": "witness, kid, seq, hash, commitment, at, signed_at, signature",
+    "witnessed_heads": "node, seq, hash, commitment, at, signed_at, kid, signature",
 }
 
 _logger = structlog.get_logger("concordat.audit")
@@ -101,8 +136,18 @@ _logger = structlog.get_logger("concordat.audit")
 class PostgresAuditLog:
     """An `AuditLog` in PostgreSQL; one per replica, all appending to the node's one chain."""
 
-    def __init__(self, *, url: str, node: str, signing_key: SigningKeys, max_batch: int) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        node: str,
+        signing_key: SigningKeys,
+        max_batch: int,
+        reads: PostgresState,
+    ) -> None:
         self._url = url
+        # The pool shared with the replay guards: reads never wait for a batch's transaction.
+        self._reads = reads
         self._node = node
         self._signing_keys = signing_key
         self._max_batch = max_batch
@@ -145,6 +190,128 @@ class PostgresAuditLog:
         self._queue.append(pending)
         self._wakeup.set()
         return await pending.future
+
+    async def head(self) -> AuditPosition | None:
+        """The last committed entry's position (any replica's); None while the log is empty."""
+        rows = await self._select(
+            "SELECT e.seq, e.hash, e.recorded_at FROM chain_head h"
+            " JOIN entries e ON e.seq = h.seq WHERE h.id = 1",
+            (),
+        )
+        return AuditPosition(int(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
+
+    async def entry_hashes(self, first_seq: int, last_seq: int) -> list[str]:
+        rows = await self._select(
+            "SELECT hash FROM entries WHERE seq BETWEEN %s AND %s ORDER BY seq",
+            (first_seq, last_seq),
+        )
+        return [row[0] for row in rows]
+
+    async def exchange_hashes(
+        self, counterparty: str, after_exchange_id: str, limit: int
+    ) -> list[ExchangeHash]:
+        rows = await self._select(
+            "SELECT exchange_id, seq, hash FROM entries WHERE exchange_id > %s"
+            " AND (event::jsonb ->> 'requesting_node' = %s"
+            " OR event::jsonb ->> 'providing_node' = %s)"
+            " ORDER BY exchange_id, seq LIMIT %s",
+            (after_exchange_id, counterparty, counterparty, limit),
+        )
+        return [ExchangeHash(row[0], int(row[1]), row[2]) for row in rows]
+
+    async def witnessed_head(self, node: str) -> WitnessSignature | None:
+        rows = await self._select(
+            "SELECT node, seq, hash, commitment, at, signed_at, kid, signature"
+            " FROM witnessed_heads WHERE node = %s ORDER BY seq DESC LIMIT 1",
+            (node,),
+        )
+        if not rows:
+            return None
+        node, seq, chain_hash, commitment, at, signed_at, kid, signature = rows[0]
+        return WitnessSignature(
+            witness=self._node,
+            kid=kid,
+            head=ChainHead(node, int(seq), chain_hash, commitment, at),
+            signed_at=signed_at,
+            signature=signature,
+        )
+
+    async def record_witnessed_head(self, signature: WitnessSignature) -> None:
+        head = signature.head
+        await self._change(
+            "INSERT INTO witnessed_heads"
+            " (node, seq, hash, commitment, at, signed_at, kid, signature)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (node, seq) DO UPDATE SET"
+            " hash = EXCLUDED.hash, commitment = EXCLUDED.commitment, at = EXCLUDED.at,"
+            " signed_at = EXCLUDED.signed_at, kid = EXCLUDED.kid, signature = EXCLUDED.signature",
+            (
+                head.node,
+                head.seq,
+                head.hash,
+                head.commitment,
+                head.at,
+                signature.signed_at,
+                signature.kid,
+                signature.signature,
+            ),
+        )
+
+    async def add_witness_signature(self, signature: WitnessSignature) -> None:
+        head = signature.head
+        await self._change(
+            "INSERT INTO witness_signatures"
+            " (witness, kid, seq, hash, commitment, at, signed_at, signature)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (witness, seq) DO UPDATE SET"
+            " kid = EXCLUDED.kid, hash = EXCLUDED.hash, commitment = EXCLUDED.commitment,"
+            " at = EXCLUDED.at, signed_at = EXCLUDED.signed_at, signature = EXCLUDED.signature",
+            (
+                signature.witness,
+                signature.kid,
+                head.seq,
+                head.hash,
+                head.commitment,
+                head.at,
+                signature.signed_at,
+                signature.signature,
+            ),
+        )
+
+    async def witness_signatures(self) -> list[WitnessSignature]:
+        rows = await self._select(
+            "SELECT witness, kid, seq, hash, commitment, at, signed_at, signature"
+            " FROM witness_signatures ORDER BY seq, witness",
+            (),
+        )
+        return [
+            WitnessSignature(
+                witness=witness,
+                kid=kid,
+                head=ChainHead(self._node, int(seq), chain_hash, commitment, at),
+                signed_at=signed_at,
+                signature=signature,
+            )
+            for witness, kid, seq, chain_hash, commitment, at, signed_at, signature in rows
+        ]
+
+    async def exchanges_about(self, subject_hashes: Sequence[str]) -> list[RecordedEvent]:
+        """The committed entries about any of these subjects (by keyed hash), newest first."""
+        if not subject_hashes:
+            return []
+        rows = await self._select(
+            "SELECT seq, recorded_at, event FROM entries"
+            " WHERE subject_hash = ANY(%s) ORDER BY seq DESC",
+            (list(subject_hashes),),
+        )
+        return [RecordedEvent(int(seq), at, json.loads(event)) for seq, at, event in rows]
+
+    async def _select(self, query: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        async with self._reads.connection() as conn:
+            cursor = await conn.execute(query, parameters)
+            return await cursor.fetchall()
+
+    async def _change(self, statement: str, parameters: tuple[Any, ...]) -> None:
+        async with self._reads.connection() as conn:
+            await conn.execute(statement, parameters)
 
     async def close(self) -> None:
         """Writes what is still queued, then stops the writer and disconnects."""

@@ -254,6 +254,11 @@ def impact_(
         from gateway.config import load_config
 
         audit = load_config(config).audit.path
+        if audit is None:
+            raise _fail(
+                "this node keeps its log in PostgreSQL: run `concordat audit export` and "
+                "give the file with --audit"
+            )
     try:
         since_value = parse_since(since) if since else None
         as_of_value = parse_since(as_of) if as_of else None

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from concordat.exchange.v1 import exchange_pb2
+from gateway.audit.chain import ChainHead, WitnessSignature
 from gateway.audit.meter import read_meter
 from gateway.audit.postgres_log import SCHEMA as AUDIT_SCHEMA
 from gateway.audit.postgres_log import PostgresAuditLog, export_to_sqlite
@@ -161,9 +162,13 @@ async def test_replicas_appending_together_make_one_chain_that_verifies_with_its
     key = Ed25519PrivateKey.generate()
     logs = [
         PostgresAuditLog(
-            url=database, node="whitehall", signing_key=SigningKeys.fixed(key), max_batch=8
+            url=database,
+            node="whitehall",
+            signing_key=SigningKeys.fixed(key),
+            max_batch=8,
+            reads=replica,
         )
-        for _ in replicas
+        for replica in replicas
     ]
     events = [
         {
@@ -196,3 +201,39 @@ async def test_replicas_appending_together_make_one_chain_that_verifies_with_its
     )
     (row,) = read_meter(exported)
     assert (row.exchanges, row.released, row.denied) == (200, 133, 67)
+
+
+async def test_the_evidence_reads_see_every_replicas_entries_and_keep_witness_signatures(
+    database: str, replicas: tuple[PostgresState, PostgresState]
+) -> None:
+    keys = SigningKeys.fixed(Ed25519PrivateKey.generate())
+    first, second = (
+        PostgresAuditLog(url=database, node="whitehall", signing_key=keys, max_batch=8, reads=r)
+        for r in replicas
+    )
+    try:
+        assert await first.head() is None
+        one = await first.append_entry(
+            {"exchange_id": "a" * 32, "providing_node": "holyrood", "subject_hash": "s1"}
+        )
+        two = await second.append_entry(
+            {"exchange_id": "b" * 32, "requesting_node": "stormont", "subject_hash": "s2"}
+        )
+
+        assert await first.head() == two
+        assert await second.entry_hashes(1, 2) == [one.hash, two.hash]
+        with_holyrood = await second.exchange_hashes("holyrood", "", 10)
+        assert [(e.exchange_id, e.seq) for e in with_holyrood] == [("a" * 32, 1)]
+        about = await first.exchanges_about(["s2", "s9"])
+        assert [(e.seq, e.event["exchange_id"]) for e in about] == [(2, "b" * 32)]
+
+        head = ChainHead("whitehall", two.seq, two.hash, "c0ffee", two.recorded_at)
+        signed = WitnessSignature("holyrood", "holyrood-1", head, "2026-12-05T00:00:00Z", "ab")
+        await first.add_witness_signature(signed)
+        assert await second.witness_signatures() == [signed]
+        seen = WitnessSignature("whitehall", "whitehall-1", head, "2026-12-05T00:00:00Z", "cd")
+        await second.record_witnessed_head(seen)
+        assert await first.witnessed_head("whitehall") == seen
+    finally:
+        await first.close()
+        await second.close()
