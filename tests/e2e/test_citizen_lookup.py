@@ -277,3 +277,81 @@ async def test_a_node_that_cannot_be_asked_is_named_and_its_exchanges_are_left_o
     # Whitehall might be holding its exchanges back: Cardiff's records of them stay out too.
     assert answer.exchanges
     assert all(e.requester.administration != "whitehall" for e in answer.exchanges)
+
+
+def test_the_citizen_servicers_run_inside_the_edge_wrapper_with_raw_request_bytes() -> None:
+    from concordat.transparency.v1 import subject_search_pb2
+    from gateway.api.edge import is_wrapped
+    from gateway.citizen.service import (
+        SubjectSearchService,
+        TransparencyService,
+        subject_search_handlers,
+        transparency_handlers,
+    )
+
+    for servicer, descriptor, handlers in (
+        (
+            TransparencyService,
+            transparency_pb2.DESCRIPTOR.services_by_name["TransparencyService"],
+            transparency_handlers,
+        ),
+        (
+            SubjectSearchService,
+            subject_search_pb2.DESCRIPTOR.services_by_name["SubjectSearchService"],
+            subject_search_handlers,
+        ),
+    ):
+        public = {name for name in vars(servicer) if name[:1].isupper()}
+        assert public == set(descriptor.methods_by_name)
+        registered = handlers(object.__new__(servicer))  # type: ignore[arg-type]  # each servicer with its own handlers
+        assert set(registered) == public
+        for handler in registered.values():
+            assert is_wrapped(handler.unary_unary)
+            # The edge decodes: an undecodable body is answered and audited by us.
+            assert handler.request_deserializer is None
+
+
+def test_disclosure_fails_closed_on_an_unreadable_holds_file_and_an_unknown_or_odd_delay(
+    tmp_path: Path,
+) -> None:
+    from gateway.citizen.disclosure import Disclosure
+    from gateway.citizen.holds import LiveCaseHolds
+    from gateway.clock import FixedClock
+
+    def agreement(**terms: object) -> dict[str, object]:
+        return {"agreements": {"debt-x": {"status": "active", **terms}}}
+
+    event = {
+        "agreement_id": "debt-x",
+        "case_reference": "C-1",
+        "policy_inputs": {"egress": {"today": TEST_TODAY.isoformat()}},
+    }
+    later = FixedClock(TEST_TODAY + timedelta(days=365))
+    holds_file = tmp_path / "holds.json"
+    shown = Disclosure(holds=LiveCaseHolds(holds_file), clock=later)
+    assert shown.disclosed(event, agreement(disclosure_delay_days=30))
+    assert not shown.disclosed(event, {"agreements": {}})
+    for odd in (-1, 1.5, "30", True, None):
+        assert not shown.disclosed(event, agreement(disclosure_delay_days=odd)), odd
+
+    holds_file.write_text("{not json")
+    unreadable = Disclosure(holds=LiveCaseHolds(holds_file), clock=later)
+    assert not unreadable.disclosed(event, agreement())
+    assert unreadable.disclosed({**event, "case_reference": ""}, agreement())
+
+
+def test_a_citizens_lookups_refill_at_the_configured_rate() -> None:
+    from gateway.citizen.limits import LookupLimiter
+    from gateway.errors import RateLimited
+
+    now = [0.0]
+    limiter = LookupLimiter(per_hour=60, burst=2, clock=lambda: now[0])
+    limiter.take("a")
+    limiter.take("a")
+    with pytest.raises(RateLimited):
+        limiter.take("a")
+    limiter.take("b")
+    now[0] = 60.0  # one lookup a minute
+    limiter.take("a")
+    with pytest.raises(RateLimited):
+        limiter.take("a")
