@@ -1,12 +1,15 @@
 """The operator console and the citizen's page in a real browser (Debian's chromium, driven
 headless by Selenium through chromium-driver), against the four-node federation as processes.
 
-Screenshots of both pages are written to docs/screenshots/ (docs/console.md shows them).
+Screenshots of both pages are taken on every run, into the test's own folder; with
+CONCORDAT_UPDATE_SCREENSHOTS=1 they replace docs/screenshots/ (docs/console.md shows them),
+so an ordinary run leaves the checkout as it was.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -111,12 +114,14 @@ def cells(browser: WebDriver, table_id: str) -> list[list[str]]:
     return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
 
 
-def screenshot(browser: WebDriver, name: str) -> None:
+def screenshot(browser: WebDriver, folder: Path, name: str) -> None:
     """The whole page, however long: the window is made as tall as the page first."""
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1400, min(int(height) + 40, 6000))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / name))
+    assert browser.save_screenshot(str(folder / name))
+    if os.environ.get("CONCORDAT_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / name, SCREENSHOTS / name)
     browser.set_window_size(1400, 1000)
 
 
@@ -167,7 +172,7 @@ async def test_the_console_shows_the_nodes_real_figures_and_a_denial_once_made(
     await client.close()
     browser.refresh()
     assert ["ingress", "holyrood", DENIED_RULE, "1"] in cells(browser, "denials-holyrood")
-    screenshot(browser, "console.png")
+    screenshot(browser, federation.state_dir, "console.png")
 
 
 async def test_the_citizen_page_lists_the_exchanges_about_the_person_signed_in(
@@ -201,7 +206,7 @@ async def test_the_citizen_page_lists_the_exchanges_about_the_person_signed_in(
     assert purpose == "PUBLIC_SERVICE_DELIVERY" and record == "BENEFIT_AWARD"
     assert "psd-cardiff-council-dwp-fuel-poverty-2026" in agreement and power
     assert released.split(", ") == list(response.released_fields)
-    screenshot(browser, "citizen.png")
+    screenshot(browser, federation.state_dir, "citizen.png")
 
     # The token was used: asking again with it is refused, and the page says so.
     browser.find_element(By.ID, "token").send_keys(token)
@@ -216,4 +221,3 @@ def test_the_pages_fetch_nothing_from_elsewhere(console_url: str) -> None:
             policy = page.headers["Content-Security-Policy"]
         assert "default-src 'none'" in policy
         assert "http://" not in html and "https://" not in html and "<script" not in html
-    assert shutil.which("chromium") or CHROMIUM.exists()
