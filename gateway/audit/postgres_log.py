@@ -310,7 +310,8 @@ class PostgresAuditLog:
             return await cursor.fetchall()
 
     async def _change(self, statement: str, parameters: tuple[Any, ...]) -> None:
-        async with self._reads.connection() as conn:
+        # Witness records are kept before a signature leaves: they commit on disk.
+        async with self._reads.durable() as conn:
             await conn.execute(statement, parameters)
 
     async def close(self) -> None:

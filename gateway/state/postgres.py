@@ -94,7 +94,15 @@ class PostgresState:
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, round(statement_timeout_seconds)),
-                "options": f"-c statement_timeout={round(statement_timeout_seconds * 1000)}",
+                # Commits on these connections do not wait for the WAL flush (0.2 ms an insert
+                # instead of 3 ms here): a replay id or a claim is durable before any answer
+                # leaves all the same, because the exchange's audit entry commits after it with
+                # a flush, and the WAL is flushed in order. What must be durable on its own
+                # commits with `durable()`.
+                "options": (
+                    f"-c statement_timeout={round(statement_timeout_seconds * 1000)}"
+                    " -c synchronous_commit=off"
+                ),
             },
             name=f"concordat-{node}",
         )
@@ -120,6 +128,13 @@ class PostgresState:
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
             raise unreachable(exc) from exc
+
+    @asynccontextmanager
+    async def durable(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction that commits only once it is on disk."""
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit TO on")
+            yield conn
 
     async def reachable(self) -> bool:
         """Whether the store answers now (the node's health follows this)."""
@@ -239,7 +254,8 @@ class PostgresIdempotency:
             await asyncio.sleep(_ANSWER_POLL_SECONDS)
 
     async def complete(self, owner: str, key: str, exchange_id: str, response: Any) -> None:
-        async with self._state.connection() as conn:
+        # Durable before the call returns: an answer lost to a crash would be given twice.
+        async with self._state.durable() as conn:
             await conn.execute(
                 "UPDATE idempotency SET response = %s"
                 " WHERE owner = %s AND key = %s AND exchange_id = %s",
