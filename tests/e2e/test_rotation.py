@@ -25,9 +25,11 @@ from gateway.dev.pki import issue_node_certificate
 from gateway.dev.state import REPO_ROOT, LocalNodeState, prepare_node
 from gateway.testing import TEST_TODAY, node_config_dict
 from tests.e2e.conftest import _wait_serving, free_port
-from tests.integration.test_rotation import CALLERS, replace_file, served_certificate
+from tests.support.certificates import replace_file, served_certificate
 
 pytestmark = pytest.mark.slow
+
+CALLERS = 8
 
 
 @dataclass

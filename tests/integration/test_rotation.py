@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import socket
-import ssl
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +22,6 @@ from typing import Any
 import grpc
 import jwt
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -43,6 +40,7 @@ from gateway.federation.enrolment import signed_directory_entry
 from gateway.federation.peers import peer_server_name
 from gateway.node import Node, build_node
 from gateway.testing import TEST_CLOCK, get_request, node_config_dict, read_audit
+from tests.support.certificates import certificate_of, replace_file, served_certificate
 
 NODES = ("whitehall", "holyrood")
 CALLERS = 8
@@ -54,34 +52,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Writes `data` over `path` the way operators should: a new file renamed into place."""
-    temporary = path.with_name(f".{path.name}.new")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def served_certificate(port: int, *, client: tuple[Path, Path] | None = None) -> x509.Certificate:
-    """The certificate a port presents to a new TLS connection (not verified: only read)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    if client is not None:
-        context.load_cert_chain(certfile=client[0], keyfile=client[1])
-    with (
-        socket.create_connection(("127.0.0.1", port)) as raw,
-        context.wrap_socket(raw) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der)
-
-
-def certificate_of(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
 
 
 @dataclass
