@@ -41,13 +41,18 @@ class NodeTarget:
     def of(cls, config: NodeConfig) -> NodeTarget:
         metrics = config.metrics
         citizens = config.citizens
+        fed = config.federation
+        # The address the node publishes for callers, where it sets one (a listen address
+        # such as 0.0.0.0:7401 is where it binds, not where it is reached).
+        advertised = fed.advertise_exchange if fed is not None else None
         return cls(
             name=config.node.name,
-            exchange_address=config.node.listen,
+            exchange_address=advertised or config.node.listen,
             ca_cert=config.tls.ca_cert,
             metrics_url=f"http://{metrics.listen}/metrics" if metrics is not None else None,
             bundle=config.policy.bundle,
-            audit_path=config.audit.path,
+            # On PostgreSQL state the meter is read with `concordat audit meter` instead.
+            audit_path=config.audit.path if config.state is None else None,
             serves_citizens=citizens is not None and citizens.serves_citizens,
             config=config,
         )
@@ -90,7 +95,9 @@ async def _read(target: NodeTarget, session: aiohttp.ClientSession) -> NodeReadi
         reading.problems.append("no [metrics] listen: traffic, denials and breakers unknown")
     else:
         await _metrics(target.metrics_url, session, reading)
-    if target.audit_path is not None and target.audit_path.exists():
+    if target.audit_path is None:
+        reading.problems.append("meter not read here: see concordat audit meter")
+    elif target.audit_path.exists():
         try:
             reading.meter = await asyncio.to_thread(read_meter, target.audit_path)
         except Exception as exc:  # noqa: BLE001 - any unreadable log is shown, not raised
