@@ -32,9 +32,7 @@ TEST_TODAY = date(2026, 11, 21)
 TEST_CLOCK = FixedClock(TEST_TODAY)
 
 
-def node_config_dict(
-    state: LocalNodeState, state_dir: Path, /, **overrides: Any
-) -> dict[str, Any]:
+def node_config_dict(state: LocalNodeState, state_dir: Path, /, **overrides: Any) -> dict[str, Any]:
     """A complete node configuration for a prepared node state, listening on a free port."""
     material = state.material
     node = state.node
