@@ -13,8 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.api.server import ServerCertificates
 from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.audit.verify import Problem, verify_log
+from gateway.config import ConfigError
 from gateway.dev.pki import ensure_node_material, issue_node_certificate
 from gateway.keys import SigningKey, SigningKeys, load_tls_material
+from gateway.testing import running_node
 
 
 def test_tls_material_of_the_node_from_its_own_ca_is_accepted(tmp_path: Path) -> None:
@@ -119,3 +121,16 @@ async def test_a_seal_key_record_pointed_at_another_key_is_reported(tmp_path: Pa
         trusted.problems
     )
     assert Problem(2, "seal signature does not verify") in verify_log(path).problems
+
+
+async def test_a_node_refuses_to_start_on_a_certificate_that_is_not_its_keys(
+    tmp_path: Path,
+) -> None:
+    material = ensure_node_material(tmp_path, "whitehall")
+    other_cert, _ = issue_node_certificate(
+        material.ca_cert, material.ca_key, "whitehall", tmp_path / "other"
+    )
+
+    with pytest.raises(ConfigError, match=r"^tls: .* is not the certificate of the key"):
+        async with running_node(tmp_path, "whitehall", sources={}, tls={"cert": str(other_cert)}):
+            pass
