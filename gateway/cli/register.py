@@ -16,8 +16,7 @@ import typer
 
 from gateway.cli.common import console, err_console, fail
 from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle
-from gateway.policy.tools import POLICIES
-from gateway.register.check import register_problems
+from gateway.policy.tools import POLICIES, register_problems
 from gateway.register.entries import RegisterUnreadable, register_of
 from gateway.register.publish import write_register
 

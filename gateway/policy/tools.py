@@ -11,6 +11,7 @@ directories a node loads: `policies/common` plus one jurisdiction's folder.
 - `evaluate` decides one policy input.
 - `impact` re-evaluates every policy input a node's audit log recorded against a bundle
   and compares with the decision the node made then.
+- `register_problems` asks the bundle's register check what is wrong with its register.
 - `build_opa_bundle` writes the bundle as one OPA bundle tarball for an OPA sidecar,
   signed in OPA's bundle signature format when asked (`BundleSigning`).
 """
@@ -39,9 +40,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from gateway.audit.reader import AuditLogUnreadable, RecordedEvent, read_events
 from gateway.domain import Decision, Direction
-from gateway.policy.bundle import PolicyBundle, load_bundle
+from gateway.policy.bundle import PolicyBundle, PolicyBundleError, load_bundle
 from gateway.policy.decision import ENGINE_ERROR_RULE, ENGINE_UNAVAILABLE_RULE
-from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.embedded import EmbeddedEngine, load_interpreter
 from gateway.policy.rego_tests import RegoTestResult, run_rego_tests
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -178,6 +179,28 @@ def rule_coverage(bundle: PolicyBundle) -> list[RuleCoverage]:
 def _without_comments(source: str) -> str:
     # Rego comments run from `#` to the end of the line; rule ids never contain `#`.
     return "\n".join(line.split("#", 1)[0] for line in source.splitlines())
+
+
+# --- register check -----------------------------------------------------------------------
+
+REGISTER_PROBLEMS_QUERY = "data.concordat.common.register_check.problems"
+
+
+def register_problems(bundle: PolicyBundle) -> tuple[str, ...]:
+    """Every problem the bundle's own register check finds in its register, sorted.
+
+    The check is written once, in Rego (`policies/common/register_check_problems_test.rego`,
+    loaded with the tests), which every jurisdiction's tests run; publishing the register
+    asks the same rules rather than a second copy of them.
+    """
+    interpreter = load_interpreter(bundle, with_tests=True)
+    output = interpreter.query(REGISTER_PROBLEMS_QUERY)
+    if not output.ok() or len(output) != 1 or len(output[0].expressions) != 1:
+        raise PolicyBundleError(f"{REGISTER_PROBLEMS_QUERY} could not be evaluated: {output}")
+    problems = output[0].expressions[0]
+    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+        raise PolicyBundleError(f"{REGISTER_PROBLEMS_QUERY} is not a set of strings: {problems!r}")
+    return tuple(sorted(problems))
 
 
 # --- eval ---------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.policy.bundle import load_bundle
-from gateway.policy.tools import POLICIES
-from gateway.register.check import register_problems
+from gateway.policy.tools import POLICIES, register_problems
 from gateway.register.entries import COLUMNS, Register, load_register
 from gateway.register.publish import csv_value, register_csv, register_html, write_register
 
