@@ -519,7 +519,8 @@ async def build_node(
             server, config=config, audit=audit, directory=directory, peers=peers, signing=signing
         )
     # Citizens asking who used their data (gateway/citizen): SubjectSearch for member nodes on
-    # the federation port; ListMyExchanges where [citizens] names an identity provider.
+    # the federation port; ListMyExchanges where [citizens] names an identity provider, whose
+    # tokens are used once across replicas, as callers' are.
     add_citizen_services(
         server,
         config=config,
@@ -529,6 +530,7 @@ async def build_node(
         clock=parts.clock,
         directory=federation[0] if federation is not None else None,
         peers=peers,
+        replay=_citizen_replay(config, state),
     )
     rotation = Rotation(
         node=name,
@@ -602,6 +604,15 @@ class _NodeState:
     peer_replay: ReplayGuard
     idempotency: IdempotencyStore
     postgres: PostgresState | None = None
+
+
+def _citizen_replay(config: NodeConfig, state: _NodeState) -> ReplayGuard:
+    leeway = config.citizens.leeway_seconds if config.citizens is not None else 30.0
+    if state.postgres is None:
+        return ReplayCache(leeway_seconds=leeway)
+    from gateway.state.postgres import PostgresReplayGuard
+
+    return PostgresReplayGuard(state.postgres, scope="citizen", leeway_seconds=leeway)
 
 
 async def _open_state(config: NodeConfig, signing_key: SigningKeys) -> _NodeState:

@@ -21,11 +21,11 @@ from gateway.identifiers import validate_subject
 from gateway.identity import (
     ASYMMETRIC_ALGORITHMS,
     JwksSource,
-    ReplayCache,
     _decode_error,
     _key_fits,
     _shown,
 )
+from gateway.state import ReplayGuard
 
 # Identifiers that name one person. A UPRN names a household and a registration id an event
 # (a marriage has two people in it): a lookup by either would show other people's business.
@@ -57,7 +57,7 @@ class CitizenTokenVerifier:
         algorithms: Sequence[str],
         leeway_seconds: float,
         max_lifetime_seconds: float,
-        replay_cache: ReplayCache,
+        replay: ReplayGuard,
     ) -> None:
         refused = sorted(set(algorithms) - ASYMMETRIC_ALGORITHMS)
         if refused or not algorithms:
@@ -68,7 +68,7 @@ class CitizenTokenVerifier:
         self._algorithms = tuple(algorithms)
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime_seconds
-        self._replay_cache = replay_cache
+        self._replay = replay
 
     async def verify(self, token: str) -> Citizen:
         claims = self._claims(token)
@@ -79,7 +79,7 @@ class CitizenTokenVerifier:
             token_expires_at=float(claims["exp"]),
         )
         # Only a genuine, valid token may use up its id.
-        if not await self._replay_cache.first_use(citizen.token_id, citizen.token_expires_at):
+        if not await self._replay.first_use(citizen.token_id, citizen.token_expires_at):
             raise Unauthenticated("token jti has already been used")
         return citizen
 

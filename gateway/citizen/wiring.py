@@ -30,10 +30,11 @@ from gateway.clock import Clock
 from gateway.config import CitizensConfig, NodeConfig
 from gateway.federation.directory import DirectoryLookup
 from gateway.federation.peers import PeerClients
-from gateway.identity import JwksFile, JwksUrl, ReplayCache
+from gateway.identity import JwksFile, JwksUrl
 from gateway.policy import PolicyEngine
 from gateway.policy.bundle import load_bundle
 from gateway.policy.reloading import LivePolicy
+from gateway.state import ReplayGuard
 
 
 def add_citizen_services(
@@ -46,6 +47,7 @@ def add_citizen_services(
     clock: Clock,
     directory: DirectoryLookup | None,
     peers: PeerClients | None,
+    replay: ReplayGuard,
 ) -> None:
     citizens = config.citizens or CitizensConfig()
     search = LogSearch(
@@ -78,7 +80,7 @@ def add_citizen_services(
     )
     lookup = CitizenLookup(
         node=name,
-        verifier=_verifier(citizens),
+        verifier=_verifier(citizens, replay),
         limiter=LookupLimiter(per_hour=citizens.lookups_per_hour, burst=citizens.lookup_burst),
         search=search,
         federation=federation,
@@ -98,7 +100,7 @@ def running_register(engine: PolicyEngine, config: NodeConfig) -> RegisterSource
     return lambda: bundle
 
 
-def _verifier(citizens: CitizensConfig) -> CitizenTokenVerifier:
+def _verifier(citizens: CitizensConfig, replay: ReplayGuard) -> CitizenTokenVerifier:
     assert citizens.issuer is not None and citizens.audience is not None  # noqa: S101 - serves_citizens
     jwks = JwksFile(citizens.jwks_file) if citizens.jwks_file else JwksUrl(citizens.jwks_url or "")
     return CitizenTokenVerifier(
@@ -108,5 +110,5 @@ def _verifier(citizens: CitizensConfig) -> CitizenTokenVerifier:
         algorithms=citizens.algorithms,
         leeway_seconds=citizens.leeway_seconds,
         max_lifetime_seconds=citizens.max_token_lifetime_seconds,
-        replay_cache=ReplayCache(leeway_seconds=citizens.leeway_seconds),
+        replay=replay,
     )
