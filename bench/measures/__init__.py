@@ -13,4 +13,5 @@ MEASURES = (
     "cross_node",
     "bulk_stream",
     "node_resources",
+    "evidence",
 )

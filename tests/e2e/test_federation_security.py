@@ -14,7 +14,11 @@ from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
 from gateway.dev.pki import ensure_node_material, issue_node_certificate
 from gateway.domain import Requester
 from gateway.exchange import new_exchange_id
-from gateway.federation.assertions import AssertionSigner, request_digest
+from gateway.federation.assertions import (
+    DIGEST_KEY_METADATA,
+    AssertionSigner,
+    keyed_request_digest,
+)
 from gateway.federation.directory import public_key_kid
 from gateway.federation.peers import peer_server_name
 from gateway.keys import load_signing_key
@@ -54,6 +58,10 @@ def _birth_request(federation: Federation) -> exchange_pb2.GetRecordRequest:
     return request
 
 
+# The one-exchange key of these relays' request digests (gateway/federation/assertions.py).
+DIGEST_KEY = b"e2e request digest key, 32 bytes"
+
+
 def _whitehall_signer(federation: Federation, ttl: float = 30) -> AssertionSigner:
     key = load_signing_key(federation.states["whitehall"].material.signing_key)
     return AssertionSigner(
@@ -71,7 +79,7 @@ def _signed_birth_request(
         exchange_id=exchange_id,
         audience_node="holyrood",
         requester=DWP,
-        request_digest=request_digest(request),
+        request_digest=keyed_request_digest(DIGEST_KEY, request),
     )
     return request, exchange_id, assertion
 
@@ -86,6 +94,8 @@ async def _relay(
     return await stub.Relay(
         federation_pb2.RelayRequest(exchange_id=exchange_id, assertion=assertion, request=request),
         timeout=5,
+        # The key of the assertion's request digest travels beside it, as a node sends it.
+        metadata=((DIGEST_KEY_METADATA, DIGEST_KEY),),
     )
 
 
@@ -157,7 +167,7 @@ async def test_an_expired_assertion_is_refused(federation: Federation) -> None:
         "nbf": now - 120,
         "exp": now - 60,
         "nonce": "n",
-        "digest": request_digest(request),
+        "digest": keyed_request_digest(DIGEST_KEY, request),
         "requester": DWP.as_policy_input(),
     }
     expired = jwt.encode(

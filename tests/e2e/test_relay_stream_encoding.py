@@ -11,9 +11,11 @@ from concordat.federation.v1 import federation_pb2, federation_pb2_grpc
 from gateway.domain import Requester
 from gateway.exchange import new_exchange_id
 from gateway.federation.assertions import (
+    DIGEST_KEY_METADATA,
     AssertionSigner,
     ReceiptVerifier,
     encoded_digest,
+    keyed_request_digest,
     request_digest,
 )
 from gateway.federation.directory import public_key_kid
@@ -38,6 +40,10 @@ def _bulk_request() -> exchange_pb2.StreamRecordsRequest:
     return request
 
 
+# The one-exchange key of the relay's request digest (gateway/federation/assertions.py).
+DIGEST_KEY = b"e2e request digest key, 32 bytes"
+
+
 async def _relay_stream(
     federation: Federation, *, accepts_encoded_batch: bool
 ) -> tuple[str, list[federation_pb2.RelayStreamResponse]]:
@@ -50,7 +56,7 @@ async def _relay_stream(
         exchange_id=exchange_id,
         audience_node="stormont",
         requester=DWP,
-        request_digest=request_digest(request),
+        request_digest=keyed_request_digest(DIGEST_KEY, request),
     )
     credentials = grpc.ssl_channel_credentials(
         root_certificates=federation.states["stormont"].material.ca_cert.read_bytes(),
@@ -71,6 +77,7 @@ async def _relay_stream(
                 accepts_encoded_batch=accepts_encoded_batch,
             ),
             timeout=10,
+            metadata=((DIGEST_KEY_METADATA, DIGEST_KEY),),
         )
         return exchange_id, [item async for item in call]
 
