@@ -30,7 +30,13 @@ from gateway.citizen.limits import LookupLimiter
 from gateway.citizen.search import Found, LogSearch
 from gateway.citizen.tokens import CITIZEN_KINDS, MAX_IDENTIFIERS, CitizenTokenVerifier
 from gateway.domain import Subject
-from gateway.errors import ConcordatError, InternalError, InvalidRequest, NotYourSubject
+from gateway.errors import (
+    ConcordatError,
+    InternalError,
+    InvalidRequest,
+    NotYourSubject,
+    Unavailable,
+)
 from gateway.federation.directory import DirectoryLookup
 from gateway.federation.peers import PeerClients, peer_identity
 from gateway.identifiers import validate_subject
@@ -89,7 +95,9 @@ class _Recorder:
                 raise
         except Exception as exc:
             log.error("audit_append_failed", exchange_id=call.exchange_id, error=type(exc).__name__)
-            # No evidence, no answer.
+            # No evidence, no answer; a state store that is unreachable will be back.
+            if isinstance(exc, Unavailable):
+                raise Unavailable("the lookup could not be recorded; retry shortly") from exc
             raise InternalError(
                 f"the lookup could not be recorded; quote exchange id {call.exchange_id}"
             ) from exc
