@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,7 @@ async def _read(target: NodeTarget, session: aiohttp.ClientSession) -> NodeReadi
     elif target.audit_path.exists():
         try:
             reading.meter = await asyncio.to_thread(read_meter, target.audit_path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable log is shown, not raised
+        except (sqlite3.Error, OSError) as exc:
             reading.problems.append(f"meter unreadable: {type(exc).__name__}")
     return reading
 
