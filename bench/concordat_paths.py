@@ -354,10 +354,12 @@ def _demo_subject(nodes: Mapping[str, RunningNode], ask: Ask) -> tuple[str, str 
 
 
 @contextmanager
-def postgres_database(label: str) -> Iterator[str]:
+def postgres_database(label: str, *, scheme: str = "postgresql+psycopg") -> Iterator[str]:
     """A new, empty database on the local PostgreSQL server, dropped on exit; yields its URL.
 
-    Raises PostgresUnavailable when the server cannot be reached.
+    The URL names SQLAlchemy's driver, as an adapter's does; `scheme="postgresql"` gives the
+    plain libpq URL a node's `[state] url` takes. Raises PostgresUnavailable when the server
+    cannot be reached.
     """
     import psycopg
     from psycopg import sql as pgsql
@@ -370,7 +372,7 @@ def postgres_database(label: str) -> Iterator[str]:
     with server:
         server.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield f"{scheme}://postgres@127.0.0.1:5432/{name}"
     finally:
         with psycopg.connect(POSTGRES_SERVER, dbname="postgres", autocommit=True) as server:
             server.execute(

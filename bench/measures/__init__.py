@@ -13,5 +13,6 @@ MEASURES = (
     "cross_node",
     "bulk_stream",
     "node_resources",
+    "shared_state",
     "evidence",
 )
