@@ -35,7 +35,7 @@ def _holds_file(config: Path) -> Path:
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     if citizens is None or citizens.holds_file is None:
-        raise fail(f"{config} sets no [citizens] holds_file; add one to hold cases")
+        raise fail(f"{config} sets no citizens.holds_file; add one to hold cases")
     return citizens.holds_file
 
 
