@@ -58,7 +58,9 @@ def hold(
         )
     except HoldsUnreadable as exc:
         raise fail(str(exc)) from exc
-    console.print(f"{'held' if opened else 'already held'}: {agreement} {case_reference}")
+    console.print(
+        f"{'held' if opened else 'already held'}: {agreement} {case_reference}", markup=False
+    )
 
 
 @citizen_app.command("release")
@@ -71,7 +73,7 @@ def release(config: ConfigOption, agreement: AgreementOption, case_reference: Ca
         raise fail(str(exc)) from exc
     if not closed:
         raise fail(f"no hold on {agreement} {case_reference}")
-    console.print(f"released: {agreement} {case_reference}")
+    console.print(f"released: {agreement} {case_reference}", markup=False)
 
 
 @citizen_app.command("holds")
