@@ -148,8 +148,15 @@ def _service_methods(service_name: str) -> set[str]:
     from concordat.evidence.v1 import evidence_pb2
     from concordat.exchange.v1 import exchange_pb2
     from concordat.federation.v1 import federation_pb2
+    from concordat.transparency.v1 import subject_search_pb2, transparency_pb2
 
-    for module in (exchange_pb2, federation_pb2, evidence_pb2):
+    for module in (
+        exchange_pb2,
+        federation_pb2,
+        evidence_pb2,
+        transparency_pb2,
+        subject_search_pb2,
+    ):
         if service_name in module.DESCRIPTOR.services_by_name:
             return set(module.DESCRIPTOR.services_by_name[service_name].methods_by_name)
     raise AssertionError(service_name)
@@ -161,11 +168,19 @@ def test_every_servicer_method_runs_inside_the_edge_wrapper() -> None:
     from gateway.api.exchange_service import ExchangeService
     from gateway.api.federation_service import FederationService
     from gateway.api.server import evidence_handlers, exchange_handlers, federation_handlers
+    from gateway.citizen.service import (
+        SubjectSearchService,
+        TransparencyService,
+        subject_search_handlers,
+        transparency_handlers,
+    )
 
     for servicer, service_name, handlers in (
         (ExchangeService, "ExchangeService", exchange_handlers),
         (FederationService, "FederationService", federation_handlers),
         (EvidenceService, "EvidenceService", evidence_handlers),
+        (TransparencyService, "TransparencyService", transparency_handlers),
+        (SubjectSearchService, "SubjectSearchService", subject_search_handlers),
     ):
         public = {name for name in vars(servicer) if name[:1].isupper()}
         assert public == _service_methods(service_name), servicer
