@@ -88,7 +88,7 @@ from gateway.policy.embedded import EmbeddedEngine, compile_in_subprocess
 from gateway.policy.opa_readiness import BundleReadiness
 from gateway.policy.reloading import LivePolicy
 from gateway.rotation import Rotation
-from gateway.state import IdempotencyStore, ReplayGuard
+from gateway.state import IdempotencyStore, RateLimiter, ReplayGuard
 
 if TYPE_CHECKING:
     from gateway.audit.postgres_log import PostgresAuditLog
@@ -531,6 +531,7 @@ async def build_node(
         directory=federation[0] if federation is not None else None,
         peers=peers,
         replay=_citizen_replay(config, state),
+        limiter=_citizen_limiter(config, state),
     )
     rotation = Rotation(
         node=name,
@@ -613,6 +614,20 @@ def _citizen_replay(config: NodeConfig, state: _NodeState) -> ReplayGuard:
     from gateway.state.postgres import PostgresReplayGuard
 
     return PostgresReplayGuard(state.postgres, scope="citizen", leeway_seconds=leeway)
+
+
+def _citizen_limiter(config: NodeConfig, state: _NodeState) -> RateLimiter | None:
+    """Replicas share their citizens' lookup budgets; one process keeps its own."""
+    if state.postgres is None or config.citizens is None:
+        return None
+    from gateway.state.postgres import PostgresRateLimiter
+
+    return PostgresRateLimiter(
+        state.postgres,
+        scope="citizen-lookups",
+        per_hour=config.citizens.lookups_per_hour,
+        burst=config.citizens.lookup_burst,
+    )
 
 
 async def _open_state(config: NodeConfig, signing_key: SigningKeys) -> _NodeState:

@@ -1,4 +1,8 @@
-"""How often one citizen may look: a token bucket per citizen, in this process's memory."""
+"""How often one citizen may look: a token bucket per citizen, in this process's memory.
+
+A node with PostgreSQL state shares the buckets between its replicas instead
+(gateway/state/postgres.py, `PostgresRateLimiter`).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ class LookupLimiter:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, citizen: str) -> None:
+    async def take(self, citizen: str) -> None:
         now = self._clock()
         level, at = self._buckets.get(citizen, (self._burst, now))
         level = min(self._burst, level + (now - at) * self._rate)

@@ -26,7 +26,6 @@ from concordat.transparency.v1 import (
 from gateway.api.edge import Call, decode
 from gateway.audit import AuditLog
 from gateway.audit.subjects import subject_hash
-from gateway.citizen.limits import LookupLimiter
 from gateway.citizen.search import Found, LogSearch
 from gateway.citizen.tokens import CITIZEN_KINDS, MAX_IDENTIFIERS, CitizenTokenVerifier
 from gateway.domain import Subject
@@ -41,6 +40,7 @@ from gateway.federation.directory import DirectoryLookup
 from gateway.federation.peers import PeerClients, peer_identity
 from gateway.identifiers import validate_subject
 from gateway.identity import bearer_token
+from gateway.state import RateLimiter
 
 log = structlog.get_logger("concordat.citizen")
 
@@ -158,7 +158,7 @@ class CitizenLookup:
         *,
         node: str,
         verifier: CitizenTokenVerifier,
-        limiter: LookupLimiter,
+        limiter: RateLimiter,
         search: LogSearch,
         federation: FederationSearch | None,
         audit: AuditLog,
@@ -188,7 +188,7 @@ class CitizenLookup:
         )
         entry.fields["citizen"] = self._recorder.citizen_hash(citizen.subject)
         # Before anything about the identifiers: probing others' identifiers is limited too.
-        self._limiter.take(citizen.subject)
+        await self._limiter.take(citizen.subject)
         request = decode(transparency_pb2.ListMyExchangesRequest, call.request)
         if request is None:
             raise InvalidRequest("the request is not a valid ListMyExchangesRequest")

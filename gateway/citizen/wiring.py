@@ -34,7 +34,7 @@ from gateway.identity import JwksFile, JwksUrl
 from gateway.policy import PolicyEngine
 from gateway.policy.bundle import load_bundle
 from gateway.policy.reloading import LivePolicy
-from gateway.state import ReplayGuard
+from gateway.state import RateLimiter, ReplayGuard
 
 
 def add_citizen_services(
@@ -48,7 +48,9 @@ def add_citizen_services(
     directory: DirectoryLookup | None,
     peers: PeerClients | None,
     replay: ReplayGuard,
+    limiter: RateLimiter | None = None,
 ) -> None:
+    """`limiter` stands in for the per-process one of [citizens] (a shared, stored one)."""
     citizens = config.citizens or CitizensConfig()
     search = LogSearch(
         audit=audit,
@@ -81,7 +83,8 @@ def add_citizen_services(
     lookup = CitizenLookup(
         node=name,
         verifier=_verifier(citizens, replay),
-        limiter=LookupLimiter(per_hour=citizens.lookups_per_hour, burst=citizens.lookup_burst),
+        limiter=limiter
+        or LookupLimiter(per_hour=citizens.lookups_per_hour, burst=citizens.lookup_burst),
         search=search,
         federation=federation,
         audit=audit,

@@ -31,6 +31,14 @@ class Answered:
     response: Any
 
 
+class RateLimiter(Protocol):
+    """How often one party may do something: a token bucket each, shared by replicas if stored."""
+
+    async def take(self, who: str) -> None:
+        """Uses one of `who`'s tokens; raises RateLimited (saying when to retry) if none is left."""
+        ...
+
+
 class IdempotencyStore(Protocol):
     """Answers a repeated request (same owner, same key) once, across replicas if shared."""
 

@@ -12,6 +12,7 @@ released without its state) and says the failure is temporary, and health follow
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +21,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from gateway.errors import IdempotencyConflict, Unavailable
+from gateway.errors import IdempotencyConflict, RateLimited, Unavailable
 from gateway.state import Answered
 
 log = structlog.get_logger("concordat.state")
@@ -47,6 +48,13 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (owner, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    scope TEXT NOT NULL,
+    who TEXT NOT NULL,
+    level DOUBLE PRECISION NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (scope, who)
+);
 """
 # How often a waiting repeat looks again for the answer of a claim another replica holds.
 _ANSWER_POLL_SECONDS = 0.02
@@ -269,3 +277,46 @@ class PostgresIdempotency:
                 " WHERE owner = %s AND key = %s AND exchange_id = %s AND response IS NULL",
                 (owner, key, exchange_id),
             )
+
+
+class PostgresRateLimiter:
+    """A `RateLimiter` every replica shares: `burst` at once, refilled at `per_hour`.
+
+    One statement refills and takes under the row's lock, so replicas racing for the last
+    token give it to one of them. `who` is stored as a SHA-256, never as given.
+    """
+
+    def __init__(self, state: PostgresState, *, scope: str, per_hour: float, burst: int) -> None:
+        self._state = state
+        self._scope = scope
+        self._rate = per_hour / 3600.0
+        self._burst = float(burst)
+
+    async def take(self, who: str) -> None:
+        key = hashlib.sha256(who.encode()).hexdigest()
+        async with self._state.connection() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO rate_buckets AS b (scope, who, level, at)"
+                " VALUES (%(scope)s, %(who)s, %(burst)s - 1,"
+                " extract(epoch from clock_timestamp()))"
+                " ON CONFLICT (scope, who) DO UPDATE SET"
+                " level = LEAST(%(burst)s, b.level"
+                " + (extract(epoch from clock_timestamp()) - b.at) * %(rate)s) - 1,"
+                " at = extract(epoch from clock_timestamp())"
+                " WHERE LEAST(%(burst)s, b.level"
+                " + (extract(epoch from clock_timestamp()) - b.at) * %(rate)s) >= 1"
+                " RETURNING level",
+                {"scope": self._scope, "who": key, "burst": self._burst, "rate": self._rate},
+            )
+            if cursor.rowcount == 1:
+                return
+            cursor = await conn.execute(
+                "SELECT LEAST(%(burst)s, level"
+                " + (extract(epoch from clock_timestamp()) - at) * %(rate)s)"
+                " FROM rate_buckets WHERE scope = %(scope)s AND who = %(who)s",
+                {"scope": self._scope, "who": key, "burst": self._burst, "rate": self._rate},
+            )
+            row = await cursor.fetchone()
+        level = float(row[0]) if row else 0.0
+        wait = (1.0 - level) / self._rate if self._rate else 3600.0
+        raise RateLimited(f"too many lookups; try again in {max(1, round(wait))} seconds")

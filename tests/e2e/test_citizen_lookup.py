@@ -337,18 +337,18 @@ def test_disclosure_fails_closed_on_an_unreadable_holds_file_and_an_unknown_or_o
     assert unreadable.disclosed({**event, "case_reference": ""}, agreement())
 
 
-def test_a_citizens_lookups_refill_at_the_configured_rate() -> None:
+async def test_a_citizens_lookups_refill_at_the_configured_rate() -> None:
     from gateway.citizen.limits import LookupLimiter
     from gateway.errors import RateLimited
 
     now = [0.0]
     limiter = LookupLimiter(per_hour=60, burst=2, clock=lambda: now[0])
-    limiter.take("a")
-    limiter.take("a")
+    await limiter.take("a")
+    await limiter.take("a")
     with pytest.raises(RateLimited):
-        limiter.take("a")
-    limiter.take("b")
+        await limiter.take("a")
+    await limiter.take("b")
     now[0] = 60.0  # one lookup a minute
-    limiter.take("a")
+    await limiter.take("a")
     with pytest.raises(RateLimited):
-        limiter.take("a")
+        await limiter.take("a")

@@ -16,11 +16,12 @@ from gateway.audit.postgres_log import SCHEMA as AUDIT_SCHEMA
 from gateway.audit.postgres_log import PostgresAuditLog, export_to_sqlite
 from gateway.audit.reader import read_events
 from gateway.audit.verify import verify_log
-from gateway.errors import IdempotencyConflict
+from gateway.errors import IdempotencyConflict, RateLimited
 from gateway.keys import SigningKeys
 from gateway.state import Answered
 from gateway.state.postgres import (
     PostgresIdempotency,
+    PostgresRateLimiter,
     PostgresReplayGuard,
     PostgresState,
     StateStoreRefused,
@@ -237,3 +238,21 @@ async def test_the_evidence_reads_see_every_replicas_entries_and_keep_witness_si
     finally:
         await first.close()
         await second.close()
+
+
+async def test_replicas_share_one_lookup_budget_per_citizen(
+    replicas: tuple[PostgresState, PostgresState],
+) -> None:
+    first, second = (
+        PostgresRateLimiter(r, scope="citizen-lookups", per_hour=1, burst=3) for r in replicas
+    )
+    await first.take("citizen-1")
+    await second.take("citizen-1")
+    await first.take("citizen-1")
+
+    with pytest.raises(RateLimited, match="try again in"):
+        await second.take("citizen-1")
+    await second.take("citizen-2")
+    async with replicas[0].connection() as conn:
+        cursor = await conn.execute("SELECT who FROM rate_buckets")
+        assert "citizen-1" not in {row[0] for row in await cursor.fetchall()}
