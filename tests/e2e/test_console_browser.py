@@ -103,6 +103,8 @@ def browser() -> Iterator[WebDriver]:
         options.add_argument(argument)
     options.add_argument("--window-size=1400,1000")
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    # A form's answer is a new page: finding what it shows waits for it to load, up to this.
+    driver.implicitly_wait(10)
     try:
         yield driver
     finally:
