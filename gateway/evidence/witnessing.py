@@ -87,6 +87,10 @@ class HeadWitnessing:
                     log.warning("witness.unreachable", witness=witness, status=exc.code().name)
                 outcomes[witness] = f"{exc.code().name}: {exc.details()}"
                 continue
+            except Exception as exc:  # noqa: BLE001 - one witness's fault must not end the rounds
+                log.error("witness.round_failed", witness=witness, error=type(exc).__name__)
+                outcomes[witness] = f"failed: {type(exc).__name__}"
+                continue
             outcomes[witness] = f"signed up to {signed}"
         return outcomes
 
