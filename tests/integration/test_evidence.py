@@ -9,10 +9,13 @@ an administration holding its own signing key could: the file then verifies on i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, closing
 from dataclasses import dataclass
@@ -153,6 +156,33 @@ async def test_a_relayed_receipt_pins_the_providers_entry_and_both_sides_reconci
     assert mine["peer_log"] == {"seq": theirs[0], "hash": theirs[1]}
     assert mine["role"] == "caller"
     assert await pair.reconcile_with_provider() == (True, [])
+    # The same through the command line, over the federation and from the peer's export.
+    config = pair.federation.config_path
+    export = pair.federation.state_dir / "holyrood-hashes.json"
+    exported = await _concordat(
+        "audit",
+        "export-hashes",
+        "--config",
+        str(config(PROVIDER)),
+        "--peer",
+        REQUESTER,
+        "--out",
+        str(export),
+    )
+    assert exported[0] == 0, exported[1]
+    for source in ([], ["--export", str(export)]):
+        code, output = await _concordat(
+            "audit",
+            "reconcile",
+            "--config",
+            str(config(REQUESTER)),
+            "--peer",
+            PROVIDER,
+            "--json",
+            *source,
+        )
+        assert code == 0, output
+        assert json.loads(output)["ok"] is True
 
 
 async def test_a_relayed_exchange_is_metered_as_caller_at_the_requesting_node(
@@ -180,7 +210,17 @@ async def test_a_provider_that_truncates_its_log_seals_and_meter_is_caught_by_re
     await pair.start(PROVIDER)
 
     ok, findings = await pair.reconcile_with_provider()
+    code, output = await _concordat(
+        "audit",
+        "reconcile",
+        "--config",
+        str(pair.federation.config_path(REQUESTER)),
+        "--peer",
+        PROVIDER,
+    )
 
+    assert code == 1
+    assert "truncated" in output and all(exchange in output for exchange in deleted)
     assert not ok
     assert {exchange for kind, exchange in findings if kind == "truncated"} == {*deleted, ""}
     assert not any(exchange in kept for _, exchange in findings)
@@ -292,6 +332,22 @@ async def test_an_assertions_stored_digest_matches_no_plain_sha256_of_a_candidat
     }
     assert len(stored) == 64
     assert stored not in plain
+
+
+async def _concordat(*arguments: str) -> tuple[int, str]:
+    """Runs the command line without blocking this loop, whose nodes it may call."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
 
 
 def _claims(token: str) -> dict[str, object]:
