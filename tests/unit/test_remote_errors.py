@@ -22,6 +22,11 @@ EXPECTED: dict[type[errors.ConcordatError], type[errors.ConcordatError]] = {
     errors.DeadlineExceeded: errors.DeadlineExceeded,
     errors.LocalDataInvalid: errors.Unavailable,
     errors.InternalError: errors.Unavailable,
+    # Not sent on a relay (the citizen's and the witnessing services' own refusals); were a
+    # peer to send one, it is a failure after the peer may have done work, never retried.
+    errors.NotYourSubject: errors.Unavailable,
+    errors.WitnessRefused: errors.Unavailable,
+    errors.RateLimited: errors.Unavailable,
 }
 
 
