@@ -261,6 +261,10 @@ class NodeSection(_Frozen):
     shutdown_grace_seconds: float = Field(default=10, ge=0, le=600)
     # Replicas on one machine share their listening ports (SO_REUSEPORT); needs [state].
     share_port: bool = False
+    # A client's connection is asked to reconnect after this long (0: never). A peer node
+    # keeps one connection, which a load balancer (or SO_REUSEPORT) hands to one replica for
+    # good; reconnecting now and then spreads the calls over the replicas.
+    connection_max_age_seconds: float = Field(default=60, ge=0)
 
     @field_validator("name")
     @classmethod

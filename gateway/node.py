@@ -488,6 +488,7 @@ async def build_node(
         listen=config.node.listen,
         certificates=exchange_certificates,
         share_port=config.node.share_port,
+        connection_max_age_seconds=config.node.connection_max_age_seconds,
     )
     federation_port = None
     federation_certificates = None

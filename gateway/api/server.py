@@ -21,6 +21,8 @@ SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
 )
+# How long calls on a connection past its age may take to finish: an extract's worth.
+_CONNECTION_AGE_GRACE_MS = 15 * 60 * 1000
 EXCHANGE_SERVICE = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
 FEDERATION_SERVICE = federation_pb2.DESCRIPTOR.services_by_name["FederationService"].full_name
 
@@ -99,13 +101,23 @@ def build_exchange_server(
     listen: str,
     certificates: ServerCertificates,
     share_port: bool = False,
+    connection_max_age_seconds: float = 0,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Creates (but does not start) the server; returns it, its bound port and its health.
 
     Only replicas of one node share their ports (SO_REUSEPORT); otherwise a second process on
-    a port in use fails to start rather than silently taking half its calls.
+    a port in use fails to start rather than silently taking half its calls. A connection
+    older than `connection_max_age_seconds` is sent GOAWAY: its calls finish (an extract has
+    `_CONNECTION_AGE_GRACE_MS` before it is cut, and resumes), and the client's next call
+    opens a new connection, which may reach another replica.
     """
-    server = grpc.aio.server(options=(*SERVER_OPTIONS, ("grpc.so_reuseport", int(share_port))))
+    options: list[tuple[str, int]] = [*SERVER_OPTIONS, ("grpc.so_reuseport", int(share_port))]
+    if connection_max_age_seconds:
+        options += [
+            ("grpc.max_connection_age_ms", round(connection_max_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", _CONNECTION_AGE_GRACE_MS),
+        ]
+    server = grpc.aio.server(options=options)
     handlers = exchange_handlers(service)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(EXCHANGE_SERVICE, handlers),)

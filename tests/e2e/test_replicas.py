@@ -71,7 +71,7 @@ class Replicas:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)
 
-    def start(self, name: str, port: int) -> None:
+    def start(self, name: str, port: int, **node: Any) -> None:
         config = node_config_dict(
             self.state,
             self.state_dir,
@@ -80,6 +80,7 @@ class Replicas:
                 "listen": f"127.0.0.1:{port}",
                 "shutdown_grace_seconds": 5,
                 "share_port": True,
+                **node,
             },
         )
         config["state"] = {"url": self.database}
@@ -113,6 +114,11 @@ class Replicas:
                 raise RuntimeError(f"replica {name} did not start; see {log_path}")
             time.sleep(0.05)
         _wait_serving(self.addresses[name], self.state.material.ca_cert)
+
+    def entries_written(self, name: str) -> int:
+        """Audit entries this replica has committed, as its log lines say."""
+        lines = (self.state_dir / f"{name}.log").read_text().splitlines()
+        return sum('"event":"audit"' in line.replace(" ", "") for line in lines)
 
     def config(self, name: str) -> Path:
         return self.state_dir / f"{name}.json"
@@ -313,3 +319,22 @@ async def test_a_rolling_restart_of_two_replicas_under_load_fails_no_request(
     assert metered.exit_code == 0, metered.output
     (row,) = [json.loads(line) for line in metered.stdout.splitlines() if line.startswith("{")]
     assert (row["exchanges"], row["released"]) == (360, 360)
+
+
+async def test_one_callers_connection_is_spread_over_the_replicas_as_it_ages(
+    replicas: Replicas,
+) -> None:
+    port = free_port()
+    replicas.start("a", port, connection_max_age_seconds=0.5)
+    replicas.start("b", port, connection_max_age_seconds=0.5)
+
+    # One channel, as a peer node keeps: without a connection age it would stay on one replica.
+    client = replicas.client("a", retry=True)
+    for call in range(60):
+        await client.get_record(replicas.request(call))
+        await asyncio.sleep(0.05)
+    await client.close()
+
+    assert replicas.entries_written("a") > 0
+    assert replicas.entries_written("b") > 0
+    assert replicas.entries_written("a") + replicas.entries_written("b") == 60
