@@ -42,7 +42,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(register_app, name="register")
 app.add_typer(citizen_app, name="citizen")
 app.command("console")(console_command)
-for command in (dev.up, dev.token, dev.call):
+for command in (dev.up, dev.token, dev.citizen_token, dev.call):
     app.command()(command)
 # `concordat extract` is the client kit's `concordat-extract` (clients/python), which `make
 # setup` installs with its extract extra; without the kit there is no extract command.
@@ -208,24 +208,18 @@ def audit_meter(
         for row in rows:
             typer.echo(json.dumps(row.as_dict()))
         return
-    table = Table(
-        "requester",
-        "agreement",
-        "role",
-        "exchanges",
-        "released",
-        "denied",
-        "records",
-        "bytes",
-        "interrupted",
-    )
+    # Interrupted extracts are rare: their column is shown only when there are some, so the
+    # usual table still fits an 80-column terminal.
+    interrupted = any(row.interrupted for row in rows)
+    columns = ["requester", "agreement", "role", "exchanges", "released", "denied", "records"]
+    table = Table(*columns, "bytes", *(["interrupted"] if interrupted else []))
     for row in rows:
-        counts = (row.exchanges, row.released, row.denied, row.records, row.bytes)
+        counts = [row.exchanges, row.released, row.denied, row.records, row.bytes]
         table.add_row(
             row.requester,
             row.agreement_id or "(none)",
             row.role,
-            *(f"{n:,}" for n in (*counts, row.interrupted)),
+            *(f"{n:,}" for n in (counts + [row.interrupted] if interrupted else counts)),
         )
     stdout.print(table)
 

@@ -32,6 +32,8 @@ from gateway.dev.state import (
     DEFAULT_STATE_DIR,
     LOCAL_CONFIG_DIR,
     audience,
+    citizen_audience,
+    citizen_issuer,
     prepare_federation,
     prepare_node,
 )
@@ -302,6 +304,35 @@ def token(
 
 
 _SUBJECT_KINDS = ("nino", "nhs_number", "chi_number", "hc_number", "uprn", "registration_id")
+_CITIZEN_KINDS = ("nino", "nhs_number", "chi_number", "hc_number")
+
+
+def citizen_token(
+    node_name: Annotated[str, typer.Option("--node", help="The citizen's administration.")],
+    identifier: Annotated[
+        list[str],
+        typer.Option(help="kind=value the provider verified, e.g. nino=ZX123456A; repeatable."),
+    ],
+    person: Annotated[str, typer.Option(help="Who the citizen is to the provider.")] = "demo",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 300,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Mint a single-use token of the development citizen identity provider (demo only)."""
+    verified: dict[str, list[str]] = {}
+    for item in identifier:
+        kind, _, value = item.partition("=")
+        if kind not in _CITIZEN_KINDS or not value:
+            raise _fail(f"--identifier must be kind=value, kind one of {', '.join(_CITIZEN_KINDS)}")
+        verified.setdefault(kind, []).append(value)
+    prepare_node(state_dir, node_name, seed_demo=False)
+    typer.echo(
+        citizen_issuer(state_dir, node_name).mint_citizen(
+            audience=citizen_audience(node_name),
+            person=person,
+            identifiers=verified,
+            ttl_seconds=ttl,
+        )
+    )
 
 
 def call(

@@ -30,6 +30,24 @@ def audience(node: str) -> str:
     return f"concordat:{node}"
 
 
+def citizen_issuer_url(node: str) -> str:
+    return f"https://citizens.{node}.concordat.test"
+
+
+def citizen_audience(node: str) -> str:
+    return f"concordat-citizens:{node}"
+
+
+def citizen_issuer(state_dir: Path, node: str) -> DevIssuer:
+    """The development citizen identity provider of one administration (deploy/local's
+    [citizens] reads its keys from `<state>/<node>/citizen-idp/`)."""
+    return DevIssuer.load_or_create(
+        state_dir / node / "citizen-idp",
+        issuer=citizen_issuer_url(node),
+        kid_prefix=f"{node}-citizens",
+    )
+
+
 @dataclass(frozen=True)
 class LocalNodeState:
     node: str
@@ -49,6 +67,7 @@ def prepare_node(state_dir: Path, node: str, *, seed_demo: bool = True) -> Local
     ensure_signing_key(directory_key)
     write_public_key(directory_key, state_dir / node / "directory_public.pem")
     issuer = DevIssuer.load_or_create(material.issuer_dir, issuer=issuer_url(node), kid_prefix=node)
+    citizen_issuer(state_dir, node)
     demo_db = state_dir / node / "demo.db"
     if seed_demo:
         seed_demo_database(f"sqlite:///{demo_db}", node)

@@ -25,7 +25,7 @@ from gateway.api.status import error_info
 from gateway.cli import app
 from gateway.config import ADMINISTRATIONS
 from gateway.dev.demo import demo_subjects
-from gateway.dev.issuer import DevIssuer
+from gateway.dev.state import citizen_issuer
 from gateway.testing import TEST_TODAY, get_request, read_audit
 from tests.e2e.conftest import Federation, build_federation
 
@@ -40,15 +40,6 @@ DEBT_ASKS = [
     ("whitehall", "hmrc", "debt-hmrc-cardiff-council-ctax-2026"),
     ("holyrood", "social-security-scotland", "debt-sss-cardiff-council-ctax-2026"),
 ]
-
-
-def citizen_issuer(state_dir: Path, node: str) -> DevIssuer:
-    """The development citizen identity provider of one administration."""
-    return DevIssuer.load_or_create(
-        state_dir / node / "citizen-idp",
-        issuer=f"https://citizens.{node}.concordat.test",
-        kid_prefix=f"{node}-citizens",
-    )
 
 
 @pytest.fixture(scope="module")

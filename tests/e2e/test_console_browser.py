@@ -28,10 +28,9 @@ from selenium.webdriver.support.ui import Select
 
 from gateway.config import ADMINISTRATIONS
 from gateway.dev.demo import demo_subjects
-from gateway.dev.state import REPO_ROOT
+from gateway.dev.state import REPO_ROOT, citizen_issuer
 from gateway.testing import get_request
 from tests.e2e.conftest import Federation, build_federation, free_port
-from tests.e2e.test_citizen_lookup import citizen_issuer
 
 pytestmark = pytest.mark.slow
 
