@@ -135,6 +135,8 @@ class EvidenceRecorder:
             "record_type": exchange.record_type,
             "purpose": exchange.purpose,
             "agreement_id": exchange.agreement_id,
+            "case_reference": exchange.case_reference,
+            "fields_requested": list(exchange.fields),
             "fields_released": list(exchange.released_fields),
             "egress": _decision_summary(exchange.egress),
             "ingress": _decision_summary(exchange.ingress),
