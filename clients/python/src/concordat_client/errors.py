@@ -13,6 +13,7 @@ decision, the agreement and the node that decided)::
     │   ├── NoRoute               no-route: no node serves that record type for the subject
     │   ├── RecordNotFound        record-not-found
     │   ├── IdempotencyConflict   idempotency-conflict
+    │   ├── WitnessRefused        witness-refused: only between nodes (a chain head refused)
     │   ├── Unavailable           unavailable: nothing was released; the kit retries these
     │   ├── DeadlineExceeded      deadline-exceeded
     │   ├── LocalDataInvalid      local-data-invalid
@@ -97,6 +98,12 @@ class RecordNotFound(ExchangeError):
 
 class IdempotencyConflict(ExchangeError):
     reason = "idempotency-conflict"
+
+
+class WitnessRefused(ExchangeError):
+    """A node refused to witness another's chain head; nodes say this to each other only."""
+
+    reason = "witness-refused"
 
 
 class Unavailable(ExchangeError):
