@@ -219,7 +219,7 @@ def audit_meter(
             row.requester,
             row.agreement_id or "(none)",
             row.role,
-            *(f"{n:,}" for n in (counts + [row.interrupted] if interrupted else counts)),
+            *(f"{n:,}" for n in ([*counts, row.interrupted] if interrupted else counts)),
         )
     stdout.print(table)
 

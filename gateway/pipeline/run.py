@@ -114,14 +114,10 @@ class Pipeline:
             if response is None:
                 await asyncio.shield(self._idempotency.release(owner, key, exchange_id))
             else:
-                await asyncio.shield(
-                    self._idempotency.complete(owner, key, exchange_id, response)
-                )
+                await asyncio.shield(self._idempotency.complete(owner, key, exchange_id, response))
         except ConcordatError as exc:
             # The answer stands; a repeat of it waits for the claim's lease to end instead.
-            log.warning(
-                "idempotency_settle_failed", exchange_id=exchange_id, error=exc.code
-            )
+            log.warning("idempotency_settle_failed", exchange_id=exchange_id, error=exc.code)
 
     async def _record(self, exchange: Exchange, failure: BaseException | None) -> None:
         cancelled = isinstance(failure, asyncio.CancelledError | GeneratorExit)

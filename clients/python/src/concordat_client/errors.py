@@ -14,6 +14,8 @@ decision, the agreement and the node that decided)::
     │   ├── RecordNotFound        record-not-found
     │   ├── IdempotencyConflict   idempotency-conflict
     │   ├── WitnessRefused        witness-refused: only between nodes (a chain head refused)
+    │   ├── NotYourSubject        not-your-subject: a citizen asked about another's identifier
+    │   ├── RateLimited           rate-limited: too many lookups; the message says when to retry
     │   ├── Unavailable           unavailable: nothing was released; the kit retries these
     │   ├── DeadlineExceeded      deadline-exceeded
     │   ├── LocalDataInvalid      local-data-invalid
@@ -104,6 +106,18 @@ class WitnessRefused(ExchangeError):
     """A node refused to witness another's chain head; nodes say this to each other only."""
 
     reason = "witness-refused"
+
+
+class NotYourSubject(ExchangeError):
+    """A citizen asked about an identifier their token does not carry (TransparencyService)."""
+
+    reason = "not-your-subject"
+
+
+class RateLimited(ExchangeError):
+    """Too many lookups by one citizen; the message says when to try again."""
+
+    reason = "rate-limited"
 
 
 class Unavailable(ExchangeError):
