@@ -37,6 +37,7 @@ from gateway.citizen.wiring import add_citizen_services, running_register
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
 from gateway.errors import Unavailable
+from gateway.evidence import WitnessTally
 from gateway.evidence.witness import Witness
 from gateway.evidence.witnessing import HeadWitnessing
 from gateway.federation.assertions import (
@@ -289,6 +290,7 @@ def _build_metrics(
     peers: PeerClients | None,
     replay: ReplayGuard,
     idempotency: IdempotencyStore,
+    witnessing: WitnessTally,
 ) -> NodeMetrics | None:
     if config.metrics is None:
         return None
@@ -307,6 +309,7 @@ def _build_metrics(
         replay_cache=replay if isinstance(replay, ReplayCache) else None,
         idempotency=idempotency if isinstance(idempotency, IdempotencyCache) else None,
         certificates={"node": config.tls.cert, "ca": config.tls.ca_cert},
+        witnessing=witnessing,
     )
     return node_metrics(sources, listen=config.metrics.listen)
 
@@ -428,8 +431,9 @@ async def build_node(
             sign_receipt=sign_receipt,
         )
     # Who watches the exchanges: metrics and traces, each when configured.
+    witness_tally = WitnessTally()
     metrics = _build_metrics(
-        config, engine, cache_counts, audit, peers, state.caller_replay, idempotency
+        config, engine, cache_counts, audit, peers, state.caller_replay, idempotency, witness_tally
     )
     observers: list[Observer] = []
     if metrics is not None:
@@ -519,6 +523,10 @@ async def build_node(
         witness, witnessing = _add_evidence_service(
             server, config=config, audit=audit, directory=directory, peers=peers, signing=signing
         )
+        # The metrics read the live counts of what was just made.
+        witness_tally.refused_to_sign = witness.refusals
+        if witnessing is not None:
+            witness_tally.refused_by = witnessing.refused
     # Citizens asking who used their data (gateway/citizen): SubjectSearch for member nodes on
     # the federation port; ListMyExchanges where [citizens] names an identity provider, whose
     # tokens are used once across replicas, as callers' are.

@@ -29,7 +29,7 @@ import re
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -50,6 +50,7 @@ from prometheus_client.registry import Collector
 from concordat.exchange.v1 import exchange_pb2
 from gateway.config import ADMINISTRATIONS
 from gateway.errors import ConcordatError
+from gateway.evidence import WitnessTally
 from gateway.exchange import Exchange
 from gateway.federation.peers import PeerClients
 from gateway.pipeline.evidence import outcome_of
@@ -74,6 +75,8 @@ NONE = "none"
 OK = "ok"
 
 NODES = frozenset(ADMINISTRATIONS)
+# Why a witness refuses a head (gateway/evidence/witness.py).
+_REASONS = frozenset({"truncated", "stale", "forked"})
 
 
 def _error_codes(error: type[ConcordatError]) -> Iterator[str]:
@@ -435,6 +438,7 @@ class MetricSources:
     idempotency: Sized | None
     # Certificates whose expiry is exported, by name ("node": the node's TLS certificate).
     certificates: Mapping[str, Path]
+    witnessing: WitnessTally = field(default_factory=WitnessTally)
 
     def running_bundle(self) -> PolicyBundle:
         return self.live.bundle if self.live is not None else self.bundle
@@ -461,6 +465,7 @@ class NodeCollector(Collector):
         yield from self._policy()
         yield from self._audit()
         yield from self._peers()
+        yield from self._witnessing()
         replay = GaugeMetricFamily(
             "concordat_replay_cache_entries",
             "Callers' token ids remembered until their tokens expire (replay protection).",
@@ -591,6 +596,23 @@ class NodeCollector(Collector):
             opened.add_metric([peer], counts.opened)
             refused.add_metric([peer], counts.refused)
         yield from (state, failed, opened, refused)
+
+    def _witnessing(self) -> Iterator[Metric]:
+        refused_to_sign = CounterMetricFamily(
+            "concordat_witness_refusals",
+            "Chain heads of a peer this node refused to witness (truncated or forked history).",
+            labels=["peer", "reason"],
+        )
+        for (peer, reason), count in sorted(self._parts.witnessing.refused_to_sign.items()):
+            refused_to_sign.add_metric([_bounded(peer, NODES), _bounded(reason, _REASONS)], count)
+        refused_by = CounterMetricFamily(
+            "concordat_witness_refused_heads",
+            "Chain heads of this node a peer refused to witness.",
+            labels=["witness"],
+        )
+        for witness, count in sorted(self._parts.witnessing.refused_by.items()):
+            refused_by.add_metric([_bounded(witness, NODES)], count)
+        yield from (refused_to_sign, refused_by)
 
     def _certificates(self) -> Metric:
         family = GaugeMetricFamily(

@@ -342,7 +342,7 @@ async def test_every_dashboard_and_alert_query_names_only_metrics_the_node_expor
     unknown = {q: metric_names(q) - exported for q in queries if metric_names(q) - exported}
     assert not unknown
     flattened = [block or line for block, line in alert_queries]
-    assert len(flattened) == 7
+    assert len(flattened) == 8
     # `up` is Prometheus's own: whether it could scrape the node at all.
     unknown = {q: metric_names(q) - exported - {"up"} for q in flattened}
     assert not {q: names for q, names in unknown.items() if names}
