@@ -34,6 +34,10 @@ _UNKNOWN_KID_REFRESH_SECONDS = 30.0
 _REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "jti", "organisation", "system")
 # Header values are attacker-chosen; only short plain ones are echoed into messages and logs.
 _PRINTABLE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# A compact JWS: three base64url segments (PyJWT accepts padding, so the header may carry it).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_=-]*\.[A-Za-z0-9_=-]*")
+# Distinct token headers whose checked reading is kept; any more and the readings start over.
+_HEADERS_KEPT = 64
 
 
 class JwksSource(Protocol):
@@ -45,30 +49,50 @@ class JwksSource(Protocol):
 
 
 class JwksFile:
-    """Keys from a JWKS file, re-read whenever the file changes so keys rotate without a restart."""
+    """Keys from a JWKS file, re-read when the file changes so keys rotate without a restart.
 
-    def __init__(self, path: Path | str) -> None:
+    The file is looked at (one `stat`) at most every `check_every_seconds`, not on every
+    call: a key removed from the file stops verifying within that time. A key id not yet
+    known is looked for at once, so a token signed with a freshly published key is never
+    refused for want of a look.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        check_every_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if check_every_seconds < 0:
+            raise ValueError("check_every_seconds must be >= 0")
         self._path = Path(path)
+        self._check_every = check_every_seconds
+        self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._version: tuple[int, int, int] | None = None
+        self._checked_at = -math.inf
 
     def key_for(self, kid: str) -> jwt.PyJWK:
-        self._reload_if_changed()
+        now = self._clock()
+        if kid not in self._keys or now - self._checked_at >= self._check_every:
+            self._reload_if_changed(now)
         return _lookup(self._keys, kid)
 
-    def _reload_if_changed(self) -> None:
+    def _reload_if_changed(self, now: float) -> None:
         try:
             stat = self._path.stat()
             version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
             if version == self._version:
+                self._checked_at = now
                 return
             keys = parse_jwks(self._path.read_text(encoding="utf-8"))
         except (OSError, ValueError, jwt.PyJWTError) as exc:
             if self._version is None:
                 raise Unavailable("the identity provider's signing keys cannot be read") from exc
-            # A file caught mid-rotation keeps the last good keys; the next call tries again.
+            # A file caught mid-rotation keeps the last good keys; the next look tries again.
             return
-        self._keys, self._version = keys, version
+        self._keys, self._version, self._checked_at = keys, version, now
 
 
 class JwksUrl:
@@ -199,6 +223,10 @@ class TokenVerifier:
         self._algorithms = tuple(algorithms)
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime_seconds
+        self._headers: dict[str, tuple[str, str]] = {}
+        # Built once: PyJWT only reads them.
+        self._decode_options: dict[str, Any] = {"require": list(_REQUIRED_CLAIMS)}
+        self._only = {alg: [alg] for alg in self._algorithms}
 
     @property
     def leeway_seconds(self) -> float:
@@ -216,10 +244,19 @@ class TokenVerifier:
         return self._requester_from(claims)
 
     def _read_header(self, token: str) -> tuple[str, str]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise Unauthenticated("token is malformed") from exc
+        # One identity provider's tokens share a header byte for byte, so its checked reading
+        # is kept by segment; PyJWT's decode reads and checks the whole token again anyway.
+        segment = token.partition(".")[0]
+        known = self._headers.get(segment)
+        if known is None:
+            known = self._checked_header(token, segment)
+            if len(self._headers) >= _HEADERS_KEPT:
+                self._headers.clear()
+            self._headers[segment] = known
+        return known
+
+    def _checked_header(self, token: str, segment: str) -> tuple[str, str]:
+        header = _unverified_header(token, segment)
         alg = header.get("alg")
         if alg is None:
             raise Unauthenticated("token header has no 'alg'")
@@ -242,11 +279,11 @@ class TokenVerifier:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=[alg],
+                algorithms=self._only[alg],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": list(_REQUIRED_CLAIMS)},
+                options=self._decode_options,  # type: ignore[arg-type]
             )
         except jwt.PyJWTError as exc:
             raise _decode_error(exc) from exc
@@ -307,6 +344,19 @@ def parse_jwks(text: str) -> dict[str, jwt.PyJWK]:
         if key.key_id and key.public_key_use in (None, "sig"):
             keys.setdefault(key.key_id, key)
     return keys
+
+
+def _unverified_header(token: str, segment: str) -> dict[str, Any]:
+    """The token's header as a JSON object, read without trusting it: only to pick the key."""
+    if not _COMPACT_JWS.fullmatch(token):
+        raise Unauthenticated("token is malformed")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError) as exc:
+        raise Unauthenticated("token is malformed") from exc
+    if not isinstance(header, dict):
+        raise Unauthenticated("token is malformed")
+    return header
 
 
 def _lookup(keys: Mapping[str, jwt.PyJWK], kid: str) -> jwt.PyJWK:

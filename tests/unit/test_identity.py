@@ -389,6 +389,46 @@ def test_missing_jwks_file_makes_authentication_unavailable(tmp_path: Path) -> N
         JwksFile(tmp_path / "absent.json").key_for("k")
 
 
+def test_jwks_file_is_looked_at_again_only_after_its_check_interval(tmp_path: Path) -> None:
+    kept, removed = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    jwks_path = tmp_path / "jwks.json"
+    write_jwks(
+        jwks_path,
+        {"kept": ("EdDSA", kept.public_key()), "removed": ("EdDSA", removed.public_key())},
+    )
+    clock = FakeClock()
+    verifier = make_verifier(JwksFile(jwks_path, check_every_seconds=1.0, clock=clock))
+    token = jwt.encode(claims(), removed, algorithm="EdDSA", headers={"kid": "removed"})
+    verifier.verify(token)
+
+    write_jwks(jwks_path, {"kept": ("EdDSA", kept.public_key())})
+    later = jwks_path.stat().st_mtime + 5
+    os.utime(jwks_path, (later, later))
+    clock.now += 0.5
+    still_served = jwt.encode(claims(), removed, algorithm="EdDSA", headers={"kid": "removed"})
+    verifier.verify(still_served)
+
+    clock.now += 0.5
+    withdrawn = jwt.encode(claims(), removed, algorithm="EdDSA", headers={"kid": "removed"})
+    assert refused(verifier, withdrawn) == "token key id 'removed' is not known"
+
+
+def test_a_token_sharing_a_known_header_is_still_checked_whole(
+    issuer: DevIssuer, verifier: TokenVerifier
+) -> None:
+    header, payload, signature = mint(issuer).split(".")
+    verifier.verify(mint(issuer))
+    forged = base64.urlsafe_b64encode(
+        json.dumps({**json.loads(base64.urlsafe_b64decode(payload + "==")), "system": "x"}).encode()
+    )
+
+    assert refused(verifier, f"{header}.{forged.decode().rstrip('=')}.{signature}") == (
+        "token signature is invalid"
+    )
+    assert refused(verifier, f"{header}.!!!!.{signature}") == "token is malformed"
+    assert refused(verifier, f"{header}.{payload}") == "token is malformed"
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
