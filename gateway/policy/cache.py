@@ -12,7 +12,6 @@ knowing, so its decisions are asked for every time.
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -50,7 +49,7 @@ class CachingEngine:
             raise ValueError("max_entries must be at least 1")
         self._engine = engine
         self._max_entries = max_entries
-        self._decisions: OrderedDict[str, Decision] = OrderedDict()
+        self._decisions: OrderedDict[tuple[Direction, Any], Decision] = OrderedDict()
         self._counts = counts if counts is not None else CacheCounts()
 
     @property
@@ -92,12 +91,48 @@ class CachingEngine:
         await self._engine.close()
 
 
-def _key(direction: Direction, policy_input: Mapping[str, Any]) -> str | None:
+def _key(direction: Direction, policy_input: Mapping[str, Any]) -> tuple[Direction, Any] | None:
+    """The input as a hashable value equal only for inputs equal in value and in type.
+
+    Built instead of a JSON text, at under half its cost: a text is a string, any other value is
+    a tuple tagged with its kind, so `True`, `1`, `"1"`, `["a"]` and `{"a": ...}` all differ.
+    An input holding anything else (no JSON type) is not cached.
+    """
     try:
-        body = json.dumps(policy_input, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
+        return direction, _frozen(policy_input)
+    except _Unkeyable:
         return None
-    return f"{direction}\n{body}"
+
+
+class _Unkeyable(Exception):
+    """A value a policy input document cannot hold."""
+
+
+def _frozen(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        items = []
+        for name, member in value.items():
+            if type(name) is not str:
+                raise _Unkeyable
+            items.append((name, member if type(member) is str else _frozen(member)))
+        # Names are distinct, so sorting never compares the values.
+        items.sort()
+        return (dict, tuple(items))
+    if kind is list or kind is tuple:
+        if all(type(member) is str for member in value):
+            return (list, tuple(value))
+        return (list, tuple(map(_frozen, value)))
+    if kind is bool or kind is int:
+        return (kind, value)
+    if kind is float:
+        # The exact bits: 0.0 and -0.0 are equal as numbers but not as inputs.
+        return (float, value.hex())
+    if value is None:
+        return None
+    raise _Unkeyable
 
 
 def _cacheable(decision: Decision) -> bool:

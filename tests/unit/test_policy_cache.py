@@ -95,6 +95,54 @@ async def test_engine_failures_are_never_remembered() -> None:
     assert failing.calls == 2
 
 
+class Recording:
+    """An engine that allows everything and remembers each input it was asked about."""
+
+    revision = "r1"
+
+    def __init__(self) -> None:
+        self.asked: list[Mapping[str, Any]] = []
+
+    async def decide(self, direction: Direction, policy_input: Mapping[str, Any]) -> Decision:
+        self.asked.append(policy_input)
+        return Decision(True, "d", "r.allow", "ag", ())
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_inputs_equal_only_as_text_or_number_are_decided_apart() -> None:
+    engine = Recording()
+    cache = CachingEngine(engine)
+    variants: list[Any] = [True, 1, 1.0, -0.0, 0.0, "1", "true", ["1"], ("1",), {"1": 1}]
+    for value in variants:
+        await cache.decide("egress", {**policy_input(), "bulk": value})
+    for value in variants:
+        await cache.decide("egress", {**policy_input(), "bulk": value})
+    assert len(engine.asked) == len(variants) - 1  # a list and a tuple are one JSON array
+    assert (cache.hits, cache.misses) == (len(variants) + 1, len(variants) - 1)
+
+
+async def test_the_order_of_an_objects_names_does_not_matter_but_a_lists_order_does() -> None:
+    engine = Recording()
+    cache = CachingEngine(engine)
+    asked = policy_input()
+    await cache.decide("egress", asked)
+    await cache.decide("egress", dict(reversed(list(asked.items()))))
+    await cache.decide("egress", {**asked, "fields": list(reversed(asked["fields"]))})
+    await cache.decide("ingress", asked)
+    assert len(engine.asked) == 3
+
+
+async def test_an_input_no_json_document_could_hold_is_never_remembered() -> None:
+    engine = Recording()
+    cache = CachingEngine(engine)
+    odd = {**policy_input(), "today": date(2026, 11, 21)}
+    await cache.decide("egress", odd)
+    await cache.decide("egress", odd)
+    assert len(engine.asked) == 2
+
+
 def test_the_stricter_of_two_decisions_denies_if_either_denies_and_intersects_fields() -> None:
     allow_all = Decision(True, "a", "r.allow", "ag", ("nino", "benefit", "amount"))
     allow_less = Decision(True, "b", "r.allow", "ag", ("nino", "amount"), pseudonymise=True)
