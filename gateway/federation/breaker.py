@@ -6,8 +6,8 @@ A breaker is per peer and used from one event loop, so its state needs no lock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Literal, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Literal, NamedTuple, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -21,6 +21,7 @@ from tenacity.stop import stop_base
 from gateway.errors import Unavailable
 
 BreakerState = Literal["closed", "open", "half_open"]
+_T = TypeVar("_T")
 
 
 class BreakerCounts(NamedTuple):
@@ -82,6 +83,9 @@ class CircuitBreaker:
         )
 
     def record_success(self) -> None:
+        if self._state == "closed" and self._failures == 0:
+            # The common case, a healthy peer: nothing to change, so no clock read either.
+            return
         self._failures = 0
         self._enter("closed")
 
@@ -112,6 +116,34 @@ def retrying(deadline_at: float, attempts: int = 3) -> AsyncRetrying:
         stop=stop_after_attempt(attempts) | _StopBefore(deadline_at),
         reraise=True,
     )
+
+
+async def call_retrying(
+    call: Callable[[], Awaitable[_T]], deadline_at: float, attempts: int = 3
+) -> _T:
+    """`call()`, retried as `retrying` says; a first attempt that succeeds never enters tenacity.
+
+    Most calls succeed first time, and tenacity's machinery (its retrying object, attempt
+    objects and outcome futures) is then pure cost. A first attempt that fails retryably is
+    handed to tenacity as its own first attempt, so waits, stops and the error raised are
+    exactly what tenacity alone would give.
+    """
+    try:
+        return await call()
+    except Exception as exc:
+        if not _is_retryable(exc):
+            raise
+        first_failure = exc
+    replayed = False
+
+    async def attempt() -> _T:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            raise first_failure
+        return await call()
+
+    return await retrying(deadline_at, attempts)(attempt)
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import grpc
@@ -30,7 +31,7 @@ from gateway.federation.assertions import (
     new_digest_key,
     request_digest,
 )
-from gateway.federation.breaker import retrying
+from gateway.federation.breaker import call_retrying
 from gateway.federation.peers import Peer, PeerClients
 from gateway.pipeline.respond import obligations_from_proto, take_peer_withheld
 
@@ -154,13 +155,11 @@ class Relay:
         digest_key = new_digest_key()
         digest = keyed_request_digest(digest_key, request)
         deadline_at = time.monotonic() + remaining_seconds(exchange)
-        reply: federation_pb2.RelayResponse | None = None
-        async for attempt in retrying(deadline_at, self._attempts):
-            with attempt:
-                reply = await self._call_once(
-                    exchange, peer, request, (digest, digest_key), deadline_at
-                )
-        assert reply is not None  # noqa: S101 - retrying re-raises when no attempt succeeded
+        reply = await call_retrying(
+            partial(self._call_once, exchange, peer, request, (digest, digest_key), deadline_at),
+            deadline_at,
+            self._attempts,
+        )
         response = reply.response
         response_digest = request_digest(response)
         self._receipts.verify(

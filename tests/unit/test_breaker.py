@@ -7,7 +7,7 @@ import time
 import pytest
 
 from gateway.errors import PolicyDenied, Unavailable
-from gateway.federation.breaker import CircuitBreaker, retrying
+from gateway.federation.breaker import CircuitBreaker, call_retrying, retrying
 
 
 class Clock:
@@ -126,10 +126,38 @@ class Calls:
 
 
 async def run(calls: Calls, deadline_at: float, attempts: int = 3) -> str:
-    async for attempt in retrying(deadline_at, attempts):
-        with attempt:
-            return await calls()
-    raise AssertionError("retrying neither returned nor raised")
+    # As relays call: the first attempt outside tenacity, any retry through `retrying`.
+    return await call_retrying(calls, deadline_at, attempts)
+
+
+async def test_a_call_that_succeeds_first_time_is_made_once() -> None:
+    calls = Calls(None)
+
+    assert await run(calls, time.monotonic() + 30) == "ok"
+    assert calls.count == 1
+
+
+async def test_a_peer_that_recovers_after_a_first_failure_answers_on_retry() -> None:
+    calls = Calls(Unavailable("holyrood is unavailable"))
+
+    async def then_recover() -> str:
+        if calls.count == 1:
+            calls.error = None
+        return await calls()
+
+    assert await call_retrying(then_recover, time.monotonic() + 30) == "ok"
+    assert calls.count == 2
+
+
+async def test_a_single_allowed_attempt_raises_its_own_failure() -> None:
+    failure = Unavailable("holyrood is unavailable")
+    calls = Calls(failure)
+
+    with pytest.raises(Unavailable) as caught:
+        await run(calls, time.monotonic() + 30, attempts=1)
+
+    assert caught.value is failure
+    assert calls.count == 1
 
 
 async def test_unavailable_is_retried_up_to_the_attempt_limit() -> None:
