@@ -41,6 +41,7 @@ from gateway.federation.assertions import (
     request_digest,
 )
 from gateway.federation.directory import Directory, public_key_kid, sign_entry, write_directory
+from gateway.federation.envelope import ENVELOPE_PREFIX
 
 NODES = ("whitehall", "holyrood", "stormont")
 # The node whose checks the federation targets drive, and the peer whose relays it receives.
@@ -120,28 +121,34 @@ class _AtInstant(datetime):
         return cls.fromtimestamp(INSTANT, tz)
 
 
+_CLOCK_AT_INSTANT = SimpleNamespace(time=lambda: INSTANT)
+
+
 @contextmanager
 def at_instant() -> Iterator[None]:
-    """PyJWT reads the clock inside jwt.api_jwt; pin it there while tokens are checked.
+    """Pin the clocks tokens are checked by: the envelope checks read assertions.time, PyJWT
+    (an earlier release's JWTs) reads the datetime inside jwt.api_jwt.
 
     Patched by hand rather than with mock.patch, which would cost a fifth of an execution.
     """
     # api_jwt imports datetime without re-exporting it; that name is the one it reads.
     assert jwt.api_jwt.datetime is datetime  # type: ignore[attr-defined]  # noqa: S101
+    clock = assertions.time
     jwt.api_jwt.datetime = _AtInstant  # type: ignore[attr-defined]
+    assertions.time = _CLOCK_AT_INSTANT  # type: ignore[assignment]
     try:
         yield
     finally:
         jwt.api_jwt.datetime = datetime  # type: ignore[attr-defined]
+        assertions.time = clock
 
 
 @contextmanager
 def _signing_at_instant() -> Iterator[None]:
     """The signers read time.time() and a random nonce; both fixed, their tokens are too."""
-    clock = SimpleNamespace(time=lambda: INSTANT)
     nonces = SimpleNamespace(token_urlsafe=lambda _: "fuzz-nonce")
     with (
-        mock.patch.object(assertions, "time", clock),
+        mock.patch.object(assertions, "time", _CLOCK_AT_INSTANT),
         mock.patch.object(assertions, "secrets", nonces),
     ):
         yield
@@ -157,8 +164,14 @@ def sign_compact(header: bytes, payload: bytes, key: Ed25519PrivateKey) -> str:
     return f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
 
 
+def sign_envelope(payload: bytes, key: Ed25519PrivateKey) -> str:
+    """An envelope over exactly these payload bytes, whatever they hold."""
+    signed = f"{ENVELOPE_PREFIX}{b64url(payload)}"
+    return f"{signed}.{b64url(key.sign(signed.encode()))}"
+
+
 def signed_part(token: str) -> str:
-    """What a compact JWS signature covers: everything before its last dot."""
+    """What an envelope's or a compact JWS's signature covers: everything before its last dot."""
     return token.rpartition(".")[0]
 
 
@@ -354,7 +367,8 @@ def federation() -> Federation:
 
 
 def claims_of(token: str) -> dict[str, Any]:
-    """The payload of a compact JWS, read without checking anything (for the harness's oracle)."""
+    """The payload of an envelope or a compact JWS, read without checking anything (for the
+    harness's oracle): both carry it between their first and last dots."""
     payload = token.split(".")[1]
     claims: dict[str, Any] = json.loads(
         base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))

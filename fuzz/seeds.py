@@ -6,7 +6,6 @@ earlier seed-* files and leaving any other file (a regression input) in place.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -27,7 +26,14 @@ from fuzz.federation import (
     get_request,
     stream_request,
 )
-from fuzz.targets import ASSERTION_KEYS, HARNESS_SIGNS, RECEIPT_KEYS, SUBJECT_KINDS
+from fuzz.targets import (
+    AS_EARLIER_RELEASE_JWT,
+    ASSERTION_KEYS,
+    HARNESS_SIGNS,
+    RECEIPT_KEYS,
+    SUBJECT_KINDS,
+)
+from gateway.federation.envelope import canonical_json
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -239,9 +245,11 @@ def relay_seeds() -> Iterator[Seed]:
     yield "exchange-id-not-asserted", bytes([0]) + other.SerializeToString(deterministic=True)
 
 
-def _header_and_payload(token: str) -> str:
-    header = base64.urlsafe_b64decode(token.split(".")[0] + "==").decode()
-    return header + "\n" + json.dumps(claims_of(token), separators=(",", ":"))
+def _as_earlier_release_jwt(envelope: str) -> str:
+    """The JWT header and payload an earlier release signed for the same claims."""
+    claims = claims_of(envelope)
+    header = {"alg": "EdDSA", "kid": claims.pop("kid"), "typ": f"{claims.pop('typ')}+jwt"}
+    return json.dumps(header, separators=(",", ":")) + "\n" + json.dumps(claims)
 
 
 def _token_seeds(
@@ -267,7 +275,11 @@ def _token_seeds(
     yield "alg-hs256-public-key", bytes([0]) + f"{hs_header}.{payload}.{b64url(mac)}".encode()
     for index, key_name in enumerate(keys):
         flags = HARNESS_SIGNS | index << 1
-        yield f"signed-by-{key_name}", bytes([flags]) + _header_and_payload(token).encode()
+        yield f"signed-by-{key_name}", bytes([flags]) + canonical_json(claims_of(token))
+        yield (
+            f"jwt-signed-by-{key_name}",
+            bytes([flags | AS_EARLIER_RELEASE_JWT]) + _as_earlier_release_jwt(token).encode(),
+        )
 
 
 def assertion_seeds() -> Iterator[Seed]:

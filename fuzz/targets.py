@@ -34,6 +34,7 @@ from fuzz.federation import (
     federation,
     response,
     sign_compact,
+    sign_envelope,
     signed_part,
 )
 from fuzz.properties import (
@@ -96,6 +97,9 @@ RELAY_CERTIFICATES: tuple[tuple[str | None, str | None], ...] = (
 ASSERTION_KEYS = ("whitehall", "stormont", "rogue", "holyrood")
 RECEIPT_KEYS = ("holyrood", "stormont", "rogue", "whitehall")
 HARNESS_SIGNS = 0x08
+# With HARNESS_SIGNS: sign the input as an earlier release's JWT (header and payload split at
+# the first newline) rather than as an envelope whose payload is the whole input.
+AS_EARLIER_RELEASE_JWT = 0x10
 # The verifier's default max_lifetime_seconds, which gateway/node.py keeps.
 ASSERTION_MAX_LIFETIME = 120
 
@@ -267,19 +271,22 @@ def _check_genuine_assertion(fed: Federation, token: str, signer: str) -> None:
         )
 
 
-def _signed_by_harness(text: str, key_name: str, fed: Federation) -> str:
-    """The input's header and payload (split at the first newline), signed with a real key."""
-    header, _, payload = text.partition("\n")
+def _signed_by_harness(text: str, key_name: str, fed: Federation, flags: int) -> str:
+    """The input signed with a real key: as an envelope's payload, or as a JWT's header and
+    payload (split at the first newline)."""
     key = fed.signing_keys.get(key_name) or ed25519_key("rogue signing")
-    return sign_compact(header.encode(), payload.encode(), key)
+    if flags & AS_EARLIER_RELEASE_JWT:
+        header, _, payload = text.partition("\n")
+        return sign_compact(header.encode(), payload.encode(), key)
+    return sign_envelope(text.encode(), key)
 
 
 def assertion(data: bytes) -> bool:
     """An on-behalf-of assertion in the genuine relay from whitehall, checked by holyrood.
 
-    Flags bit 0: the stream relay. Bit 3: the harness signs the input's header and payload
-    with the key bits 1-2 choose (ASSERTION_KEYS), to reach the checks after the signature;
-    otherwise the input is the token itself.
+    Flags bit 0: the stream relay. Bit 3: the harness signs the input with the key bits 1-2
+    choose (ASSERTION_KEYS), to reach the checks after the signature, as an envelope or (bit
+    4) as an earlier release's JWT; otherwise the input is the token itself.
     """
     if not data:
         return False
@@ -291,7 +298,7 @@ def assertion(data: bytes) -> bool:
         return False  # protobuf refuses a string field that is not UTF-8 before we see it
     key_name = ASSERTION_KEYS[(flags >> 1) & 3]
     harness_signed = bool(flags & HARNESS_SIGNS)
-    token = _signed_by_harness(text, key_name, fed) if harness_signed else text
+    token = _signed_by_harness(text, key_name, fed, flags) if harness_signed else text
     genuine = fed.genuine_stream if flags & 1 else fed.genuine_get
     exchange = Exchange(
         rpc="StreamRecords" if flags & 1 else "GetRecord",
@@ -340,8 +347,8 @@ def receipt(data: bytes) -> bool:
     """A providing node's receipt, checked by the requesting node against what it received.
 
     Flags bit 0: the receipt is checked as stormont's rather than holyrood's. Bit 3: the
-    harness signs the input's header and payload with the key bits 1-2 choose (RECEIPT_KEYS);
-    otherwise the input is the token itself.
+    harness signs the input with the key bits 1-2 choose (RECEIPT_KEYS), as an envelope or
+    (bit 4) as an earlier release's JWT; otherwise the input is the token itself.
     """
     if not data:
         return False
@@ -353,7 +360,7 @@ def receipt(data: bytes) -> bool:
         return False  # protobuf refuses a string field that is not UTF-8 before we see it
     key_name = RECEIPT_KEYS[(flags >> 1) & 3]
     harness_signed = bool(flags & HARNESS_SIGNS)
-    token = _signed_by_harness(text, key_name, fed) if harness_signed else text
+    token = _signed_by_harness(text, key_name, fed, flags) if harness_signed else text
     provider = "stormont" if flags & 1 else PROVIDER
     digest = request_digest(response())
     try:
@@ -379,9 +386,23 @@ def receipt(data: bytes) -> bool:
         or not isinstance(claims["released_fields"], list)
         or not all(isinstance(name, str) for name in claims["released_fields"])
         or not isinstance(claims["ingress_decision_id"], str)
+        or not _pins_whole_position_or_none(claims)
     ):
         raise PropertyViolation(f"a receipt passed with claims it must not: {sorted(claims)}")
     return True
+
+
+def _pins_whole_position_or_none(claims: dict[str, Any]) -> bool:
+    if "log_seq" not in claims and "log_hash" not in claims:
+        return True
+    seq, chain_hash = claims.get("log_seq"), claims.get("log_hash")
+    return (
+        isinstance(seq, int)
+        and not isinstance(seq, bool)
+        and seq >= 0
+        and isinstance(chain_hash, str)
+        and bool(chain_hash)
+    )
 
 
 # Each returns whether the gateway accepted the input; a wrong answer raises.

@@ -1,8 +1,15 @@
-"""On-behalf-of assertions and receipts: the compact JWS two nodes exchange about one request.
+"""On-behalf-of assertions and receipts: the signed envelopes two nodes exchange about a request.
 
 The requesting node signs an assertion naming the original caller and a digest of the request;
-the providing node signs a receipt over a digest of what it released. Both are EdDSA, carry the
-signer's key id, and are checked against the keys the signed directory publishes for the signer.
+the providing node signs a receipt over a digest of what it released. Both are Ed25519-signed
+envelopes (gateway/federation/envelope.py) over their exact bytes, carry the signer's key id,
+and are checked against the keys the signed directory publishes for the signer, with raw
+`cryptography` calls: a JWT library costs about twice the signature it wraps, and what nodes
+sign for each other need not be a JWT.
+
+A node of an earlier release signed both as compact JWS (EdDSA JWTs). They are still verified,
+with every check they had, so its relays are answered (with a JWT receipt it can read) and the
+receipts kept in audit entries before the change still verify.
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ from google.protobuf.message import Message
 
 from gateway.domain import Requester
 from gateway.errors import DeadlineExceeded, PeerRejected
+from gateway.federation.envelope import MalformedEnvelope, is_envelope, open_envelope, seal
 from gateway.keys import SigningKeys
 
 DirectoryKeys = Callable[[str, str], Ed25519PublicKey]
 
-ASSERTION_TYPE = "concordat-assertion+jwt"
-RECEIPT_TYPE = "concordat-receipt+jwt"
+# An envelope's `typ` claim: it stops an assertion being passed off as a receipt, or the reverse.
+ASSERTION_TYPE = "concordat-assertion"
+RECEIPT_TYPE = "concordat-receipt"
+# The `typ` header of the JWTs an earlier release signs.
+JWT_ASSERTION_TYPE = "concordat-assertion+jwt"
+JWT_RECEIPT_TYPE = "concordat-receipt+jwt"
 _ALGORITHM = "EdDSA"
 _ASSERTION_CLAIMS = ("iss", "aud", "jti", "iat", "nbf", "exp", "nonce", "digest", "requester")
 _RECEIPT_CLAIMS = (
@@ -41,6 +53,11 @@ _RECEIPT_CLAIMS = (
     "released_fields",
     "ingress_decision_id",
 )
+# Where the provider's entry sits in its chain: present together, or (an extract opened before
+# its entry existed, an earlier release) not at all.
+_RECEIPT_LOG_CLAIMS = ("log_seq", "log_hash")
+# What an envelope carries besides its claims: its type and the signer's key id.
+_ENVELOPE_HEADER = ("typ", "kid")
 # Header and issuer values are chosen by the sender; only plain ones are echoed into messages.
 _PRINTABLE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -114,12 +131,7 @@ class AssertionSigner:
             "requester": requester.as_policy_input(),
         }
         signing = self._keys.current()
-        return jwt.encode(
-            claims,
-            signing.private,
-            algorithm=_ALGORITHM,
-            headers={"kid": signing.kid, "typ": ASSERTION_TYPE},
-        )
+        return seal({**claims, "typ": ASSERTION_TYPE, "kid": signing.kid}, signing.private)
 
 
 class AssertionVerifier:
@@ -151,7 +163,7 @@ class AssertionVerifier:
         claims = _verified_claims(
             token,
             kind="assertion",
-            token_type=ASSERTION_TYPE,
+            token_types=(ASSERTION_TYPE, JWT_ASSERTION_TYPE),
             signer=peer_node,
             signer_role="the calling peer",
             directory_keys=self._directory_keys,
@@ -202,13 +214,15 @@ class ReceiptSigner:
         released_fields: Sequence[str],
         ingress_decision_id: str,
         log_position: tuple[int, str] | None = None,
+        as_jwt: bool = False,
     ) -> str:
         """Sign a receipt; it names only a digest of the records, never the records.
 
         `log_position` is where this node's own entry of the exchange sits in its audit chain
         (seq, hash): the requesting node keeps it, and reconciliation holds this node to it.
+        `as_jwt` signs the JWT a requesting node of an earlier release reads (it sent a JWT).
         """
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self._node,
             "aud": requesting_node,
             "jti": exchange_id,
@@ -221,12 +235,14 @@ class ReceiptSigner:
         if log_position is not None:
             claims["log_seq"], claims["log_hash"] = log_position
         signing = self._keys.current()
-        return jwt.encode(
-            claims,
-            signing.private,
-            algorithm=_ALGORITHM,
-            headers={"kid": signing.kid, "typ": RECEIPT_TYPE},
-        )
+        if as_jwt:
+            return jwt.encode(
+                claims,
+                signing.private,
+                algorithm=_ALGORITHM,
+                headers={"kid": signing.kid, "typ": JWT_RECEIPT_TYPE},
+            )
+        return seal({**claims, "typ": RECEIPT_TYPE, "kid": signing.kid}, signing.private)
 
 
 class ReceiptVerifier:
@@ -242,7 +258,7 @@ class ReceiptVerifier:
         claims = _verified_claims(
             token,
             kind="receipt",
-            token_type=RECEIPT_TYPE,
+            token_types=(RECEIPT_TYPE, JWT_RECEIPT_TYPE),
             signer=provider_node,
             signer_role="the providing node",
             directory_keys=self._directory_keys,
@@ -251,6 +267,7 @@ class ReceiptVerifier:
             audience=None,
             leeway=None,
             required=_RECEIPT_CLAIMS,
+            optional=_RECEIPT_LOG_CLAIMS,
         )
         if not _is_number(claims["iat"]):
             raise PeerRejected("receipt claim 'iat' must be a number")
@@ -266,10 +283,130 @@ class ReceiptVerifier:
             raise PeerRejected("receipt claim 'released_fields' must be a list of strings")
         if not isinstance(claims["ingress_decision_id"], str):
             raise PeerRejected("receipt claim 'ingress_decision_id' must be a string")
+        if not isinstance(claims["aud"], str):
+            raise PeerRejected("receipt claim 'aud' must be a string")
+        _check_log_position(claims)
         return claims
 
 
+def _check_log_position(claims: dict[str, Any]) -> None:
+    """A receipt pins a position whole (a sequence number and an entry hash) or not at all."""
+    present = [name for name in _RECEIPT_LOG_CLAIMS if name in claims]
+    if not present:
+        return
+    seq, chain_hash = claims.get("log_seq"), claims.get("log_hash")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise PeerRejected("receipt claim 'log_seq' must be a non-negative integer")
+    if not isinstance(chain_hash, str) or not chain_hash:
+        raise PeerRejected("receipt claim 'log_hash' must be a non-empty string")
+
+
 def _verified_claims(
+    token: str,
+    *,
+    kind: str,
+    token_types: tuple[str, str],
+    signer: str,
+    signer_role: str,
+    directory_keys: DirectoryKeys,
+    audience: str | None,
+    leeway: float | None,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The claims of a token `signer` signed; `leeway=None` skips the freshness checks.
+
+    `token_types` is the envelope's type and the type of an earlier release's JWT.
+    """
+    envelope_type, jwt_type = token_types
+    if not isinstance(token, str):
+        raise PeerRejected(f"{kind} is malformed")
+    if is_envelope(token):
+        return _envelope_claims(
+            token,
+            kind=kind,
+            token_type=envelope_type,
+            signer=signer,
+            signer_role=signer_role,
+            directory_keys=directory_keys,
+            audience=audience,
+            leeway=leeway,
+            claims=(*_ENVELOPE_HEADER, *required),
+            optional=optional,
+        )
+    return _jwt_claims(
+        token,
+        kind=kind,
+        token_type=jwt_type,
+        signer=signer,
+        signer_role=signer_role,
+        directory_keys=directory_keys,
+        audience=audience,
+        leeway=leeway,
+        required=required,
+    )
+
+
+def _envelope_claims(
+    token: str,
+    *,
+    kind: str,
+    token_type: str,
+    signer: str,
+    signer_role: str,
+    directory_keys: DirectoryKeys,
+    audience: str | None,
+    leeway: float | None,
+    claims: Sequence[str],
+    optional: Sequence[str],
+) -> dict[str, Any]:
+    """Open an envelope, check its type and signer, verify its signature, then its claims.
+
+    The type and issuer are read before the signature is checked, so a refusal can say that an
+    envelope is of the wrong kind or from someone else rather than merely that a key failed;
+    nothing else is believed before the signature holds.
+    """
+    try:
+        opened = open_envelope(token)
+    except MalformedEnvelope as exc:
+        raise PeerRejected(f"{kind} is malformed") from exc
+    found = opened.claims
+    if found.get("typ") != token_type:
+        raise PeerRejected(f"{kind} has the wrong token type")
+    issuer = found.get("iss")
+    if issuer != signer:
+        raise PeerRejected(f"{kind} issuer {_shown(issuer)} does not match {signer_role} {signer}")
+    kid = found.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise PeerRejected(f"{kind} has no 'kid'")
+    if not opened.signed_by(directory_keys(signer, kid)):
+        raise PeerRejected(f"{kind} signature is invalid")
+    for name in claims:
+        if name not in found:
+            raise PeerRejected(f"{kind} is missing required claim {name!r}")
+    if len(found) > len(claims) and not set(found) <= {*claims, *optional}:
+        # Signed by the right key, but not a claim set this version writes: fail closed.
+        raise PeerRejected(f"{kind} carries a claim this node does not know")
+    if audience is not None and found["aud"] != audience:
+        raise PeerRejected(f"{kind} is addressed to another node, not {audience}")
+    if leeway is not None:
+        _check_fresh(found, kind=kind, leeway=leeway)
+    return found
+
+
+def _check_fresh(claims: dict[str, Any], *, kind: str, leeway: float) -> None:
+    """The checks a JWT library makes of iat, nbf and exp, with the same leeway."""
+    for name in ("iat", "nbf", "exp"):
+        if not _is_number(claims[name]):
+            raise PeerRejected(f"{kind} claim {name!r} must be a number")
+    now = time.time()
+    if claims["iat"] > now + leeway or claims["nbf"] > now + leeway:
+        raise PeerRejected(f"{kind} is not yet valid")
+    if claims["exp"] <= now - leeway:
+        raise PeerRejected(f"{kind} has expired")
+
+
+def _jwt_claims(
     token: str,
     *,
     kind: str,
@@ -281,7 +418,7 @@ def _verified_claims(
     leeway: float | None,
     required: Sequence[str],
 ) -> dict[str, Any]:
-    """Decode a token `signer` signed; `leeway=None` skips the freshness checks.
+    """Decode an earlier release's JWT with the signer's key.
 
     The token is decoded once, with the signer's key. Only when that fails is it read again
     unverified, so the refusal can say who actually spoke (an issuer other than the peer)
@@ -293,7 +430,6 @@ def _verified_claims(
         raise PeerRejected(f"{kind} is malformed") from exc
     if header.get("alg") != _ALGORITHM:
         raise PeerRejected(f"{kind} must be signed with {_ALGORITHM}")
-    # The type stops an assertion being passed off as a receipt, or the reverse.
     if header.get("typ") != token_type:
         raise PeerRejected(f"{kind} has the wrong token type")
     kid = header.get("kid")
@@ -301,7 +437,7 @@ def _verified_claims(
         raise PeerRejected(f"{kind} header has no 'kid'")
     try:
         key = directory_keys(signer, kid)
-        return jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             key,
             algorithms=[_ALGORITHM],
@@ -320,6 +456,7 @@ def _verified_claims(
     except jwt.PyJWTError as exc:
         _refuse_another_issuer(token, kind=kind, signer=signer, signer_role=signer_role)
         raise _decode_error(kind, exc, audience) from exc
+    return claims
 
 
 def _refuse_another_issuer(token: str, *, kind: str, signer: str, signer_role: str) -> None:

@@ -26,6 +26,7 @@ from gateway.federation.assertions import (
     request_digest,
 )
 from gateway.federation.directory import DirectoryLookup
+from gateway.federation.envelope import is_envelope
 from gateway.federation.peers import peer_identity
 from gateway.pipeline.batches import StreamBatches
 from gateway.state import ReplayGuard
@@ -75,6 +76,12 @@ def _digest_key(exchange: Exchange) -> bytes:
     raise PeerRejected("the relay carries no key for its assertion's request digest")
 
 
+def _asked_by_an_earlier_release(exchange: Exchange) -> bool:
+    """A requesting node of an earlier release signs its assertion as a JWT and reads only a
+    JWT receipt; every later one signs and reads envelopes."""
+    return not is_envelope(exchange.assertion)
+
+
 class SignReceipt:
     """Digests what was released (never the data) and, once the exchange's entry is stored,
     signs the receipt that pins it, for the requesting node to keep."""
@@ -103,6 +110,7 @@ class SignReceipt:
             released_fields=list(response.released_fields),
             ingress_decision_id=response.ingress_decision_id,
             log_position=(position.seq, position.hash),
+            as_jwt=_asked_by_an_earlier_release(exchange),
         )
 
 
@@ -121,6 +129,7 @@ class SignedBatches:
     async def __call__(
         self, exchange: Exchange
     ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
+        as_jwt = _asked_by_an_earlier_release(exchange)
         async for batch in self._batches(exchange):
             encoded = batch.SerializeToString(deterministic=True)
             receipt = self._signer.sign(
@@ -133,6 +142,7 @@ class SignedBatches:
                 log_position=(
                     (exchange.opening.seq, exchange.opening.hash) if exchange.opening else None
                 ),
+                as_jwt=as_jwt,
             )
             exchange.peer_evidence = PeerEvidence(
                 peer=exchange.requesting_node, last_receipt=receipt, assertion=exchange.assertion

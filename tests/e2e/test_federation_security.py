@@ -15,13 +15,18 @@ from gateway.dev.pki import ensure_node_material, issue_node_certificate
 from gateway.domain import Requester
 from gateway.exchange import new_exchange_id
 from gateway.federation.assertions import (
+    ASSERTION_TYPE,
     DIGEST_KEY_METADATA,
+    JWT_ASSERTION_TYPE,
     AssertionSigner,
+    ReceiptVerifier,
     keyed_request_digest,
+    request_digest,
 )
-from gateway.federation.directory import public_key_kid
+from gateway.federation.directory import Directory, public_key_kid
+from gateway.federation.envelope import is_envelope, seal
 from gateway.federation.peers import peer_server_name
-from gateway.keys import load_signing_key
+from gateway.keys import load_public_key, load_signing_key
 from gateway.testing import get_request, read_audit
 from tests.e2e.conftest import Federation
 from tests.e2e.test_federation import subject
@@ -170,21 +175,53 @@ async def test_an_expired_assertion_is_refused(federation: Federation) -> None:
         "digest": keyed_request_digest(DIGEST_KEY, request),
         "requester": DWP.as_policy_input(),
     }
-    expired = jwt.encode(
-        claims,
-        key,
-        algorithm="EdDSA",
-        headers={
-            "kid": public_key_kid("whitehall", key.public_key()),
-            "typ": "concordat-assertion+jwt",
-        },
-    )
+    kid = public_key_kid("whitehall", key.public_key())
+    expired = seal({**claims, "typ": ASSERTION_TYPE, "kid": kid}, key)
     channel = _channel(federation, "holyrood", material.tls_cert, material.tls_key)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _relay(channel, expired, request, exchange_id)
     await channel.close()
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "expired" in caught.value.details()
+
+
+async def test_a_relay_from_an_earlier_release_signed_as_a_jwt_is_answered_with_a_jwt_receipt(
+    federation: Federation,
+) -> None:
+    material = federation.states["whitehall"].material
+    key = load_signing_key(material.signing_key)
+    request = _birth_request(federation)
+    exchange_id = new_exchange_id()
+    now = time.time()
+    claims = {
+        "iss": "whitehall",
+        "aud": "holyrood",
+        "jti": exchange_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 30,
+        "nonce": "earlier-release",
+        "digest": keyed_request_digest(DIGEST_KEY, request),
+        "requester": DWP.as_policy_input(),
+    }
+    headers = {"kid": public_key_kid("whitehall", key.public_key()), "typ": JWT_ASSERTION_TYPE}
+    earlier = jwt.encode(claims, key, algorithm="EdDSA", headers=headers)
+    channel = _channel(federation, "holyrood", material.tls_cert, material.tls_key)
+    reply = await _relay(channel, earlier, request, exchange_id)
+    await channel.close()
+
+    assert reply.response.records
+    assert not is_envelope(reply.receipt)
+    assert jwt.get_unverified_header(reply.receipt)["typ"] == "concordat-receipt+jwt"
+    section = federation.configs["whitehall"]["federation"]
+    anchors = {name: load_public_key(Path(path)) for name, path in section["trust_anchors"].items()}
+    directory = Directory.load(Path(section["directory"]), anchors)
+    ReceiptVerifier(directory.signing_key).verify(
+        reply.receipt,
+        provider_node="holyrood",
+        exchange_id=exchange_id,
+        response_digest=request_digest(reply.response),
+    )
 
 
 async def test_undecodable_relays_are_refused_and_audited_once_naming_the_peer(

@@ -33,6 +33,7 @@ from gateway.config import parse_config
 from gateway.dev.state import audience
 from gateway.evidence.reconcile_peer import fetch_peer_log
 from gateway.evidence.witnessing import HeadWitnessing
+from gateway.federation.assertions import ReceiptVerifier
 from gateway.federation.directory import Directory
 from gateway.keys import load_public_key, load_signing_key
 from gateway.node import Node, build_node
@@ -155,6 +156,14 @@ async def test_a_relayed_receipt_pins_the_providers_entry_and_both_sides_reconci
     assert mine["exchange_id"] == exchange_id
     assert mine["peer_log"] == {"seq": theirs[0], "hash": theirs[1]}
     assert mine["role"] == "caller"
+    # The receipt as kept in the entry still verifies, with the key the directory publishes.
+    kept = ReceiptVerifier(_directory(pair.federation, REQUESTER).signing_key).verify(
+        mine["receipt"],
+        provider_node=PROVIDER,
+        exchange_id=exchange_id,
+        response_digest=mine["response_digest"],
+    )
+    assert (kept["log_seq"], kept["log_hash"]) == (theirs[0], theirs[1])
     assert await pair.reconcile_with_provider() == (True, [])
     # The same through the command line, over the federation and from the peer's export.
     config = pair.federation.config_path

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -37,6 +36,7 @@ from gateway.dev.pki import ensure_node_material, issue_node_certificate
 from gateway.dev.state import LOCAL_CONFIG_DIR, LocalNodeState, audience, prepare_node
 from gateway.federation.directory import public_key_kid, write_directory
 from gateway.federation.enrolment import signed_directory_entry
+from gateway.federation.envelope import open_envelope
 from gateway.federation.peers import peer_server_name
 from gateway.node import Node, build_node
 from gateway.testing import TEST_CLOCK, get_request, node_config_dict, read_audit
@@ -415,7 +415,7 @@ def _public(path: Path) -> Ed25519PublicKey:
 def _receipt_kids(pair: TwoNodes) -> list[str]:
     """The key id of each receipt whitehall keeps from holyrood, oldest first."""
     entries = read_audit(pair.nodes["whitehall"].config.audit.path)
-    return [jwt.get_unverified_header(e["receipt"])["kid"] for e in entries if e.get("receipt")]
+    return [open_envelope(e["receipt"]).claims["kid"] for e in entries if e.get("receipt")]
 
 
 async def test_a_certificate_not_matching_its_key_and_an_unverifiable_directory_are_refused(

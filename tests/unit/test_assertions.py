@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from concordat.exchange.v1 import exchange_pb2
+from gateway.audit.reconcile import pinned_position
 from gateway.domain import Requester
 from gateway.errors import DeadlineExceeded, PeerRejected
 from gateway.federation.assertions import (
@@ -23,6 +24,7 @@ from gateway.federation.assertions import (
     request_digest,
 )
 from gateway.federation.directory import public_key_kid
+from gateway.federation.envelope import MAX_ENVELOPE_CHARS, canonical_json, open_envelope
 from gateway.identity import ReplayCache
 
 REQUESTER = Requester(
@@ -107,12 +109,24 @@ def caller(requester: Requester) -> Requester:
 
 
 def with_claims(token: str, **changes: object) -> str:
-    """The token with its payload changed but its original signature kept."""
-    header, payload, signature = token.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
-    claims.update(changes)
-    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    return f"{header}.{forged}.{signature}"
+    """The envelope with its claims changed (canonically encoded) but its signature kept."""
+    return with_payload(token, canonical_json({**open_envelope(token).claims, **changes}))
+
+
+def with_payload(token: str, payload: bytes) -> str:
+    """The envelope with these payload bytes in place of its own, its signature kept."""
+    version, _, signature = token.split(".")
+    return f"{version}.{b64(payload)}.{signature}"
+
+
+def resealed(token: str, key: Ed25519PrivateKey, payload: bytes) -> str:
+    """An envelope of exactly these payload bytes, genuinely signed with `key`."""
+    signed = f"{token.split('.')[0]}.{b64(payload)}"
+    return f"{signed}.{b64(key.sign(signed.encode()))}"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def test_the_digest_is_stable_and_covers_every_field() -> None:
@@ -153,7 +167,7 @@ def test_an_expired_assertion_is_refused(keys: Keys, signer: AssertionSigner) ->
 
 def test_the_callers_deadline_caps_the_assertion_lifetime(signer: AssertionSigner) -> None:
     token = sign(signer, "x", expires_in=2.5)
-    claims = jwt.decode(token, options={"verify_signature": False})
+    claims = open_envelope(token).claims
 
     assert claims["exp"] - claims["iat"] == pytest.approx(2.5)
 
@@ -246,7 +260,9 @@ def test_a_retry_signs_a_fresh_assertion_for_the_same_exchange(
     assert retry.token_id != first.token_id
 
 
-def test_only_eddsa_is_accepted(keys: Keys, verifier: AssertionVerifier) -> None:
+def test_an_earlier_releases_jwt_is_refused_unless_signed_with_eddsa(
+    keys: Keys, verifier: AssertionVerifier
+) -> None:
     exchange_id = str(uuid.uuid4())
     token = jwt.encode(
         {"iss": "whitehall", "aud": "holyrood", "jti": exchange_id},
@@ -347,4 +363,191 @@ def test_a_tampered_receipt_is_refused(receipts: tuple[ReceiptSigner, ReceiptVer
     with pytest.raises(PeerRejected, match=r"^receipt signature is invalid$"):
         verifier.verify(
             token, provider_node="holyrood", exchange_id="e-1", response_digest="ab" * 32
+        )
+
+
+def test_an_envelope_in_another_spelling_of_its_signed_claims_is_refused(
+    keys: Keys, verifier: AssertionVerifier
+) -> None:
+    key, kid = keys.add("whitehall")
+    token = sign(AssertionSigner("whitehall", key, kid), "e-1")
+    claims = open_envelope(token).claims
+    spaced = json.dumps(claims, sort_keys=True).encode()
+    duplicated = canonical_json(claims)[:-1] + b',"aud":"holyrood"}'
+
+    for payload in (spaced, duplicated):
+        with pytest.raises(PeerRejected, match=r"^assertion is malformed$"):
+            verify(verifier, resealed(token, key, payload), "e-1")
+
+
+def test_an_envelope_with_a_claim_this_version_does_not_write_is_refused(
+    keys: Keys, verifier: AssertionVerifier
+) -> None:
+    key, kid = keys.add("whitehall")
+    token = sign(AssertionSigner("whitehall", key, kid), "e-1")
+    extra = canonical_json({**open_envelope(token).claims, "scope": "everything"})
+
+    with pytest.raises(PeerRejected, match=r"^assertion carries a claim this node does not know$"):
+        verify(verifier, resealed(token, key, extra), "e-1")
+
+
+def test_an_envelope_missing_a_claim_is_refused_even_when_genuinely_signed(
+    keys: Keys, verifier: AssertionVerifier
+) -> None:
+    key, kid = keys.add("whitehall")
+    token = sign(AssertionSigner("whitehall", key, kid), "e-1")
+    claims = open_envelope(token).claims
+    del claims["nonce"]
+
+    with pytest.raises(PeerRejected, match=r"^assertion is missing required claim 'nonce'$"):
+        verify(verifier, resealed(token, key, canonical_json(claims)), "e-1")
+
+
+def test_an_envelope_over_the_size_bound_is_malformed_before_anything_is_parsed(
+    signer: AssertionSigner, verifier: AssertionVerifier
+) -> None:
+    token = sign(signer, "e-1")
+    padded = with_claims(token, nonce="n" * MAX_ENVELOPE_CHARS)
+
+    with pytest.raises(PeerRejected, match=r"^assertion is malformed$"):
+        verify(verifier, padded, "e-1")
+
+
+def test_a_signature_with_unused_bits_set_is_a_second_spelling_and_refused(
+    signer: AssertionSigner, verifier: AssertionVerifier
+) -> None:
+    token = sign(signer, "e-1")
+    # 64 bytes take 86 base64url characters, the last carrying 4 unused bits, so it is one of
+    # A, Q, g, w; the next letter decodes to the same bytes.
+    second_spelling = token[:-1] + {"A": "B", "Q": "R", "g": "h", "w": "x"}[token[-1]]
+
+    with pytest.raises(PeerRejected, match=r"^assertion is malformed$"):
+        verify(verifier, second_spelling, "e-1")
+
+
+def test_a_jwt_signature_cannot_be_replayed_as_an_envelope(
+    keys: Keys, verifier: AssertionVerifier
+) -> None:
+    key, kid = keys.add("whitehall")
+    envelope = sign(AssertionSigner("whitehall", key, kid), "e-1")
+    claims = open_envelope(envelope).claims
+    legacy = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": "x"})
+    _, payload, signature = legacy.split(".")
+
+    with pytest.raises(PeerRejected, match=r"^assertion (is malformed|signature is invalid)$"):
+        verify(verifier, f"ce1.{payload}.{signature}", "e-1")
+
+
+def test_an_earlier_releases_jwt_assertion_still_verifies_with_every_check(
+    keys: Keys, verifier: AssertionVerifier
+) -> None:
+    key, kid = keys.add("whitehall")
+    now = time.time()
+    claims = {
+        "iss": "whitehall",
+        "aud": "holyrood",
+        "jti": "e-1",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 30,
+        "nonce": "n-1",
+        "digest": request_digest(a_request()),
+        "requester": REQUESTER.as_policy_input(),
+    }
+    headers = {"kid": kid, "typ": "concordat-assertion+jwt"}
+    legacy = jwt.encode(claims, key, algorithm="EdDSA", headers=headers)
+    elsewhere = jwt.encode({**claims, "aud": "stormont"}, key, algorithm="EdDSA", headers=headers)
+
+    assert caller(verify(verifier, legacy, "e-1")) == REQUESTER
+    with pytest.raises(PeerRejected, match="addressed to another node, not holyrood"):
+        verify(verifier, elsewhere, "e-1")
+
+
+def test_an_earlier_releases_jwt_receipt_still_verifies(
+    receipts: tuple[ReceiptSigner, ReceiptVerifier],
+) -> None:
+    signer, verifier = receipts
+    token = signer.sign(
+        exchange_id="e-1",
+        requesting_node="whitehall",
+        response_digest="ab" * 32,
+        record_count=1,
+        released_fields=["name"],
+        ingress_decision_id="d-1",
+        log_position=(7, "cd" * 32),
+        as_jwt=True,
+    )
+
+    assert jwt.get_unverified_header(token)["typ"] == "concordat-receipt+jwt"
+    claims = verifier.verify(
+        token, provider_node="holyrood", exchange_id="e-1", response_digest="ab" * 32
+    )
+    assert (claims["log_seq"], claims["log_hash"]) == (7, "cd" * 32)
+
+
+def test_a_receipt_kept_as_text_pins_the_providers_entry_and_verifies_later(
+    receipts: tuple[ReceiptSigner, ReceiptVerifier],
+) -> None:
+    signer, verifier = receipts
+    kept = json.loads(
+        json.dumps(
+            {
+                "receipt": signer.sign(
+                    exchange_id="e-1",
+                    requesting_node="whitehall",
+                    response_digest="ab" * 32,
+                    record_count=1,
+                    released_fields=["name"],
+                    ingress_decision_id="d-1",
+                    log_position=(7, "cd" * 32),
+                )
+            }
+        )
+    )["receipt"]
+
+    assert pinned_position(kept) == (7, "cd" * 32)
+    assert (
+        verifier.verify(
+            kept, provider_node="holyrood", exchange_id="e-1", response_digest="ab" * 32
+        )["log_seq"]
+        == 7
+    )
+
+
+def test_a_receipt_pinning_half_a_position_is_refused(
+    keys: Keys, receipts: tuple[ReceiptSigner, ReceiptVerifier]
+) -> None:
+    key, kid = keys.add("holyrood")
+    token = ReceiptSigner("holyrood", key, kid).sign(
+        exchange_id="e-1",
+        requesting_node="whitehall",
+        response_digest="ab" * 32,
+        record_count=1,
+        released_fields=["name"],
+        ingress_decision_id="d-1",
+        log_position=(7, "cd" * 32),
+    )
+    claims = open_envelope(token).claims
+    del claims["log_hash"]
+    _, verifier = receipts
+
+    with pytest.raises(
+        PeerRejected, match=r"^receipt claim 'log_hash' must be a non-empty string$"
+    ):
+        verifier.verify(
+            resealed(token, key, canonical_json(claims)),
+            provider_node="holyrood",
+            exchange_id="e-1",
+            response_digest="ab" * 32,
+        )
+
+
+def test_an_assertion_cannot_pass_as_a_receipt(
+    signer: AssertionSigner, receipts: tuple[ReceiptSigner, ReceiptVerifier]
+) -> None:
+    _, verifier = receipts
+
+    with pytest.raises(PeerRejected, match=r"^receipt has the wrong token type$"):
+        verifier.verify(
+            sign(signer, "e-1"), provider_node="whitehall", exchange_id="e-1", response_digest="x"
         )
