@@ -5,16 +5,26 @@ response, and a relay chain (caller -> relay -> provider) whose relay forwards o
 to a FederationService, re-streaming bulk batches as they arrive. Each server is a child
 process started as `python -m bench.bare --role ...`; the parent side is `one_hop` and
 `relay_chain`.
+
+Those resend one prebuilt batch, so they measure gRPC. `reading_chain` is the fair bulk
+baseline, what a department would write without Concordat: the same relay chain, whose
+provider reads the same table with the same batching (keyset pages read a page ahead on a
+thread, through a plain DB-API cursor) and builds the same records, with no policy, audit,
+resume-token MAC or signatures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -153,6 +163,59 @@ def relay_chain(
         )
 
 
+@contextmanager
+def reading_chain(
+    workdir: Path,
+    *,
+    database: Path,
+    table: str,
+    key: str,
+    fields: Mapping[str, str],
+    record: str,
+    stream_request: exchange_pb2.StreamRecordsRequest,
+) -> Iterator[Endpoint]:
+    """Caller -> relay -> a provider reading `table` of the SQLite file `database`.
+
+    Each record is `Record(<record>=<field: value of its column>)` for `fields` (field name to
+    column), in `key` order, in pages of the request's batch size.
+    """
+    first, _ = _material(workdir)
+    columns = [f"--field={field}={column}" for field, column in fields.items()]
+    with ExitStack() as stack:
+        provider_pid, provider_port = _start(
+            stack,
+            workdir,
+            f"reading-provider-{record}",
+            0,
+            "--database",
+            str(database),
+            "--table",
+            table,
+            "--key",
+            key,
+            "--stream-record",
+            record,
+            *columns,
+            role="reading-provider",
+        )
+        relay_pid, relay_port = _start(
+            stack,
+            workdir,
+            f"reading-relay-{record}",
+            0,
+            "--upstream",
+            f"127.0.0.1:{provider_port}",
+            role="relay",
+        )
+        yield Endpoint(
+            address=f"127.0.0.1:{relay_port}",
+            ca_cert=first.ca_cert,
+            pids=(relay_pid, provider_pid),
+            request=REQUEST,
+            stream_request=stream_request,
+        )
+
+
 def payload_sizes() -> dict[str, int]:
     return {
         "request_bytes": REQUEST.ByteSize(),
@@ -169,15 +232,21 @@ def _material(workdir: Path) -> tuple[NodeMaterial, NodeMaterial]:
 
 
 def _start(
-    stack: ExitStack, workdir: Path, role: str, stream_records: int, *extra: str
+    stack: ExitStack,
+    workdir: Path,
+    name: str,
+    stream_records: int,
+    *extra: str,
+    role: str | None = None,
 ) -> tuple[int, int]:
-    log = workdir / f"bare-{role}.log"
+    """Starts `python -m bench.bare --role <role or name>`, logging to bare-<name>.log."""
+    log = workdir / f"bare-{name}.log"
     argv = [
         sys.executable,
         "-m",
         "bench.bare",
         "--role",
-        role,
+        role or name,
         "--state-dir",
         str(workdir / "bare-pki"),
         "--stream-records",
@@ -226,6 +295,87 @@ class FixedProvider(federation_pb2_grpc.FederationServiceServicer):
             self._stream_records, request.request.batch_size, self._stream_record
         ):
             yield federation_pb2.RelayStreamResponse(batch=batch)
+
+
+class TableReader:
+    """Pages of one SQLite table in key order through a plain DB-API cursor, on one thread.
+
+    sqlite3 connections belong to the thread that opened them, so each reading thread opens
+    its own, read-only.
+    """
+
+    def __init__(self, database: Path, table: str, key: str, columns: list[str]) -> None:
+        self._database = database
+        listed = ", ".join(map(_quoted, [key, *columns]))
+        # Quoted names from the bench's own mapping; values are always bound parameters.
+        source = f"SELECT {listed} FROM {_quoted(table)}"  # noqa: S608
+        order = f"ORDER BY {_quoted(key)} LIMIT ?"
+        self._first = f"{source} {order}"
+        self._after = f"{source} WHERE {_quoted(key)} > ? {order}"
+        self._local = threading.local()
+
+    def page(self, after: Any, size: int) -> tuple[list[tuple[Any, ...]], Any]:
+        """Up to `size` rows after key `after` (None: from the start), and the last key."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            uri = f"{self._database.resolve().as_uri()}?mode=ro"
+            connection = self._local.connection = sqlite3.connect(uri, uri=True)
+        if after is None:
+            rows = connection.execute(self._first, (size,)).fetchall()
+        else:
+            rows = connection.execute(self._after, (after, size)).fetchall()
+        return rows, rows[-1][0] if rows else after
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class ReadingProvider(federation_pb2_grpc.FederationServiceServicer):
+    """The fair bulk baseline's provider: reads the table page by page, one page ahead."""
+
+    def __init__(self, reader: TableReader, record: str, fields: list[str]) -> None:
+        self._reader = reader
+        self._record = record
+        self._fields = fields
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bare-read")
+
+    async def RelayStream(
+        self, request: federation_pb2.RelayStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
+        size = request.request.batch_size or 1000
+        loop = asyncio.get_running_loop()
+        ahead: asyncio.Future[tuple[list[tuple[Any, ...]], Any]] | None = loop.run_in_executor(
+            self._pool, self._reader.page, None, size
+        )
+        try:
+            while ahead is not None:
+                rows, last = await ahead
+                full = len(rows) == size
+                ahead = (
+                    loop.run_in_executor(self._pool, self._reader.page, last, size)
+                    if full
+                    else None
+                )
+                if rows:
+                    yield federation_pb2.RelayStreamResponse(batch=self._batch(rows, last))
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    def _batch(self, rows: list[tuple[Any, ...]], last: Any) -> exchange_pb2.StreamRecordsResponse:
+        record, fields = self._record, self._fields
+        # A NULL column is an absent field, as the node's SQL source leaves it.
+        records = [
+            {record: {f: v for f, v in zip(fields, row[1:], strict=True) if v is not None}}
+            for row in rows
+        ]
+        return exchange_pb2.StreamRecordsResponse(
+            exchange_id=RESPONSE.exchange_id,
+            records=records,
+            provider_node=SECOND_NODE,
+            resume_token=str(last),
+        )
 
 
 class ForwardingRelay(exchange_pb2_grpc.ExchangeServiceServicer):
@@ -278,7 +428,7 @@ def _trust(*materials: NodeMaterial) -> bytes:
 async def _serve(arguments: argparse.Namespace) -> None:
     first = ensure_node_material(arguments.state_dir, FIRST_NODE)
     second = ensure_node_material(arguments.state_dir, SECOND_NODE)
-    own = second if arguments.role == "provider" else first
+    own = second if arguments.role in ("provider", "reading-provider") else first
     server = grpc.aio.server(options=SERVER_OPTIONS)
     upstream = None
     if arguments.role == "exchange":
@@ -290,6 +440,12 @@ async def _serve(arguments: argparse.Namespace) -> None:
         federation_pb2_grpc.add_FederationServiceServicer_to_server(
             FixedProvider(arguments.stream_records, STREAM_RECORDS[arguments.stream_record]),
             server,
+        )
+    elif arguments.role == "reading-provider":
+        fields = dict(pair.split("=", 1) for pair in arguments.field)
+        reader = TableReader(arguments.database, arguments.table, arguments.key, [*fields.values()])
+        federation_pb2_grpc.add_FederationServiceServicer_to_server(
+            ReadingProvider(reader, arguments.stream_record, [*fields]), server
         )
     else:
         upstream = grpc.aio.secure_channel(
@@ -304,7 +460,7 @@ async def _serve(arguments: argparse.Namespace) -> None:
         exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
             ForwardingRelay(federation_pb2_grpc.FederationServiceStub(upstream)), server
         )
-    mutual = arguments.role == "provider"
+    mutual = arguments.role in ("provider", "reading-provider")
     credentials = grpc.ssl_server_credentials(
         [(own.tls_key.read_bytes(), own.tls_cert.read_bytes())],
         root_certificates=_trust(first, second) if mutual else None,
@@ -322,14 +478,26 @@ async def _serve(arguments: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=("exchange", "provider", "relay"), required=True)
+    parser.add_argument(
+        "--role", choices=("exchange", "provider", "reading-provider", "relay"), required=True
+    )
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--stream-records", type=int, default=0)
     parser.add_argument("--stream-record", choices=tuple(STREAM_RECORDS), default="benefit_award")
     parser.add_argument("--upstream", help="the provider's host:port (relay only)")
+    parser.add_argument("--database", type=Path, help="the SQLite file (reading-provider only)")
+    parser.add_argument("--table", help="the table to read (reading-provider only)")
+    parser.add_argument("--key", help="the table's key column (reading-provider only)")
+    parser.add_argument(
+        "--field", action="append", default=[], help="<record field>=<column>, repeatable"
+    )
     arguments = parser.parse_args()
     if arguments.role == "relay" and not arguments.upstream:
         parser.error("--role relay needs --upstream")
+    if arguments.role == "reading-provider" and not (
+        arguments.database and arguments.table and arguments.key and arguments.field
+    ):
+        parser.error("--role reading-provider needs --database, --table, --key and --field")
     asyncio.run(_serve(arguments))
 
 

@@ -1,12 +1,17 @@
 """Bulk StreamRecords from PostgreSQL through one node and across two, and from SQLite across
-two, minimised per record, against the bare two-hop stream in the same batch size.
+two, minimised per record, against two baselines in the same batch size.
 
 Every path streams the provider's whole table of its record type: its demo rows plus N bulk
 rows (1,000,000 by default, a few thousand in smoke mode; set BENCH_BULK_ROWS to choose). Each
 PostgreSQL path reads a database of its own, created and seeded here and dropped at the end.
-The BENEFIT_AWARD paths release records of about 70 bytes; the DEATH_REGISTRATION path
-releases records of about 200 bytes, the size issue 6's target names, against a bare stream
-of 200-byte records.
+The BENEFIT_AWARD paths release records of about 80 bytes; the DEATH_REGISTRATION path
+releases records of about 200 bytes, the size issue 6's target names.
+
+The baselines: the bare two-hop stream, which resends one prebuilt batch (gRPC's limit), and
+the fair bare stream (issue 21), the same relay chain whose provider reads the same SQLite
+table with the same batching and builds the same records, with no policy, audit or
+signatures: what a department would run instead. The two-node SQLite paths' targets are
+against the fair one.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import bare, concordat_paths, report
-from bench.clients import measure_stream
+from bench.clients import Endpoint, measure_stream
 from bench.memory import peak_rss_mb
 from gateway.config import LimitsConfig
 
-TARGET_RATE, TARGET_RATIO = 200_000, 0.5
+# Issue 21: across two nodes, at least 0.8x the fair bare stream for both record sizes, and
+# at least 150,000 records/s for the ~80-byte records.
+TARGET_RATE, TARGET_FAIR_RATIO = 150_000, 0.8
 ROWS_VARIABLE = "BENCH_BULK_ROWS"
 # What each path is, in the order the table lists them; the two-node ones carry the targets.
 PATHS = {
@@ -33,6 +40,10 @@ PATHS = {
 }
 # Each path's bare stream: the same number of records, of about the same size.
 BARE_FOR = {"two_nodes_sqlite_deaths": "bare_deaths"}
+# Each SQLite path's fair bare stream, reading the very file its providing node reads.
+FAIR_FOR = {"two_nodes_sqlite": "fair_bare", "two_nodes_sqlite_deaths": "fair_bare_deaths"}
+# Paths whose records are the ~80-byte ones the rate target names.
+RATE_TARGETED = ("two_nodes_sqlite", "two_nodes_postgres")
 
 
 def bulk_rows(smoke: bool) -> int:
@@ -89,7 +100,15 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
                 ),
             }
             running = _enter_together(stack, paths)
-            bare_streams = {"bare": chain, "bare_deaths": chain_of_deaths}
+            fair_streams = {
+                fair: stack.enter_context(_fair_chain(workdir / fair, running[path], ask))
+                for (path, fair), ask in zip(
+                    FAIR_FOR.items(),
+                    (concordat_paths.BULK_ASK, concordat_paths.DEATHS_BULK_ASK),
+                    strict=True,
+                )
+            }
+            bare_streams = {"bare": chain, "bare_deaths": chain_of_deaths, **fair_streams}
             figures = measure_stream(
                 {**bare_streams, **{name: path.endpoint for name, path in running.items()}}, smoke
             )
@@ -109,8 +128,51 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
             "two_nodes_deaths": concordat_paths.DEATHS_BULK_ASK.agreement_id,
         },
         "node_peak_rss_mb": rss,
+        "targets": _targets(figures),
         "summary": _summary(figures, rss),
     }
+
+
+def _fair_chain(workdir: Path, path: Any, ask: concordat_paths.Ask) -> Any:
+    """The fair bare stream for a SQLite path: its provider's table, fields and batch size."""
+    from gateway.dev.demo import demo_source_config
+    from gateway.records import shape
+
+    endpoint: Endpoint = path.endpoint
+    provider = path.nodes[ask.provider].state
+    mapping = demo_source_config(f"sqlite:///{provider.demo_db}", ask.provider)["records"][
+        ask.record_type
+    ]
+    asked = endpoint.stream_request.field_mask.paths
+    return bare.reading_chain(
+        workdir,
+        database=provider.demo_db,
+        table=mapping["table"],
+        key=mapping["key"],
+        fields={field: mapping["fields"][field] for field in asked if field in mapping["fields"]},
+        record=shape(ask.record_type).oneof_field,
+        stream_request=endpoint.stream_request,
+    )
+
+
+def _targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Issue 21's bulk targets under stable keys: each measured value, its target, whether met."""
+    targets: dict[str, dict[str, Any]] = {}
+    for path, fair in FAIR_FOR.items():
+        ratio = figures[path]["records_per_s"] / figures[fair]["records_per_s"]
+        targets[f"bulk_{path}_vs_fair_bare"] = {
+            "value": round(ratio, 3),
+            "target": f"≥ {TARGET_FAIR_RATIO}x",
+            "met": ratio >= TARGET_FAIR_RATIO,
+        }
+    for path in RATE_TARGETED:
+        rate = figures[path]["records_per_s"]
+        targets[f"bulk_{path}_records_per_s"] = {
+            "value": rate,
+            "target": f"≥ {TARGET_RATE:,} records/s",
+            "met": rate >= TARGET_RATE,
+        }
+    return targets
 
 
 def _enter_together(stack: ExitStack, contexts: dict[str, Any]) -> dict[str, Any]:
@@ -137,26 +199,37 @@ def _summary(figures: dict[str, Any], rss: dict[str, dict[str, float]]) -> list[
     rows = []
     for name, label in PATHS.items():
         rate = figures[name]["records_per_s"]
-        bare_rate = figures[BARE_FOR.get(name, "bare")]["records_per_s"]
-        across_two = name.startswith("two_nodes")
+        size = figures[name]["record_bytes"]
+        bare_name = BARE_FOR.get(name, "bare")
+        bare_rate = figures[bare_name]["records_per_s"]
+        fair = FAIR_FOR.get(name)
+        rate_target = name in RATE_TARGETED
         rows.append(
             report.row(
-                f"{label} ({figures[name]['record_bytes']}-byte records)",
+                f"{label} ({size}-byte records), against gRPC's limit",
                 concordat=report.rate(rate, "records/s"),
                 baseline=report.rate(
-                    bare_rate,
-                    f"records/s ({figures[BARE_FOR.get(name, 'bare')]['record_bytes']}-byte)",
+                    bare_rate, f"records/s ({figures[bare_name]['record_bytes']}-byte, bare)"
                 ),
                 ratio=rate / bare_rate,
-                target=(
-                    f"≥ {TARGET_RATE:,} records/s and ≥ {TARGET_RATIO}x bare"
-                    if across_two
-                    else report.NOT_APPLICABLE
-                ),
-                met=rate >= TARGET_RATE and rate / bare_rate >= TARGET_RATIO
-                if across_two
-                else None,
+                target=f"≥ {TARGET_RATE:,} records/s" if rate_target else report.NOT_APPLICABLE,
+                met=rate >= TARGET_RATE if rate_target else None,
             )
         )
+        if fair is not None:
+            fair_rate = figures[fair]["records_per_s"]
+            rows.append(
+                report.row(
+                    f"{label} ({size}-byte records), against the fair bare stream",
+                    concordat=report.rate(rate, "records/s"),
+                    baseline=report.rate(
+                        fair_rate,
+                        f"records/s ({figures[fair]['record_bytes']}-byte, fair bare)",
+                    ),
+                    ratio=rate / fair_rate,
+                    target=f"≥ {TARGET_FAIR_RATIO}x fair bare",
+                    met=rate / fair_rate >= TARGET_FAIR_RATIO,
+                )
+            )
         rows.append(report.rss_row(label, rss[name]))
     return rows
