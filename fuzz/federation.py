@@ -135,7 +135,7 @@ def at_instant() -> Iterator[None]:
     assert jwt.api_jwt.datetime is datetime  # type: ignore[attr-defined]  # noqa: S101
     clock = assertions.time
     jwt.api_jwt.datetime = _AtInstant  # type: ignore[attr-defined]
-    assertions.time = _CLOCK_AT_INSTANT  # type: ignore[assignment]
+    assertions.time = _CLOCK_AT_INSTANT  # type: ignore[assignment]  # time.time alone is read
     try:
         yield
     finally:

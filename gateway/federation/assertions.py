@@ -30,7 +30,13 @@ from google.protobuf.message import Message
 
 from gateway.domain import Requester
 from gateway.errors import DeadlineExceeded, PeerRejected
-from gateway.federation.envelope import MalformedEnvelope, is_envelope, open_envelope, seal
+from gateway.federation.envelope import (
+    MAX_ENVELOPE_CHARS,
+    MalformedEnvelope,
+    is_envelope,
+    open_envelope,
+    seal,
+)
 from gateway.keys import SigningKeys
 
 DirectoryKeys = Callable[[str, str], Ed25519PublicKey]
@@ -319,7 +325,8 @@ def _verified_claims(
     `token_types` is the envelope's type and the type of an earlier release's JWT.
     """
     envelope_type, jwt_type = token_types
-    if not isinstance(token, str):
+    # The envelope's bound holds for an earlier release's JWT too: neither is ever near it.
+    if not isinstance(token, str) or len(token) > MAX_ENVELOPE_CHARS:
         raise PeerRejected(f"{kind} is malformed")
     if is_envelope(token):
         return _envelope_claims(

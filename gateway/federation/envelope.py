@@ -33,6 +33,17 @@ _SIGNATURE_CHARS = 86  # 64 bytes in unpadded base64url
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def _no_constant(name: str) -> None:
+    raise MalformedEnvelope(f"JSON constant {name} is not allowed")
+
+
+# Built once: json.dumps and json.loads with options build a new coder on every call.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 class MalformedEnvelope(ValueError):
     """The text is not one well-formed envelope; the caller says which kind it expected."""
 
@@ -65,9 +76,7 @@ def seal(claims: dict[str, Any], key: Ed25519PrivateKey) -> str:
 
 
 def canonical_json(claims: dict[str, Any]) -> bytes:
-    return json.dumps(
-        claims, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _ENCODER.encode(claims).encode("ascii")
 
 
 def open_envelope(text: str) -> OpenedEnvelope:
@@ -83,7 +92,7 @@ def open_envelope(text: str) -> OpenedEnvelope:
     payload = _decode(payload_text)
     signature = _decode(signature_text)
     try:
-        claims = json.loads(payload, parse_constant=_no_constant)
+        claims = _DECODER.decode(payload.decode("ascii"))
         canonical = isinstance(claims, dict) and canonical_json(claims) == payload
     except (ValueError, RecursionError) as exc:
         raise MalformedEnvelope("the payload is not JSON") from exc
@@ -113,7 +122,3 @@ def _decode(text: str) -> bytes:
     if _encode(data) != text:
         raise MalformedEnvelope("not canonical base64url")
     return data
-
-
-def _no_constant(name: str) -> None:
-    raise MalformedEnvelope(f"JSON constant {name} is not allowed")
