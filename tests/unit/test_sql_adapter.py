@@ -425,7 +425,8 @@ async def test_stream_pages_in_batches_and_resumes_without_duplicates_or_gaps(
     everything = [row["award_id"] for batch in batches for row in batch.rows]
     assert everything == [f"DWP-{n:07d}" for n in range(1, 2501)]
     assert [row["award_id"] for row in resumed] == everything[1000:]
-    assert all("LIMIT" in s for s in statements if "awards" in s)
+    reads = [s for s in statements if "awards" in s]
+    assert reads and all("LIMIT" in s for s in reads)
 
 
 async def test_stream_with_subjects_gives_each_rows_subject_without_releasing_it(
@@ -453,7 +454,8 @@ async def test_stream_without_subjects_reads_no_subject_column(source: SqlSource
     ]
 
     assert not batches[0].subjects
-    assert not any("claimant" in s for s in statements if "awards" in s)
+    reads = [s for s in statements if "awards" in s]
+    assert reads and not any("claimant" in s for s in reads)
 
 
 async def test_stream_with_subjects_refuses_a_record_type_that_maps_no_subject(
@@ -471,6 +473,25 @@ async def test_stream_with_subjects_refuses_a_record_type_that_maps_no_subject(
                 pass
     finally:
         await source.close()
+
+
+async def test_a_bulk_read_the_database_refuses_is_the_sources_failure(database_url: str) -> None:
+    load(database_url, awards, [award_row(n) for n in range(1, 4)])
+    source = await open_source(source_config(database_url))
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(awards.delete())
+            connection.exec_driver_sql("ALTER TABLE awards RENAME TO awards_gone")
+        with pytest.raises((SourceUnavailable, AdapterError)) as raised:
+            async for _ in source.stream("BENEFIT_AWARD", ["award_id"], batch_size=2, after=None):
+                pass
+        assert "local database could not be read" in str(raised.value)
+    finally:
+        await source.close()
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE awards_gone RENAME TO awards")
+        engine.dispose()
 
 
 def test_pseudonym_subject_must_be_one_of_the_mapped_subjects() -> None:
