@@ -373,7 +373,7 @@ def _read_raw(
     statement = page.first if params["after"] is None else page.after
     dialect = connection.dialect
     driver = connection.connection.driver_connection
-    cursor = driver.cursor()  # type: ignore[union-attr]
+    cursor = driver.cursor()  # type: ignore[union-attr]  # open, so never None
     parameters = statement.parameters(params)
     # Whoever watches the engine's statements (a tracer, a test) sees these reads too.
     for listener in connection.dispatch.before_cursor_execute:

@@ -22,6 +22,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
+from jwt.types import Options
 
 from gateway.domain import Requester
 from gateway.errors import Unauthenticated, Unavailable
@@ -225,7 +226,7 @@ class TokenVerifier:
         self._max_lifetime = max_lifetime_seconds
         self._headers: dict[str, tuple[str, str]] = {}
         # Built once: PyJWT only reads them.
-        self._decode_options: dict[str, Any] = {"require": list(_REQUIRED_CLAIMS)}
+        self._decode_options: Options = {"require": list(_REQUIRED_CLAIMS)}
         self._only = {alg: [alg] for alg in self._algorithms}
 
     @property
@@ -283,7 +284,7 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options=self._decode_options,  # type: ignore[arg-type]
+                options=self._decode_options,
             )
         except jwt.PyJWTError as exc:
             raise _decode_error(exc) from exc
