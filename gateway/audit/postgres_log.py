@@ -8,6 +8,10 @@ checks the replicas' entries exactly as it checks one process's. A replica kille
 leaves no trace of it (the transaction never committed) and no caller of that batch was
 answered. A failed write fails its batch only: the next batch reconnects, so the log recovers
 by itself when the database returns (the SQLite log instead closes until reopened).
+
+A batch costs two round trips to the database: the transaction's start and the head's lock
+go in one, and the entries, seal, meter, head and commit in the other (psycopg's pipeline
+mode). The batch's operational log lines are written once its callers have been answered.
 """
 
 from __future__ import annotations
@@ -160,6 +164,7 @@ class PostgresAuditLog:
         self._entries = 0
         self._commit_seconds = 0.0
         self._write_failures = 0
+        self._log_line_failures = 0
         self._loop = asyncio.get_running_loop()
         self._writer = self._loop.create_task(self._run_writer(), name="concordat-audit-writer")
 
@@ -348,11 +353,12 @@ class PostgresAuditLog:
                 self._commit_seconds += time.perf_counter() - started
                 self._batches += 1
                 self._entries += len(batch)
-                logger = _logger.bind()
                 for pending, position in zip(batch, positions, strict=True):
                     if not pending.future.done():
                         pending.future.set_result(position)
-                    logger.info("audit", **_log_fields(pending.event, position.seq, position.hash))
+                # After the callers resume (scheduled first) and while the next batch's first
+                # round trip is out: the log lines are off the commit path.
+                self._loop.call_soon(self._log_batch, batch, positions)
                 batch = []
         finally:
             # Work is left here only if the writer was cancelled; no append may wait forever.
@@ -361,6 +367,20 @@ class PostgresAuditLog:
                     pending.future.set_exception(InternalError("the audit log is closed"))
             self._queue.clear()
 
+    def _log_batch(self, batch: list[_Pending], positions: list[AuditPosition]) -> None:
+        """The batch's operational log lines; a sink that fails loses lines, never entries."""
+        try:
+            logger = _logger.bind()
+            for pending, position in zip(batch, positions, strict=True):
+                logger.info("audit", **_log_fields(pending.event, position.seq, position.hash))
+        except Exception:  # noqa: BLE001 - the entries are committed and their callers answered
+            self._log_line_failures += 1
+
+    @property
+    def log_line_failures(self) -> int:
+        """Batches whose operational log lines the log sink refused (their entries are stored)."""
+        return self._log_line_failures
+
     async def _write_batch(self, batch: list[_Pending]) -> list[AuditPosition]:
         """Appends a batch and its seal to the shared chain in one transaction."""
         conn = self._connection
@@ -368,7 +388,9 @@ class PostgresAuditLog:
             conn = self._connection = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=False, connect_timeout=2
             )
-        async with conn.transaction():
+        # In pipeline mode BEGIN travels with the lock, and the writes with COMMIT: two round
+        # trips where each statement would otherwise wait for the one before.
+        async with conn.pipeline(), conn.transaction():
             cursor = await conn.execute(_LOCK_HEAD)
             head = await cursor.fetchone()
             assert head is not None  # noqa: S101 - created with the schema, never deleted
@@ -398,7 +420,7 @@ class PostgresAuditLog:
                 seal_message(self._node, upto_seq, chain_hash, recorded_at)
             ).hex()
             totals = meter.tally((p.event, recorded_at) for p in batch)
-            async with conn.pipeline(), conn.cursor() as writes:
+            async with conn.cursor() as writes:
                 await writes.executemany(_INSERT_ENTRY, rows)
                 await writes.execute(_INSERT_SEAL, (upto_seq, chain_hash, recorded_at, signature))
                 await writes.executemany(

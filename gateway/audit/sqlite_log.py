@@ -4,17 +4,24 @@ Appends queue up while the single writer thread is busy; the writer then stores 
 queued (up to `max_batch`) with one Ed25519 seal in one fsynced transaction, so concurrency
 makes batches and a lone append commits at once. A write failure fails every pending append
 and closes the log to appends until it is reopened.
+
+An entry crosses threads twice, and each crossing is shared by its whole batch: the caller
+puts it in the writer thread's inbox (no event-loop task in between), and the writer answers
+the batch's callers with one call into the event loop once the batch is on disk. The writer
+takes its next batch after that commit, so what arrived during the fsync goes out together.
+The operational log lines of a batch are written after its callers are answered, off the
+commit path; a log sink that fails loses lines, never a committed entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import sqlite3
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -29,8 +36,8 @@ from gateway.audit.chain import (
     ChainHead,
     ExchangeHash,
     WitnessSignature,
-    canonical_json,
     entry_hash,
+    event_json,
     index_columns,
     seal_message,
     timestamp,
@@ -167,9 +174,31 @@ class _Pending:
 
     def __init__(self, event: dict[str, Any], future: asyncio.Future[AuditPosition]) -> None:
         self.event = event
-        # Encoded by the caller, so an event that is not JSON fails its own append only.
-        self.event_json = canonical_json(event)
+        # Encoded once, by the caller, so an event that is not JSON fails its own append only.
+        self.event_json = event_json(event)
         self.exchange_id, self.subject_hash = index_columns(event)
+        self.future = future
+
+
+class _Call:
+    """Work for the writer thread between batches (a read, a witness record, opening, closing)."""
+
+    __slots__ = ("arguments", "future", "work")
+
+    def __init__(
+        self, work: Callable[..., Any], arguments: tuple[Any, ...], future: asyncio.Future[Any]
+    ) -> None:
+        self.work = work
+        self.arguments = arguments
+        self.future = future
+
+
+class _Stop:
+    """The last item of the writer's inbox: the writer closes the file and ends."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
         self.future = future
 
 
@@ -183,27 +212,26 @@ class SqliteAuditLog:
         node: str,
         signing_key: SigningKeys,
         max_batch: int,
-        executor: ThreadPoolExecutor,
-        connection: sqlite3.Connection,
-        next_seq: int,
-        last_hash: str,
-        last_recorded_at: str,
     ) -> None:
+        """Starts the writer thread; `open` then opens the file on it."""
         self._path = path
         self._node = node
         # Read once per batch: a rotated key seals the next batch (gateway/rotation.py).
         self._signing_keys = signing_key
         # The public key of the last seal written, hex; read from the file by the first batch.
         self._sealed_with: str | None = None
+        # (first seal, kid) of a key that began sealing in the last batch, for its log line.
+        self._key_change: tuple[int, str] | None = None
         self._max_batch = max_batch
-        self._executor = executor
-        self._connection = connection
-        self._next_seq = next_seq
-        self._last_hash = last_hash
-        self._last_recorded_at = last_recorded_at
+        # Created on the writer thread by `_open_store` and only ever used there.
+        self._connection: sqlite3.Connection | None = None
+        self._next_seq = 1
+        self._last_hash = GENESIS_HASH
+        self._last_recorded_at = ""
         self._loop = asyncio.get_running_loop()
-        self._queue: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
+        # Appends and calls, in order; only the writer thread takes from it.
+        self._inbox: queue.SimpleQueue[_Pending | _Call | _Stop] = queue.SimpleQueue()
+        # Set by the writer thread when a write fails, read by callers on the event loop.
         self._refusal: str | None = None
         self._closed = False
         # What the writer has done, for the node's metrics: batches committed, the entries in
@@ -212,7 +240,12 @@ class SqliteAuditLog:
         self._entries = 0
         self._commit_seconds = 0.0
         self._write_failures = 0
-        self._writer = self._loop.create_task(self._run_writer(), name="concordat-audit-writer")
+        self._log_line_failures = 0
+        # A daemon: a loop torn down without `close` must not keep the process alive.
+        self._writer = threading.Thread(
+            target=self._run_writer, name="concordat-audit-writer", daemon=True
+        )
+        self._writer.start()
 
     @classmethod
     async def open(
@@ -231,33 +264,27 @@ class SqliteAuditLog:
             raise ValueError("max_batch must be at least 1")
         if not isinstance(signing_key, SigningKeys):
             signing_key = SigningKeys.fixed(signing_key)
-        public_key = signing_key.current().public_hex
-        # The connection is created on the writer thread and only ever used there.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="concordat-audit")
+        log = cls(path=path, node=node, signing_key=signing_key, max_batch=max_batch)
         try:
-            opened = await asyncio.get_running_loop().run_in_executor(
-                executor, _open_store, path, node, public_key
-            )
+            await log._on_writer(log._open_store, signing_key.current().public_hex)
         except BaseException:
-            executor.shutdown(wait=False)
+            await log._stop()
             raise
-        connection, next_seq, last_hash, last_recorded_at = opened
-        return cls(
-            path=path,
-            node=node,
-            signing_key=signing_key,
-            max_batch=max_batch,
-            executor=executor,
-            connection=connection,
-            next_seq=next_seq,
-            last_hash=last_hash,
-            last_recorded_at=last_recorded_at,
+        return log
+
+    def _open_store(self, public_key: str) -> None:
+        connection, next_seq, last_hash, last_recorded_at = _open_store(
+            self._path, self._node, public_key
         )
+        self._connection = connection
+        self._next_seq = next_seq
+        self._last_hash = last_hash
+        self._last_recorded_at = last_recorded_at
 
     @property
     def queue_depth(self) -> int:
         """Appends waiting for the writer (the batch being written is not counted)."""
-        return len(self._queue)
+        return self._inbox.qsize()
 
     @property
     def failing(self) -> bool:
@@ -271,6 +298,11 @@ class SqliteAuditLog:
             self._batches, self._entries, self._commit_seconds, self._write_failures
         )
 
+    @property
+    def log_line_failures(self) -> int:
+        """Batches whose operational log lines the log sink refused (their entries are stored)."""
+        return self._log_line_failures
+
     async def append(self, event: Mapping[str, Any]) -> int:
         """Stores one event and returns its sequence number once the entry is committed to disk."""
         return (await self.append_entry(event)).seq
@@ -280,8 +312,7 @@ class SqliteAuditLog:
         if self._refusal is not None:
             raise InternalError(self._refusal)
         pending = _Pending(dict(event), self._loop.create_future())
-        self._queue.append(pending)
-        self._wakeup.set()
+        self._inbox.put(pending)
         return await pending.future
 
     async def head(self) -> AuditPosition | None:
@@ -375,13 +406,15 @@ class SqliteAuditLog:
         # never interleave with a batch's transaction.
         if self._closed:
             raise InternalError("the audit log is closed")
-        return await self._loop.run_in_executor(self._executor, work, *arguments)
+        future: asyncio.Future[_T] = self._loop.create_future()
+        self._inbox.put(_Call(work, arguments, future))
+        return await future
 
     def _query(self, query: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return self._connection.execute(query, parameters).fetchall()
+        return self._writing().execute(query, parameters).fetchall()
 
     def _store(self, statement: str, parameters: tuple[Any, ...]) -> None:
-        connection = self._connection
+        connection = self._writing()
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.execute(statement, parameters)
@@ -391,6 +424,11 @@ class SqliteAuditLog:
                 connection.execute("ROLLBACK")
             raise
 
+    def _writing(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise InternalError("the audit log is not open")
+        return self._connection
+
     async def close(self) -> None:
         """Writes what is still queued, then stops the writer and closes the file."""
         if self._closed:
@@ -398,10 +436,14 @@ class SqliteAuditLog:
         self._closed = True
         if self._refusal is None:
             self._refusal = "the audit log is closed"
-        self._wakeup.set()
-        await self._writer
-        await self._loop.run_in_executor(self._executor, self._connection.close)
-        self._executor.shutdown(wait=True)
+        await self._stop()
+
+    async def _stop(self) -> None:
+        # After everything already in the inbox: appends queued before `close` are written.
+        stopped: asyncio.Future[None] = self._loop.create_future()
+        self._inbox.put(_Stop(stopped))
+        await stopped
+        await asyncio.to_thread(self._writer.join)
 
     def entries_for_exchange(self, exchange_id: str) -> list[dict[str, Any]]:
         """Returns the committed entries of one exchange, oldest first."""
@@ -424,39 +466,91 @@ class SqliteAuditLog:
         with closing(_connect_read_only(self._path)) as connection:
             return [_entry_dict(row) for row in connection.execute(query, (parameter,))]
 
-    async def _run_writer(self) -> None:
-        batch: list[_Pending] = []
-        try:
-            while True:
-                if not self._queue:
-                    if self._refusal is not None:
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                batch = [
-                    self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
-                ]
-                started = time.perf_counter()
+    def _run_writer(self) -> None:
+        """The writer thread: batches of appends, and calls between them, in inbox order."""
+        inbox = self._inbox
+        held: _Call | _Stop | None = None
+        while True:
+            item = held if held is not None else inbox.get()
+            held = None
+            if isinstance(item, _Stop):
+                self._close_connection()
+                self._answer(_settle, [(item.future, None, None)])
+                return
+            if isinstance(item, _Call):
+                self._run_call(item)
+                continue
+            # Everything queued now, up to max_batch: it arrived while the last batch was
+            # being committed, so it shares this batch's seal and fsync.
+            batch = [item]
+            while len(batch) < self._max_batch:
                 try:
-                    seqs = await self._loop.run_in_executor(
-                        self._executor, self._write_batch, batch
-                    )
-                except Exception as exc:  # noqa: BLE001 - any writer fault must fail closed
-                    self._write_failures += 1
-                    self._fail(batch, exc)
-                    return
-                self._commit_seconds += time.perf_counter() - started
-                self._batches += 1
-                self._entries += len(batch)
-                for pending, position in zip(batch, seqs, strict=True):
-                    if not pending.future.done():
-                        pending.future.set_result(position)
-                batch = []
-        finally:
-            # Work is left here only if the writer was cancelled; no append may wait forever.
-            if batch or self._queue:
-                self._fail(batch, None)
+                    following = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(following, _Pending):
+                    held = following  # runs after this batch, in the order it was asked
+                    break
+                batch.append(following)
+            self._commit_batch(batch)
+
+    def _run_call(self, call: _Call) -> None:
+        try:
+            result = call.work(*call.arguments)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller on the event loop
+            self._answer(_settle, [(call.future, None, exc)])
+        else:
+            self._answer(_settle, [(call.future, result, None)])
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        if self._refusal is not None and self._write_failures:
+            # Queued before the caller could see that the log had failed: refused the same way.
+            self._fail(batch, None)
+            return
+        started = time.perf_counter()
+        try:
+            positions = self._write_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - any writer fault must fail closed
+            self._write_failures += 1
+            self._fail(batch, exc)
+            return
+        # Counted before the callers hear: a caller that reads `commits` sees its own batch.
+        self._commit_seconds += time.perf_counter() - started
+        self._batches += 1
+        self._entries += len(batch)
+        self._answer(
+            _settle,
+            [
+                (pending.future, position, None)
+                for pending, position in zip(batch, positions, strict=True)
+            ],
+        )
+        self._log_batch(batch, positions)
+
+    def _log_batch(self, batch: list[_Pending], positions: list[AuditPosition]) -> None:
+        """The batch's operational log lines, once its callers are answered."""
+        try:
+            if self._key_change is not None:
+                first_seal, kid = self._key_change
+                self._key_change = None
+                _logger.info("audit_sealing_key_changed", first_seal=first_seal, kid=kid)
+            # Bound once per batch: structlog then skips its per-call configuration lookup.
+            logger = _logger.bind()
+            for pending, position in zip(batch, positions, strict=True):
+                logger.info("audit", **_log_fields(pending.event, position.seq, position.hash))
+        except Exception:  # noqa: BLE001 - the entries are committed and their callers answered
+            self._log_line_failures += 1
+
+    def _answer(self, settle: Callable[..., None], *arguments: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(settle, *arguments)
+        except RuntimeError:
+            pass  # the event loop is closed: nobody is left waiting for the answer
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _write_batch(self, batch: list[_Pending]) -> list[AuditPosition]:
         """Stores a batch and its seal in one durable transaction; runs on the writer thread."""
@@ -485,7 +579,7 @@ class SqliteAuditLog:
         signature = sealing.private.sign(
             seal_message(self._node, upto_seq, chain_hash, recorded_at)
         ).hex()
-        connection = self._connection
+        connection = self._writing()
         if self._sealed_with is None:
             self._sealed_with = _sealing_key(connection)
         connection.execute("BEGIN IMMEDIATE")
@@ -504,26 +598,37 @@ class SqliteAuditLog:
         self._last_hash = chain_hash
         self._last_recorded_at = recorded_at
         if sealing.public_hex != self._sealed_with:
-            _logger.info("audit_sealing_key_changed", first_seal=upto_seq, kid=sealing.kid)
             self._sealed_with = sealing.public_hex
-        # If the log sink raises here the batch fails closed although it is committed: its
-        # callers answer INTERNAL, so the stored entries can only overstate what was released.
-        # Bound once per batch: structlog then skips its per-call configuration lookup.
-        logger = _logger.bind()
-        for pending, row in zip(batch, rows, strict=True):
-            logger.info("audit", **_log_fields(pending.event, row[0], row[6]))
+            self._key_change = (upto_seq, sealing.kid)
         return [AuditPosition(row[0], row[6], recorded_at) for row in rows]
 
     def _fail(self, batch: list[_Pending], cause: BaseException | None) -> None:
-        self._refusal = "the audit log failed to write and refuses appends until it is reopened"
+        # Set before any caller hears, so an append made after the answer is refused at once.
+        self._refusal = refusal = (
+            "the audit log failed to write and refuses appends until it is reopened"
+        )
+        failures = []
+        for pending in batch:
+            error = InternalError(refusal)
+            error.__cause__ = cause
+            failures.append((pending.future, None, error))
+        self._answer(_settle, failures)
         if cause is not None:
-            _logger.error("audit write failed", exc_info=cause)
-        for pending in [*batch, *self._queue]:
-            if not pending.future.done():
-                error = InternalError(self._refusal)
-                error.__cause__ = cause
-                pending.future.set_exception(error)
-        self._queue.clear()
+            try:
+                _logger.error("audit write failed", exc_info=cause)
+            except Exception:  # noqa: BLE001 - the writer goes on refusing what is queued
+                self._log_line_failures += 1
+
+
+def _settle(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Answers waiting callers, on the event loop; a caller that gave up is skipped."""
+    for future, result, error in answers:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 def _open_store(path: Path, node: str, public_key: str) -> tuple[sqlite3.Connection, int, str, str]:

@@ -367,7 +367,7 @@ async def test_write_failure_fails_pending_appends_and_refuses_later_ones(
 
 async def test_connection_closed_underneath_fails_closed(log: SqliteAuditLog) -> None:
     await log.append(an_event(1))
-    await asyncio.get_running_loop().run_in_executor(log._executor, log._connection.close)
+    await log._on_writer(log._writing().close)
 
     with pytest.raises(InternalError):
         await log.append(an_event(2))
@@ -421,6 +421,8 @@ async def test_entries_are_found_by_exchange_and_by_subject_newest_first(
 async def test_each_entry_is_logged_briefly_with_its_seq_and_hash(log: SqliteAuditLog) -> None:
     with capture_logs() as logs:
         seq = await log.append({**an_event(1), "event": "renamed", "seq": 99})
+        # The writer logs a batch after answering its callers, and before its next task.
+        await log.head()
 
     (line,) = [entry for entry in logs if entry["event"] == "audit"]
     stored = log.entries_for_exchange("ex-1")[0]
