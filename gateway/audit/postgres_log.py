@@ -385,12 +385,16 @@ class PostgresAuditLog:
         """Appends a batch and its seal to the shared chain in one transaction."""
         conn = self._connection
         if conn is None or conn.closed:
+            # The transaction is begun and committed by statement, so that in pipeline mode
+            # BEGIN travels with the lock and COMMIT with the writes: two round trips, where
+            # psycopg's transaction block syncs after BEGIN, before COMMIT and after it.
             conn = self._connection = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=False, connect_timeout=2
+                self._url, autocommit=True, connect_timeout=2
             )
-        # In pipeline mode BEGIN travels with the lock, and the writes with COMMIT: two round
-        # trips where each statement would otherwise wait for the one before.
-        async with conn.pipeline(), conn.transaction():
+        # A statement that fails aborts the rest, COMMIT included, and raises as the pipeline
+        # ends; the writer then drops the connection, and the transaction with it.
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
             cursor = await conn.execute(_LOCK_HEAD)
             head = await cursor.fetchone()
             assert head is not None  # noqa: S101 - created with the schema, never deleted
@@ -431,6 +435,7 @@ class PostgresAuditLog:
                     await writes.execute(_FIRST_KEY, (sealing.public_hex,))
                 elif sealed_with != sealing.public_hex:
                     await writes.execute(_INSERT_SEAL_KEY, (upto_seq, sealing.public_hex))
+            await conn.execute("COMMIT")
         return positions
 
     def _write_failed(self, batch: list[_Pending], exc: Exception) -> None:
