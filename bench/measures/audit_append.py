@@ -7,7 +7,8 @@ from typing import Any
 
 from bench import audit_append, report
 
-TARGET = 20_000
+# Issue 21: at least 25,000 durable, sealed entries a second.
+TARGET = 25_000
 
 
 def run(smoke: bool, workdir: Path) -> dict[str, Any]:
