@@ -78,7 +78,9 @@ class Replicas:
             node={
                 "name": "whitehall",
                 "listen": f"127.0.0.1:{port}",
-                "shutdown_grace_seconds": 5,
+                # Long enough for a call in flight to finish on a loaded host; a quiet stop
+                # takes far less.
+                "shutdown_grace_seconds": 20,
                 "share_port": True,
                 **node,
             },
