@@ -253,8 +253,17 @@ async def _load(
         client = replicas.client(name, retry=retry)
         try:
             for call in range(calls):
+                request = replicas.request(worker + call)
                 try:
-                    response = await client.get_record(replicas.request(worker + call))
+                    try:
+                        response = await client.get_record(request)
+                    except grpc.aio.AioRpcError as exc:
+                        # A stopping gRPC server cancels the calls it has accepted but not yet
+                        # handed to the node; the caller asks again, with a fresh token. Had
+                        # the node handled such a call, its entry would be one too many below.
+                        if not (retry and exc.code() == grpc.StatusCode.CANCELLED):
+                            raise
+                        response = await client.get_record(request)
                 except grpc.aio.AioRpcError as exc:
                     failures.append(exc.code())
                 else:
