@@ -33,6 +33,7 @@ from gateway.api.server import (
 )
 from gateway.audit import AuditLog
 from gateway.audit.sqlite_log import SqliteAuditLog
+from gateway.citizen.service import TRANSPARENCY_SERVICE
 from gateway.citizen.wiring import add_citizen_services, running_register
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, FederationConfig, KeysConfig, NodeConfig, read_secret_key
@@ -493,6 +494,11 @@ async def build_node(
         certificates=exchange_certificates,
         share_port=config.node.share_port,
         connection_max_age_seconds=config.node.connection_max_age_seconds,
+        reflected=(
+            (TRANSPARENCY_SERVICE,)
+            if config.citizens is not None and config.citizens.serves_citizens
+            else ()
+        ),
     )
     federation_port = None
     federation_certificates = None

@@ -102,6 +102,7 @@ def build_exchange_server(
     certificates: ServerCertificates,
     share_port: bool = False,
     connection_max_age_seconds: float = 0,
+    reflected: tuple[str, ...] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Creates (but does not start) the server; returns it, its bound port and its health.
 
@@ -125,9 +126,14 @@ def build_exchange_server(
     server.add_registered_method_handlers(EXCHANGE_SERVICE, handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # `reflected`: services added to the exchange port later (the citizens'), listed too.
     add_reflection(
         server,
-        (EXCHANGE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+        (
+            EXCHANGE_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            *reflected,
+        ),
     )
     port = server.add_secure_port(listen, certificates.credentials())
     if port == 0:
