@@ -140,6 +140,29 @@ def restart_all(federation: Federation, *, days_later: timedelta) -> None:
         federation.restart(node, today=TEST_TODAY + days_later)
 
 
+# Before the tests that restart and kill nodes: it asks whitehall as the fixture started it.
+async def test_server_reflection_lists_the_citizens_service_where_it_is_served(
+    federation: Federation,
+) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with secure_channel(
+        federation.address("whitehall"), federation.states["whitehall"].material.ca_cert
+    ) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        services = {
+            service.name
+            async for answer in answers
+            for service in answer.list_services_response.service
+        }
+
+    assert "concordat.transparency.v1.TransparencyService" in services, services
+    assert "concordat.exchange.v1.ExchangeService" in services
+
+
 async def test_asking_about_another_persons_identifier_is_refused_and_audited(
     federation: Federation,
 ) -> None:
@@ -343,25 +366,3 @@ async def test_a_citizens_lookups_refill_at_the_configured_rate() -> None:
     await limiter.take("a")
     with pytest.raises(RateLimited):
         await limiter.take("a")
-
-
-async def test_server_reflection_lists_the_citizens_service_where_it_is_served(
-    federation: Federation,
-) -> None:
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
-    async with secure_channel(
-        federation.address("whitehall"), federation.states["whitehall"].material.ca_cert
-    ) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        answers = stub.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
-        )
-        services = {
-            service.name
-            async for answer in answers
-            for service in answer.list_services_response.service
-        }
-
-    assert "concordat.transparency.v1.TransparencyService" in services, services
-    assert "concordat.exchange.v1.ExchangeService" in services
