@@ -49,7 +49,8 @@ from gateway.errors import InternalError
 from gateway.keys import SigningKeys
 from gateway.state.postgres import PostgresState, unreachable
 
-# Created with the state schema by PostgresState.open.
+# Created with the state schema by PostgresState.open: the chain head the replicas lock, then
+# the SQLite log's own tables and meter, with 64-bit integers, so the two stores cannot drift.
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS chain_head (
@@ -58,52 +59,8 @@ CREATE TABLE IF NOT EXISTS chain_head (
     hash TEXT NOT NULL
 );
 INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, '%GENESIS%') ON CONFLICT DO NOTHING;
-CREATE TABLE IF NOT EXISTS entries (
-    seq BIGINT PRIMARY KEY,
-    exchange_id TEXT,
-    subject_hash TEXT,
-    recorded_at TEXT NOT NULL,
-    event TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS entries_by_exchange ON entries (exchange_id);
-CREATE INDEX IF NOT EXISTS entries_by_subject ON entries (subject_hash)
-    WHERE subject_hash IS NOT NULL;
-CREATE TABLE IF NOT EXISTS seals (
-    upto_seq BIGINT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    sealed_at TEXT NOT NULL,
-    signature TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS witness_signatures (
-    witness TEXT NOT NULL,
-    kid TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    hash TEXT NOT NULL,
-    commitment TEXT NOT NULL,
-    at TEXT NOT NULL,
-    signed_at TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    PRIMARY KEY (witness, seq)
-);
-CREATE TABLE IF NOT EXISTS witnessed_heads (
-    node TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    hash TEXT NOT NULL,
-    commitment TEXT NOT NULL,
-    at TEXT NOT NULL,
-    signed_at TEXT NOT NULL,
-    kid TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    PRIMARY KEY (node, seq)
-);
--- A rotated signing key: seals from `first_seal` on are made with it (as in the SQLite log).
-CREATE TABLE IF NOT EXISTS seal_keys (
-    first_seal BIGINT PRIMARY KEY,
-    public_key TEXT NOT NULL
-);
 """.replace("%GENESIS%", GENESIS_HASH)
+    + SQLITE_SCHEMA.replace("INTEGER", "BIGINT")
     + meter.SCHEMA.replace("INTEGER", "BIGINT")
 )
 # The head, and the key the last seal was made with, read under the head's lock: another
