@@ -84,12 +84,16 @@ def run_node(config: Path, *, log_level: str, clock: Clock) -> None:
             await serve(node_config, clock=clock)
 
     from adapters.base import AdapterError
+    from gateway.errors import Unavailable
 
     try:
         asyncio.run(main())
     except (AdapterError, ConfigError) as exc:
         # A source whose mapping or database cannot serve refuses the start, saying why.
         raise _fail(f"the node cannot start: {exc}") from exc
+    except Unavailable as exc:
+        # The state store did not answer within the minute the node waits for it at start.
+        raise _fail(f"the node cannot start: {exc.message}") from exc
 
 
 @contextlib.contextmanager

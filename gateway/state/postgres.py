@@ -21,6 +21,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from gateway.config import ConfigError
 from gateway.errors import IdempotencyConflict, RateLimited, Unavailable
 from gateway.state import Answered
 
@@ -60,8 +61,9 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
 _ANSWER_POLL_SECONDS = 0.02
 
 
-class StateStoreRefused(Exception):
-    """The database cannot serve as this node's state: it belongs to another node."""
+class StateStoreRefused(ConfigError):
+    """The database cannot serve as this node's state: it belongs to another node (the
+    configuration names the wrong database, and the node refuses to start)."""
 
 
 def unreachable(exc: BaseException) -> Unavailable:
