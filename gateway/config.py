@@ -127,6 +127,10 @@ class AuditConfig(_Frozen):
     # The embedded SQLite log; unused (and not needed) when [state] names PostgreSQL.
     path: Path | None = None
     max_batch: int = Field(default=1024, ge=1, le=100_000)
+    # Group commit (gateway/audit/grouping.py): a batch may wait this long for the entries of
+    # exchanges still under way, when at least `group_commit_siblings` are. 0 turns it off.
+    group_commit_delay_ms: float = Field(default=4.0, ge=0, le=100)
+    group_commit_siblings: int = Field(default=1, ge=1, le=100_000)
 
 
 class StateConfig(_Frozen):

@@ -32,6 +32,7 @@ from gateway.api.server import (
     build_exchange_server,
 )
 from gateway.audit import AuditLog
+from gateway.audit.grouping import AppendsDue, GroupCommit
 from gateway.audit.sqlite_log import SqliteAuditLog
 from gateway.citizen.service import TRANSPARENCY_SERVICE
 from gateway.citizen.wiring import add_citizen_services, running_register
@@ -471,6 +472,7 @@ async def build_node(
             idempotency=idempotency if dedupe else None,
             default_deadline_seconds=limits.default_deadline_seconds,
             observer=observer,
+            appends_due=state.appends_due,
         )
 
     # Extracts leave an opening entry before their first batch and stop at the next batch
@@ -619,6 +621,8 @@ class _NodeState:
     caller_replay: ReplayGuard
     peer_replay: ReplayGuard
     idempotency: IdempotencyStore
+    # Counted by the unary pipelines, read by the audit writer (gateway/audit/grouping.py).
+    appends_due: AppendsDue
     postgres: PostgresState | None = None
 
 
@@ -645,15 +649,29 @@ def _citizen_limiter(config: NodeConfig, state: _NodeState) -> RateLimiter | Non
     )
 
 
+def _grouping(config: NodeConfig) -> GroupCommit:
+    return GroupCommit(
+        delay_seconds=config.audit.group_commit_delay_ms / 1000,
+        siblings=config.audit.group_commit_siblings,
+    )
+
+
 async def _open_state(config: NodeConfig, signing_key: SigningKeys) -> _NodeState:
     name, limits = config.node.name, config.limits
+    appends_due = AppendsDue()
     if config.state is None:
         assert config.audit.path is not None  # noqa: S101 - required without [state]
         audit = await SqliteAuditLog.open(
-            config.audit.path, node=name, signing_key=signing_key, max_batch=config.audit.max_batch
+            config.audit.path,
+            node=name,
+            signing_key=signing_key,
+            max_batch=config.audit.max_batch,
+            grouping=_grouping(config),
+            appends_due=appends_due,
         )
         return _NodeState(
             audit=audit,
+            appends_due=appends_due,
             caller_replay=ReplayCache(leeway_seconds=config.auth.leeway_seconds),
             # Assertions are checked with a 5 s leeway (gateway/federation/assertions.py).
             peer_replay=ReplayCache(leeway_seconds=5),
@@ -685,7 +703,10 @@ async def _open_state(config: NodeConfig, signing_key: SigningKeys) -> _NodeStat
             signing_key=signing_key,
             max_batch=config.audit.max_batch,
             reads=postgres,
+            grouping=_grouping(config),
+            appends_due=appends_due,
         ),
+        appends_due=appends_due,
         caller_replay=PostgresReplayGuard(
             postgres, scope="caller", leeway_seconds=config.auth.leeway_seconds
         ),

@@ -12,6 +12,8 @@ by itself when the database returns (the SQLite log instead closes until reopene
 A batch costs two round trips to the database: the transaction's start and the head's lock
 go in one, and the entries, seal, meter, head and commit in the other (psycopg's pipeline
 mode). The batch's operational log lines are written once its callers have been answered.
+While enough other exchanges are still on their way to the log, a batch waits a few
+milliseconds for their entries (gateway/audit/grouping.py), as the SQLite log does.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from gateway.audit.chain import (
     seal_message,
     timestamp,
 )
+from gateway.audit.grouping import AppendsDue, GroupCommit
 from gateway.audit.reader import RecordedEvent
 from gateway.audit.sqlite_log import _SCHEMA as SQLITE_SCHEMA
 from gateway.audit.sqlite_log import WriterCounts, _log_fields, _Pending
@@ -105,8 +108,13 @@ class PostgresAuditLog:
         signing_key: SigningKeys,
         max_batch: int,
         reads: PostgresState,
+        grouping: GroupCommit | None = None,
+        appends_due: AppendsDue | None = None,
     ) -> None:
         self._url = url
+        # Whether, and how long, a batch waits for the entries of exchanges still under way.
+        self._grouping = grouping or GroupCommit()
+        self._appends_due = appends_due
         # The pool shared with the replay guards: reads never wait for a batch's transaction.
         self._reads = reads
         self._node = node
@@ -296,6 +304,7 @@ class PostgresAuditLog:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
+                await self._gather()
                 batch = [
                     self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
                 ]
@@ -323,6 +332,23 @@ class PostgresAuditLog:
                 if not pending.future.done():
                     pending.future.set_exception(InternalError("the audit log is closed"))
             self._queue.clear()
+
+    async def _gather(self) -> None:
+        """Waits a little for the entries of exchanges still under way, when there are enough."""
+        due = self._appends_due
+        if due is None or not due.worth_waiting(self._grouping):
+            return
+        deadline = self._loop.time() + self._grouping.delay_seconds
+        while len(self._queue) < self._max_batch and due.anyone_coming() and not self._closed:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return
 
     def _log_batch(self, batch: list[_Pending], positions: list[AuditPosition]) -> None:
         """The batch's operational log lines; a sink that fails loses lines, never entries."""

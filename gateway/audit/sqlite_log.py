@@ -2,8 +2,10 @@
 
 Appends queue up while the single writer thread is busy; the writer then stores everything
 queued (up to `max_batch`) with one Ed25519 seal in one fsynced transaction, so concurrency
-makes batches and a lone append commits at once. A write failure fails every pending append
-and closes the log to appends until it is reopened.
+makes batches and a lone append commits at once. While enough other exchanges are still on
+their way to the log, a batch may wait a few milliseconds for their entries
+(gateway/audit/grouping.py), so the batches actually group under load. A write failure
+fails every pending append and closes the log to appends until it is reopened.
 
 An entry crosses threads twice, and each crossing is shared by its whole batch: the caller
 puts it in the writer thread's inbox (no event-loop task in between), and the writer answers
@@ -42,6 +44,7 @@ from gateway.audit.chain import (
     seal_message,
     timestamp,
 )
+from gateway.audit.grouping import AppendsDue, GroupCommit
 from gateway.audit.reader import RecordedEvent
 from gateway.errors import InternalError
 from gateway.keys import SigningKeys
@@ -212,6 +215,8 @@ class SqliteAuditLog:
         node: str,
         signing_key: SigningKeys,
         max_batch: int,
+        grouping: GroupCommit,
+        appends_due: AppendsDue | None,
     ) -> None:
         """Starts the writer thread; `open` then opens the file on it."""
         self._path = path
@@ -223,6 +228,13 @@ class SqliteAuditLog:
         # (first seal, kid) of a key that began sealing in the last batch, for its log line.
         self._key_change: tuple[int, str] | None = None
         self._max_batch = max_batch
+        # Whether, and how long, a batch waits for the entries of exchanges still under way.
+        self._grouping = grouping
+        self._appends_due = appends_due
+        # Set by the writer while it waits for company; the event loop wakes it when no more
+        # entries are due (a stale read costs one wait of at most the delay, never an entry).
+        self._gathering = False
+        self._company_arrived = threading.Event()
         # Created on the writer thread by `_open_store` and only ever used there.
         self._connection: sqlite3.Connection | None = None
         self._next_seq = 1
@@ -255,16 +267,27 @@ class SqliteAuditLog:
         node: str,
         signing_key: Ed25519PrivateKey | SigningKeys,
         max_batch: int = 1024,
+        grouping: GroupCommit | None = None,
+        appends_due: AppendsDue | None = None,
     ) -> SqliteAuditLog:
         """Opens or creates the log at `path` and resumes its chain from the last entry.
 
         `signing_key` is the node's rotating SigningKeys, or one key that never changes.
+        With `appends_due` (counted by the node's pipelines), a batch may wait as `grouping`
+        says for the entries of exchanges still under way (gateway/audit/grouping.py).
         """
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if not isinstance(signing_key, SigningKeys):
             signing_key = SigningKeys.fixed(signing_key)
-        log = cls(path=path, node=node, signing_key=signing_key, max_batch=max_batch)
+        log = cls(
+            path=path,
+            node=node,
+            signing_key=signing_key,
+            max_batch=max_batch,
+            grouping=grouping or GroupCommit(),
+            appends_due=appends_due,
+        )
         try:
             await log._on_writer(log._open_store, signing_key.current().public_hex)
         except BaseException:
@@ -313,6 +336,8 @@ class SqliteAuditLog:
             raise InternalError(self._refusal)
         pending = _Pending(dict(event), self._loop.create_future())
         self._inbox.put(pending)
+        if self._gathering and not self._appends_due.anyone_coming():  # type: ignore[union-attr]
+            self._company_arrived.set()  # the writer's batch is complete: no need to wait on
         return await pending.future
 
     async def head(self) -> AuditPosition | None:
@@ -442,6 +467,7 @@ class SqliteAuditLog:
         # After everything already in the inbox: appends queued before `close` are written.
         stopped: asyncio.Future[None] = self._loop.create_future()
         self._inbox.put(_Stop(stopped))
+        self._company_arrived.set()  # a writer waiting for company stops waiting for it
         await stopped
         await asyncio.to_thread(self._writer.join)
 
@@ -492,7 +518,35 @@ class SqliteAuditLog:
                     held = following  # runs after this batch, in the order it was asked
                     break
                 batch.append(following)
+            if held is None:
+                held = self._gather(batch)
             self._commit_batch(batch)
+
+    def _gather(self, batch: list[_Pending]) -> _Call | _Stop | None:
+        """Waits a little for the entries of exchanges still under way, when there are enough.
+
+        The writer sleeps once per batch rather than waking for each arrival: a thread woken
+        per entry would take the GIL from the event loop each time. The loop wakes it early
+        when the last exchange it was waiting for has handed in its entry (`append_entry`).
+        Returns a call or stop that arrived meanwhile, to run after this batch.
+        """
+        due = self._appends_due
+        if due is None or not due.worth_waiting(self._grouping):
+            return None
+        self._gathering = True
+        self._company_arrived.clear()
+        if due.anyone_coming():
+            self._company_arrived.wait(self._grouping.delay_seconds)
+        self._gathering = False
+        while len(batch) < self._max_batch:
+            try:
+                following = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(following, _Pending):
+                return following
+            batch.append(following)
+        return None
 
     def _run_call(self, call: _Call) -> None:
         try:

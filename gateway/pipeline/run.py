@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway.api.status import internal_error
+from gateway.audit.grouping import AppendsDue
 from gateway.errors import ConcordatError, DeadlineExceeded, InternalError, Unavailable
 from gateway.exchange import Exchange
 from gateway.logs import raised_at
@@ -38,8 +39,12 @@ class Pipeline:
         idempotency: IdempotencyStore | None = None,
         default_deadline_seconds: float,
         observer: Observer | None = None,
+        appends_due: AppendsDue | None = None,
     ) -> None:
         self._stages = list(stages)
+        # Unary exchanges are counted until they reach their entry, so the audit writer knows
+        # when waiting for company is worthwhile; streams are not (they may run for minutes).
+        self._appends_due = appends_due
         self._evidence = evidence
         self._idempotency = idempotency
         self._default_deadline = default_deadline_seconds
@@ -52,7 +57,7 @@ class Pipeline:
 
     async def _run(self, exchange: Exchange) -> Any:
         try:
-            await self._run_stages(exchange)
+            await self._run_counted(exchange)
         except BaseException as exc:
             await self._settle_idempotency(exchange, None)
             await self._record(exchange, exc)
@@ -68,6 +73,18 @@ class Pipeline:
         # Only an answer whose evidence is stored may be given again to a repeat.
         await self._settle_idempotency(exchange, exchange.response)
         return exchange.response
+
+    async def _run_counted(self, exchange: Exchange) -> None:
+        """The stages, counted among the appends due until they end, however they end."""
+        due = self._appends_due
+        if due is None:
+            await self._run_stages(exchange)
+            return
+        due.expect()
+        try:
+            await self._run_stages(exchange)
+        finally:
+            due.arrived()
 
     async def stream(
         self, exchange: Exchange, batches: Callable[[Exchange], AsyncIterator[B]]

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from concordat.exchange.v1 import exchange_pb2
 from gateway.audit.chain import ChainHead, WitnessSignature
+from gateway.audit.grouping import AppendsDue, GroupCommit
 from gateway.audit.meter import read_meter
 from gateway.audit.postgres_log import SCHEMA as AUDIT_SCHEMA
 from gateway.audit.postgres_log import PostgresAuditLog, export_to_sqlite
@@ -202,6 +203,41 @@ async def test_replicas_appending_together_make_one_chain_that_verifies_with_its
     )
     (row,) = read_meter(exported)
     assert (row.exchanges, row.released, row.denied) == (200, 133, 67)
+
+
+async def test_entries_of_exchanges_under_way_share_one_batch_on_postgresql(
+    database: str, replicas: tuple[PostgresState, PostgresState]
+) -> None:
+    due = AppendsDue()
+    log = PostgresAuditLog(
+        url=database,
+        node="whitehall",
+        signing_key=SigningKeys.fixed(Ed25519PrivateKey.generate()),
+        max_batch=8,
+        reads=replicas[0],
+        # A minute: a writer that waited when nobody was left to come would hang the test.
+        grouping=GroupCommit(delay_seconds=60.0, siblings=1),
+        appends_due=due,
+    )
+    try:
+        due.expect()
+        due.expect()
+        first = asyncio.ensure_future(log.append({"exchange_id": "a" * 32}))
+        await asyncio.sleep(0.05)
+        assert not first.done()  # waiting for the two exchanges still under way
+        due.arrived()
+        second = asyncio.ensure_future(log.append({"exchange_id": "b" * 32}))
+        await asyncio.sleep(0.05)
+        assert not second.done()
+        due.arrived()
+        third = await asyncio.wait_for(log.append({"exchange_id": "c" * 32}), 20)
+        assert sorted([await first, await second, third]) == [1, 2, 3]
+        assert log.commits.batches == 1
+        # Nobody under way: the next append commits at once, in a batch of its own.
+        assert await asyncio.wait_for(log.append({"exchange_id": "d" * 32}), 20) == 4
+        assert log.commits.batches == 2
+    finally:
+        await asyncio.wait_for(log.close(), 20)
 
 
 async def test_the_evidence_reads_see_every_replicas_entries_and_keep_witness_signatures(
