@@ -12,6 +12,7 @@ from typing import Any
 from bench.measures import MEASURES
 
 ROOT = Path(__file__).resolve().parent.parent
+TARGETED_CROSS_NODE = ("throughput_ratio_c32", "added_p50_ms_c1", "server_cpu_ms_c32")
 
 
 def _numbers(value: Any) -> list[float]:
@@ -48,7 +49,8 @@ def test_smoke_run_reports_every_measure_with_figures_or_a_reason(tmp_path: Path
             assert result["skipped"].strip(), f"{name} was skipped without a reason"
             continue
         assert result["summary"], f"{name} has no table rows"
-        figures = _numbers({k: v for k, v in result.items() if k != "summary"})
+        # A target's value may fairly be negative (the p50 a path adds, in a smoke run).
+        figures = _numbers({k: v for k, v in result.items() if k not in ("summary", "targets")})
         assert figures, f"{name} reported no figures"
         assert all(math.isfinite(n) and n >= 0 for n in figures), f"{name}: {figures}"
     # The real OPA and ghz ran, unless the measure said why not (a missing tool, outside CI).
@@ -58,6 +60,29 @@ def test_smoke_run_reports_every_measure_with_figures_or_a_reason(tmp_path: Path
     )
     cross = results["measures"]["cross_node"]
     assert "skipped" in cross or cross.get("ghz_missing") or cross["ghz"]["c32"]["calls"] > 0
+    # Issue 21's targets, each under its stable key with its value, target and verdict.
+    expected = {
+        "cross_node": [f"cross_node_{k}" for k in TARGETED_CROSS_NODE],
+        "shared_state": [
+            f"shared_state_{store}_{k}"
+            for store in ("sqlite", "postgres")
+            for k in TARGETED_CROSS_NODE
+        ],
+        "audit_append": ["audit_appends_per_s"],
+        "bulk_stream": [
+            "bulk_two_nodes_sqlite_vs_fair_bare",
+            "bulk_two_nodes_sqlite_records_per_s",
+        ],
+        "node_resources": ["node_startup_s", "node_peak_rss_mb"],
+    }
+    for measure, keys in expected.items():
+        if "skipped" in results["measures"][measure]:
+            continue
+        for key in keys:
+            judged = results["targets"][key]
+            assert judged["measure"] == measure
+            assert math.isfinite(judged["value"]) and judged["target"], key
+            assert isinstance(judged["met"], bool), key
     table = (tmp_path / "latest.md").read_text()
     assert all(name in table or name.replace("_", " ") in table for name in ["audit appends"])
     assert table.count("\n|") >= len(MEASURES) + 1

@@ -74,7 +74,14 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
     # ghz's calls count too: their token ids stay in the replay cache until the tokens expire.
     load = "cross-node load" if ghz_missing else "cross-node load, both generators' calls"
     summary.append(report.rss_row(load, rss))
-    result: dict[str, Any] = {**figures, "floor": least, "node_peak_rss_mb": rss}
+    result: dict[str, Any] = {
+        **figures,
+        "floor": least,
+        "node_peak_rss_mb": rss,
+        "targets": report.prefixed(
+            "cross_node", report.cross_node_targets(figures["bare"], figures["concordat"])
+        ),
+    }
     if ghz_missing is None:
         result["ghz"] = _ghz_comparison(figures["concordat"], rounds, ghz_rounds)
         summary += _ghz_rows(result["ghz"], figures["concordat"])

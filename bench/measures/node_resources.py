@@ -47,4 +47,12 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
         "idle_peak_rss_mb": idle_rss,
         "loaded_peak_rss_mb": loaded_rss,
         "summary": summary,
+        "targets": {
+            "node_startup_s": report.target(
+                startup, f"< {TARGET_STARTUP_S:g} s", startup < TARGET_STARTUP_S
+            ),
+            "node_peak_rss_mb": report.target(
+                loaded_rss, f"< {TARGET_RSS_MB:g} MB", loaded_rss < TARGET_RSS_MB
+            ),
+        },
     }

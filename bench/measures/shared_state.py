@@ -49,6 +49,9 @@ PAIRS = {
     "postgres_two_replicas": "cross-node exchange, PostgreSQL state, providing node as 2 replicas",
 }
 PROVIDER_REPLICAS = {"postgres_two_replicas": 2}
+# Issue 21's cross-node targets are judged on both state stores (the nodes' CPU excludes
+# PostgreSQL's own processes, which are reported beside it).
+JUDGED = {"sqlite_state": "shared_state_sqlite", "postgres_state": "shared_state_postgres"}
 # Pairs set against each other: (pair, against, label, key of their per-round c=32 ratios).
 COMPARED = (
     (
@@ -83,7 +86,11 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
     except concordat_paths.PostgresUnavailable as exc:
         return {"skipped": str(exc)}
     summary = _exchange_rows(exchange) + _append_rows(appends)
-    return {**exchange, "audit_append": appends, "summary": summary}
+    targets = {}
+    for name, prefix in JUDGED.items():
+        judged = report.cross_node_targets(exchange["bare"], exchange[name])
+        targets.update(report.prefixed(prefix, judged))
+    return {**exchange, "audit_append": appends, "summary": summary, "targets": targets}
 
 
 @dataclass
@@ -453,7 +460,7 @@ def _exchange_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     database = {name: d["median"] for name, d in result["database_cpu_ms_per_call"].items()}
     rows = []
     for name, label in PAIRS.items():
-        rows += report.unary_rows(label, bare_figures, result[name], targets=False)
+        rows += report.unary_rows(label, bare_figures, result[name], targets=name in JUDGED)
         own = database.get(name)
         rows.append(
             report.row(
