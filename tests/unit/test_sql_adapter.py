@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -31,11 +32,12 @@ from sqlalchemy import (
     text,
 )
 
+from adapters import sql as sql_adapter
 from adapters.base import AdapterError, SourceDataInvalid, SourceUnavailable
-from adapters.mapping import MappingMismatch, SourceMisconfigured, SqlSourceConfig
+from adapters.mapping import RECORD_FIELDS, MappingMismatch, SourceMisconfigured, SqlSourceConfig
 from adapters.registry import open_source
 from adapters.sql import SqlSource
-from gateway.dev.demo import demo_source_config, seed_demo_database
+from gateway.dev.demo import ADMINISTRATIONS, demo_source_config, seed_demo_database
 
 POSTGRES_SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
 
@@ -580,3 +582,105 @@ async def test_the_demo_schema_serves_people_through_the_address_join(database_u
 async def test_unknown_source_kind_names_the_known_kinds() -> None:
     with pytest.raises(ValueError, match="known kinds: rest, sql"):
         await open_source({"kind": "ldap"})
+
+
+async def read_everything(source: Any, administration: str, url: str) -> dict[str, Any]:
+    """Every record of every type the administration's demo source serves, in pages of 7,
+    and up to five subjects' records by each subject kind, with an unknown subject's."""
+    config = demo_source_config(url, administration)
+    found: dict[str, Any] = {}
+    for record_type, mapping in config["records"].items():
+        fields = list(RECORD_FIELDS[record_type])
+        pages = [
+            list(batch.rows)
+            async for batch in source.stream(record_type, fields, batch_size=7, after=None)
+        ]
+        found[f"{record_type} pages"] = pages
+        rows = [row for page in pages for row in page]
+        for kind in mapping["subjects"]:
+            held = list(dict.fromkeys(row[kind] for row in rows if kind in row))
+            for value in [*held[:5], "NO-SUCH-SUBJECT"]:
+                fetched = await source.fetch(record_type, kind, str(value), fields)
+                found[f"{record_type} by {kind} {value}"] = fetched
+    return found
+
+
+@pytest.mark.parametrize("administration", ADMINISTRATIONS)
+async def test_driver_cursor_reads_give_the_records_sqlalchemy_reads_give(
+    database_url: str, administration: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_demo_database(database_url, administration, people=40)
+    through_driver = await open_source(demo_source_config(database_url, administration))
+    try:
+        by_driver = await read_everything(through_driver, administration, database_url)
+    finally:
+        await through_driver.close()
+    # Without a driver-level form, every query is executed by SQLAlchemy, as before it had one.
+    monkeypatch.setattr(sql_adapter, "_raw_statement", lambda *args, **kwargs: None)
+    through_sqlalchemy = await open_source(demo_source_config(database_url, administration))
+    try:
+        by_sqlalchemy = await read_everything(through_sqlalchemy, administration, database_url)
+    finally:
+        await through_sqlalchemy.close()
+
+    assert by_driver == by_sqlalchemy
+    assert any(rows for key, rows in by_driver.items() if " by " in key)
+
+
+async def refusal_of_a_renamed_table(url: str) -> tuple[type[Exception], str]:
+    source = await open_source(source_config(url))
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE awards RENAME TO awards_gone")
+        with pytest.raises(AdapterError) as raised:
+            await source.fetch("BENEFIT_AWARD", "nino", "ZX000001A", ["award_id"])
+        return type(raised.value), str(raised.value)
+    finally:
+        await source.close()
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE awards_gone RENAME TO awards")
+        engine.dispose()
+
+
+async def test_a_subject_read_the_database_refuses_fails_as_it_did_through_sqlalchemy(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load(database_url, awards, [award_row(1)])
+
+    through_driver = await refusal_of_a_renamed_table(database_url)
+    monkeypatch.setattr(sql_adapter, "_raw_statement", lambda *args, **kwargs: None)
+    through_sqlalchemy = await refusal_of_a_renamed_table(database_url)
+
+    assert through_driver == through_sqlalchemy
+    assert "local database could not be read" in through_driver[1]
+
+
+async def test_many_subject_reads_at_once_each_get_their_own_records(source: SqlSource) -> None:
+    ninos = [f"ZX{n:06d}A" for n in (1, 2, 3, 4, 5, 9)] * 20
+
+    answers = await asyncio.gather(
+        *(source.fetch("BENEFIT_AWARD", "nino", nino, ["nino"]) for nino in ninos)
+    )
+
+    assert answers == [[{"nino": nino}] if nino != "ZX000009A" else [] for nino in ninos]
+
+
+async def test_a_subject_read_cancelled_while_waiting_leaves_the_others_answered(
+    source: SqlSource,
+) -> None:
+    reads = [
+        asyncio.ensure_future(source.fetch("BENEFIT_AWARD", "nino", f"ZX{n:06d}A", ["nino"]))
+        for n in range(1, 6)
+    ]
+    reads[2].cancel()
+
+    answers = await asyncio.gather(*reads, return_exceptions=True)
+
+    assert isinstance(answers[2], asyncio.CancelledError)
+    assert [a for i, a in enumerate(answers) if i != 2] == [
+        [{"nino": f"ZX{n:06d}A"}] for n in (1, 2, 4, 5)
+    ]
+    assert await source.fetch("BENEFIT_AWARD", "nino", "ZX000003A", ["nino"]) == [
+        {"nino": "ZX000003A"}
+    ]
