@@ -9,7 +9,7 @@ import contextlib
 import json
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -87,13 +87,23 @@ def run_node(config: Path, *, log_level: str, clock: Clock) -> None:
     from gateway.errors import Unavailable
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory(node_config.node.event_loop)) as runner:
+            runner.run(main())
     except (AdapterError, ConfigError) as exc:
         # A source whose mapping or database cannot serve refuses the start, saying why.
         raise _fail(f"the node cannot start: {exc}") from exc
     except Unavailable as exc:
         # The state store did not answer within the minute the node waits for it at start.
         raise _fail(f"the node cannot start: {exc.message}") from exc
+
+
+def _loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop, or None for the standard library's (`[node] event_loop`)."""
+    if event_loop != "uvloop":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 @contextlib.contextmanager
