@@ -820,10 +820,15 @@ def _records(
     Bulk extracts pass every value through here, so the loop is kept plain: fields read from
     the row by position, one-to-many fields by their parent's link value.
     """
-    plain = [
-        (field, positions[field], f.convert, f.text)
+    texts = [
+        (field, positions[field], f.convert)
         for field, f in wanted.items()
-        if f.many is None
+        if f.many is None and f.text
+    ]
+    others = [
+        (field, positions[field], f.convert)
+        for field, f in wanted.items()
+        if f.many is None and not f.text
     ]
     children = [
         (field, positions[_link_label(f.many)], many[f.many], f.convert)
@@ -833,11 +838,15 @@ def _records(
     records: list[Row] = []
     for row in rows:
         record: dict[str, Any] = {}
-        for field, position, convert, text in plain:
+        for field, position, convert in texts:
             value = row[position]
-            # Short text for a text field is already its record value; the rest is converted.
-            if not (text and type(value) is str and len(value) <= SHORT_TEXT_CHARS):
-                value = convert(value)
+            # Short text is already its record value, and by far the commonest value.
+            if type(value) is str and len(value) <= SHORT_TEXT_CHARS:
+                record[field] = value
+            elif value is not None and (value := convert(value)) is not None:
+                record[field] = value
+        for field, position, convert in others:
+            value = convert(row[position])
             if value is not None:
                 record[field] = value
         for field, link, found, convert in children:

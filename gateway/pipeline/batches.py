@@ -189,8 +189,7 @@ class LocalBatches:
                         with_subjects=pseudonyms is not None,
                     )
                 async for batch in batches:
-                    response, record_bytes = builder.message(
-                        exchange_pb2.StreamRecordsResponse,
+                    response, record_bytes = builder.batch(
                         batch.rows,
                         pseudonyms=_pseudonyms_of(batch, pseudonyms),
                         exchange_id=exchange.exchange_id,

@@ -1,16 +1,17 @@
 """Records built from local rows: only released fields, and hostile values refused by name.
 
-Bulk extracts build whole batches through `RecordBuilder.message`, which hands common rows to
+Bulk extracts build whole batches through `RecordBuilder.batch`, which hands common rows to
 the protobuf runtime as they are; these tests hold it to the same checks as `build_record`.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
-from concordat.exchange.v1 import exchange_pb2
 from gateway.errors import LocalDataInvalid
 from gateway.records import build_record, record_builder
 
@@ -31,9 +32,7 @@ def award(number: int, **overrides: Any) -> dict[str, Any]:
 
 
 def batch(record_type: str, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> Any:
-    response, record_bytes = record_builder(record_type, fields).message(
-        exchange_pb2.StreamRecordsResponse, rows, exchange_id="e1"
-    )
+    response, record_bytes = record_builder(record_type, fields).batch(rows, exchange_id="e1")
     assert record_bytes == sum(record.ByteSize() for record in response.records)
     return response
 
@@ -57,6 +56,31 @@ def test_fields_not_released_stay_out_even_when_the_row_holds_them() -> None:
     record = response.records[0].benefit_award
     assert record.award_id == "DFC-000000001" and record.status == "live"
     assert not record.nino and not record.end_date and not record.administration
+
+
+def test_rows_that_are_not_plain_dicts_give_the_same_batch_as_plain_dicts() -> None:
+    rows = [award(1), award(2, benefit=None), award(3, status="ended")]
+    released = ("award_id", "benefit", "weekly_amount_pence", "status")
+    mappings: list[Any] = [MappingProxyType(rows[0]), OrderedDict(rows[1]), dict(rows[2])]
+
+    from_mappings = batch("BENEFIT_AWARD", released, mappings)
+    from_dicts = batch("BENEFIT_AWARD", released, rows)
+
+    assert from_mappings == from_dicts
+    assert not from_dicts.records[0].benefit_award.nino
+
+
+def test_pseudonyms_go_with_their_rows_records_in_order() -> None:
+    rows = [award(1), award(2)]
+
+    response, _ = record_builder("BENEFIT_AWARD", ("award_id",)).batch(
+        rows, pseudonyms=["p-one", "p-two"]
+    )
+
+    assert [(r.pseudonym, r.benefit_award.award_id) for r in response.records] == [
+        ("p-one", "DFC-000000001"),
+        ("p-two", "DFC-000000002"),
+    ]
 
 
 def test_repeated_fields_are_built_from_lists() -> None:

@@ -221,6 +221,29 @@ async def test_fetch_converts_values_to_record_types(source: SqlSource) -> None:
     ]
 
 
+async def test_an_integer_column_read_for_a_text_field_is_its_decimal_text_alike_in_an_extract(
+    database_url: str,
+) -> None:
+    load(database_url, awards, [award_row(n) for n in range(1, 4)])
+    config = source_config(database_url)
+    config["records"]["BENEFIT_AWARD"]["fields"]["award_id"] = "award_no"
+    source = await open_source(config)
+    try:
+        fetched = await source.fetch("BENEFIT_AWARD", "nino", "ZX000002A", ["award_id", "status"])
+        extracted = [
+            row
+            async for batch in source.stream(
+                "BENEFIT_AWARD", ["award_id", "status"], batch_size=2, after=None
+            )
+            for row in batch.rows
+        ]
+    finally:
+        await source.close()
+
+    assert fetched == [{"award_id": "2", "status": "live"}]
+    assert extracted == [{"award_id": str(n), "status": "live"} for n in range(1, 4)]
+
+
 async def test_dates_read_as_iso_text_alike_for_one_subject_and_in_an_extract(
     source: SqlSource,
 ) -> None:
