@@ -707,3 +707,16 @@ async def test_a_subject_read_cancelled_while_waiting_leaves_the_others_answered
     assert await source.fetch("BENEFIT_AWARD", "nino", "ZX000003A", ["nino"]) == [
         {"nino": "ZX000003A"}
     ]
+
+
+async def test_a_subject_read_asked_of_a_closed_source_is_refused_not_left_waiting(
+    database_url: str,
+) -> None:
+    load(database_url, awards, [award_row(1)])
+    source = await open_source(source_config(database_url))
+    await source.close()
+
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(
+            source.fetch("BENEFIT_AWARD", "nino", "ZX000001A", ["award_id"]), timeout=30
+        )
