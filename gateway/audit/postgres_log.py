@@ -338,9 +338,10 @@ class PostgresAuditLog:
         due = self._appends_due
         if due is None or not due.worth_waiting(self._grouping):
             return
-        deadline = self._loop.time() + self._grouping.delay_seconds
+        # Until the oldest entry has waited the delay, however long it sat behind the last batch.
+        deadline = self._queue[0].arrived + self._grouping.delay_seconds
         while len(self._queue) < self._max_batch and due.anyone_coming() and not self._closed:
-            remaining = deadline - self._loop.time()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             self._wakeup.clear()

@@ -102,6 +102,14 @@ _INSERT_ENTRY = (
     "INSERT INTO entries (seq, exchange_id, subject_hash, recorded_at, event, prev_hash, hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# A batch's entries go in as few statements as its size in powers of two (at most 64 rows,
+# 448 parameters, a statement): each statement is one step of SQLite's, and each step hands
+# the GIL to the event loop and waits to take it back, which under load costs more than the
+# insert. Few distinct texts, so SQLite's statement cache keeps them all prepared.
+_ROWS_PER_INSERT = (64, 32, 16, 8, 4, 2, 1)
+_INSERT_ENTRIES = {
+    rows: _INSERT_ENTRY + ", (?, ?, ?, ?, ?, ?, ?)" * (rows - 1) for rows in _ROWS_PER_INSERT
+}
 _INSERT_SEAL = "INSERT INTO seals (upto_seq, hash, sealed_at, signature) VALUES (?, ?, ?, ?)"
 _INSERT_SEAL_KEY = "INSERT INTO seal_keys (first_seal, public_key) VALUES (?, ?)"
 _SEALING_KEY = (
@@ -173,9 +181,12 @@ class AuditLogRefused(Exception):
 class _Pending:
     """One event waiting for the writer, with the future its caller awaits."""
 
-    __slots__ = ("event", "event_json", "exchange_id", "future", "subject_hash")
+    __slots__ = ("arrived", "event", "event_json", "exchange_id", "future", "subject_hash")
 
     def __init__(self, event: dict[str, Any], future: asyncio.Future[AuditPosition]) -> None:
+        # When it was handed in: a batch waits for company only until its oldest entry has
+        # waited the group commit delay, however long it sat queued behind the last commit.
+        self.arrived = time.monotonic()
         self.event = event
         # Encoded once, by the caller, so an event that is not JSON fails its own append only.
         self.event_json = event_json(event)
@@ -533,10 +544,13 @@ class SqliteAuditLog:
         due = self._appends_due
         if due is None or not due.worth_waiting(self._grouping):
             return None
+        waited = time.monotonic() - batch[0].arrived
+        if waited >= self._grouping.delay_seconds:
+            return None  # queued behind the last commit for as long as a wait would have been
         self._gathering = True
         self._company_arrived.clear()
         if due.anyone_coming():
-            self._company_arrived.wait(self._grouping.delay_seconds)
+            self._company_arrived.wait(self._grouping.delay_seconds - waited)
         self._gathering = False
         while len(batch) < self._max_batch:
             try:
@@ -638,7 +652,7 @@ class SqliteAuditLog:
             self._sealed_with = _sealing_key(connection)
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(_INSERT_ENTRY, rows)
+            _insert_entries(connection, rows)
             connection.execute(_INSERT_SEAL, (upto_seq, chain_hash, recorded_at, signature))
             if sealing.public_hex != self._sealed_with:
                 connection.execute(_INSERT_SEAL_KEY, (upto_seq, sealing.public_hex))
@@ -787,6 +801,16 @@ def _entry_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "prev_hash": prev_hash,
         "hash": chain_hash,
     }
+
+
+def _insert_entries(connection: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Inserts the rows in order, several to a statement (see `_INSERT_ENTRIES`)."""
+    start = 0
+    for size in _ROWS_PER_INSERT:
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            connection.execute(_INSERT_ENTRIES[size], [value for row in chunk for value in row])
+            start += size
 
 
 def _log_fields(event: dict[str, Any], seq: int, chain_hash: str) -> dict[str, Any]:
