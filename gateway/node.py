@@ -164,6 +164,8 @@ class Node:
             node=self.config.node.name,
             address=self.address,
             policy_revision=self.engine.revision,
+            # Which loop runs the node ([node] event_loop): uvloop's or the standard library's.
+            event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
     async def stop(self, grace: float | None = None) -> None:
