@@ -1,9 +1,10 @@
 """Records read from a SQL database through a declarative mapping, on SQLAlchemy Core.
 
-One code path serves SQLite and PostgreSQL: a synchronous engine whose calls run on a small
-thread pool sized like the connection pool, so the event loop never blocks on the database.
-Every statement is built from reflected tables with bound parameters; subject values and
-cursors only ever travel as data.
+One code path serves SQLite and PostgreSQL: a synchronous engine whose calls run off the
+event loop, so it never blocks on the database: on a small thread pool sized like the
+connection pool, except a SQLite source's single-subject reads, which have a thread of their
+own (`_ReadingThread` says why). Every statement is built from reflected tables with bound
+parameters; subject values and cursors only ever travel as data.
 
 Reads go through the driver's own cursor when SQLAlchemy would do nothing to the values (no
 result processor on any column read, no bind processor on any parameter): the statement is

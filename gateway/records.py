@@ -241,8 +241,9 @@ class RecordBuilder:
 def _record_sizes(batch: exchange_pb2.StreamRecordsResponse) -> list[int]:
     """Each record's serialised size, measured in one serialisation of the whole batch.
 
-    A ByteSize() per record serialised each record on its own again: 0.22 us a record, against
-    0.1 us for the batch's encoding read back with its records left as bytes.
+    RelayedBatchView is the batch's wire form with each record left as bytes (its field
+    numbers are the batch's own), so each record's length is its size. A ByteSize() per record
+    serialised each record on its own again: 0.22 us a record, against 0.1 us for this.
     """
     view = federation_pb2.RelayedBatchView.FromString(batch.SerializeToString())
     return list(map(len, view.records))
