@@ -347,7 +347,8 @@ class SqliteAuditLog:
             raise InternalError(self._refusal)
         pending = _Pending(dict(event), self._loop.create_future())
         self._inbox.put(pending)
-        if self._gathering and not self._appends_due.anyone_coming():  # type: ignore[union-attr]
+        due = self._appends_due
+        if self._gathering and due is not None and not due.anyone_coming():
             self._company_arrived.set()  # the writer's batch is complete: no need to wait on
         return await pending.future
 
