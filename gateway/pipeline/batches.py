@@ -14,7 +14,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import date
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -31,11 +31,12 @@ from gateway.pipeline.respond import obligations_to_proto, withheld_of, withheld
 from gateway.pipeline.stages import policy_input_for, translate_adapter_errors
 from gateway.policy import PolicyEngine
 from gateway.pseudonyms import Pseudonyms
+from gateway.records import BuiltBatch
 from gateway.wire import EncodedResponse
 
 # Batches built ahead of the one being sent.
 BATCHES_AHEAD = 1
-_Built = tuple[exchange_pb2.StreamRecordsResponse, int] | Exception | None
+_Built = BuiltBatch | Exception | None
 
 
 # A batch as a caller receives it: built by this node, or relayed as a providing node signed
@@ -44,9 +45,10 @@ StreamBatch = exchange_pb2.StreamRecordsResponse | EncodedResponse
 
 
 class StreamBatches(Protocol):
-    """Batches this node builds, as messages (a providing node signs their encoding)."""
+    """Batches this node builds, each with its encoding (a providing node signs it, and both
+    kinds of caller are sent it as it is)."""
 
-    def __call__(self, exchange: Exchange) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]: ...
+    def __call__(self, exchange: Exchange) -> AsyncIterator[BuiltBatch]: ...
 
 
 class CallerBatches(Protocol):
@@ -124,9 +126,7 @@ class LocalBatches:
         self._default_batch_size = default_batch_size
         self._pseudonym_key = pseudonym_key
 
-    async def __call__(
-        self, exchange: Exchange
-    ) -> AsyncIterator[exchange_pb2.StreamRecordsResponse]:
+    async def __call__(self, exchange: Exchange) -> AsyncIterator[BuiltBatch]:
         request = exchange.request
         extract = self._tokens.extract_digest(request)
         after = self._tokens.open(request, extract)
@@ -144,11 +144,10 @@ class LocalBatches:
             while (item := await built.get()) is not None:
                 if isinstance(item, Exception):
                     raise item
-                response, record_bytes = item
                 # Counted as handed to gRPC, so the audit never counts a batch never sent.
-                exchange.record_count += len(response.records)
-                exchange.bytes_released += record_bytes
-                yield response
+                exchange.record_count += len(item.response.records)
+                exchange.bytes_released += item.record_bytes
+                yield item
         finally:
             if not producer.done():
                 producer.cancel()
@@ -172,7 +171,9 @@ class LocalBatches:
         pseudonyms = None
         if exchange.ingress is not None and exchange.ingress.pseudonymise:
             pseudonyms = Pseudonyms(self._pseudonym_key, exchange.agreement_id)
-        first = True
+        # What was released and why travels once, in the first batch, built in with its records
+        # so that the batch is encoded once, complete.
+        description: dict[str, Any] = self._release_description(exchange)
         batches: AsyncIterator[Batch] | None = None
         try:
             # Inside the translation: a source may refuse as soon as it is asked (REST sources
@@ -189,17 +190,17 @@ class LocalBatches:
                         with_subjects=pseudonyms is not None,
                     )
                 async for batch in batches:
-                    response, record_bytes = builder.batch(
-                        batch.rows,
-                        pseudonyms=_pseudonyms_of(batch, pseudonyms),
-                        exchange_id=exchange.exchange_id,
-                        resume_token=self._tokens.issue(extract, batch.cursor),
-                        provider_node=exchange.providing_node,
+                    await built.put(
+                        builder.batch(
+                            batch.rows,
+                            pseudonyms=_pseudonyms_of(batch, pseudonyms),
+                            exchange_id=exchange.exchange_id,
+                            resume_token=self._tokens.issue(extract, batch.cursor),
+                            provider_node=exchange.providing_node,
+                            **description,
+                        )
                     )
-                    if first:
-                        self._describe_release(exchange, response)
-                        first = False
-                    await built.put((response, record_bytes))
+                    description = {}
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             await built.put(exc)
             return
@@ -233,13 +234,15 @@ class LocalBatches:
                 pending, subjects = [], []
 
     @staticmethod
-    def _describe_release(exchange: Exchange, response: exchange_pb2.StreamRecordsResponse) -> None:
-        # What was released and why travels once, in the first batch.
-        response.released_fields.extend(exchange.released_fields)
-        response.withheld.extend(withheld_to_proto(withheld_of(exchange)))
-        response.obligations.extend(obligations_to_proto(exchange.obligations))
-        response.egress_decision_id = exchange.egress.decision_id if exchange.egress else ""
-        response.ingress_decision_id = exchange.ingress.decision_id if exchange.ingress else ""
+    def _release_description(exchange: Exchange) -> dict[str, Any]:
+        """The first batch's fields that say what was released and why."""
+        return {
+            "released_fields": exchange.released_fields,
+            "withheld": withheld_to_proto(withheld_of(exchange)),
+            "obligations": obligations_to_proto(exchange.obligations),
+            "egress_decision_id": exchange.egress.decision_id if exchange.egress else "",
+            "ingress_decision_id": exchange.ingress.decision_id if exchange.ingress else "",
+        }
 
 
 def _pseudonyms_of(batch: Batch, pseudonyms: Pseudonyms | None) -> list[str]:
@@ -252,7 +255,11 @@ def _pseudonyms_of(batch: Batch, pseudonyms: Pseudonyms | None) -> list[str]:
 
 
 class ChooseBatches:
-    """Local batches when this node holds the records, relayed batches when a peer does."""
+    """Local batches when this node holds the records, relayed batches when a peer does.
+
+    A local batch goes to the caller as the encoding it was built with: serialising the
+    message again for gRPC would cost as much as building it did.
+    """
 
     def __init__(self, node: str, *, local: StreamBatches, remote: CallerBatches) -> None:
         self._node = node
@@ -261,8 +268,13 @@ class ChooseBatches:
 
     def __call__(self, exchange: Exchange) -> AsyncIterator[StreamBatch]:
         if exchange.providing_node == self._node:
-            return self._local(exchange)
+            return _as_encoded(self._local(exchange))
         return self._remote(exchange)
+
+
+async def _as_encoded(batches: AsyncIterator[BuiltBatch]) -> AsyncIterator[StreamBatch]:
+    async for built in batches:
+        yield EncodedResponse(built.encoded)
 
 
 class AgreementWatch:

@@ -117,9 +117,9 @@ class SignReceipt:
 class SignedBatches:
     """A relayed extract's batches, each with a receipt over exactly the bytes sent.
 
-    A batch is serialised once: the receipt signs the digest of those bytes, and gRPC sends
-    them as they are, instead of the batch being copied into the relay message and
-    serialised again.
+    A batch is serialised once, as it is built: the receipt signs the digest of those bytes,
+    and gRPC sends them as they are, instead of the batch being copied into the relay message
+    and serialised again.
     """
 
     def __init__(self, batches: StreamBatches, signer: ReceiptSigner) -> None:
@@ -130,8 +130,7 @@ class SignedBatches:
         self, exchange: Exchange
     ) -> AsyncIterator[federation_pb2.RelayStreamResponse]:
         as_jwt = _asked_by_an_earlier_release(exchange)
-        async for batch in self._batches(exchange):
-            encoded = batch.SerializeToString(deterministic=True)
+        async for batch, _, encoded in self._batches(exchange):
             receipt = self._signer.sign(
                 exchange_id=exchange.exchange_id,
                 requesting_node=exchange.requesting_node,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from concordat.exchange.v1 import exchange_pb2
 from gateway.errors import LocalDataInvalid
 from gateway.records import build_record, record_builder
 
@@ -32,9 +33,9 @@ def award(number: int, **overrides: Any) -> dict[str, Any]:
 
 
 def batch(record_type: str, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> Any:
-    response, record_bytes = record_builder(record_type, fields).batch(rows, exchange_id="e1")
-    assert record_bytes == sum(record.ByteSize() for record in response.records)
-    return response
+    built = record_builder(record_type, fields).batch(rows, exchange_id="e1")
+    assert built.record_bytes == sum(record.ByteSize() for record in built.response.records)
+    return built.response
 
 
 def test_a_batch_holds_the_same_records_as_building_each_row_alone() -> None:
@@ -46,6 +47,18 @@ def test_a_batch_holds_the_same_records_as_building_each_row_alone() -> None:
     assert response.records[1].benefit_award.weekly_amount_pence == 22_002
     assert not response.records[1].benefit_award.benefit
     assert response.exchange_id == "e1"
+
+
+def test_a_batch_comes_with_its_deterministic_encoding_which_a_receipt_signs() -> None:
+    built = record_builder("BENEFIT_AWARD", AWARD_FIELDS).batch(
+        [award(1), award(2)],
+        exchange_id="e1",
+        obligations=[
+            exchange_pb2.Obligation(code="retain", parameters={"days": "30", "basis": "law"})
+        ],
+    )
+
+    assert built.encoded == built.response.SerializeToString(deterministic=True)
 
 
 def test_fields_not_released_stay_out_even_when_the_row_holds_them() -> None:
@@ -73,8 +86,10 @@ def test_rows_that_are_not_plain_dicts_give_the_same_batch_as_plain_dicts() -> N
 def test_pseudonyms_go_with_their_rows_records_in_order() -> None:
     rows = [award(1), award(2)]
 
-    response, _ = record_builder("BENEFIT_AWARD", ("award_id",)).batch(
-        rows, pseudonyms=["p-one", "p-two"]
+    response = (
+        record_builder("BENEFIT_AWARD", ("award_id",))
+        .batch(rows, pseudonyms=["p-one", "p-two"])
+        .response
     )
 
     assert [(r.pseudonym, r.benefit_award.award_id) for r in response.records] == [
