@@ -74,6 +74,11 @@ def test_smoke_run_reports_every_measure_with_figures_or_a_reason(tmp_path: Path
             "bulk_two_nodes_sqlite_records_per_s",
         ],
         "node_resources": ["node_startup_s", "node_peak_rss_mb"],
+        "policy_decision": [
+            "decision_cached_p50_us",
+            "decision_uncached_p50_us",
+            "decision_growth_10k_over_10",
+        ],
     }
     for measure, keys in expected.items():
         if "skipped" in results["measures"][measure]:

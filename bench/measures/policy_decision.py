@@ -56,7 +56,11 @@ from gateway.policy.tools import build_opa_bundle
 from gateway.testing import policy_input
 from tests.support.real_opa import PINNED_VERSION, OpaBinaryMissing, OpaServer, opa_binary
 
+# Issue 21's decision 2: the decision a default node serves is its cache's (the policy input
+# carries no subject, so traffic repeats it): at most 100 µs p50. An uncached decision: at
+# most 1 ms p50, and at most 1.5x from 10 to 10,000 agreements.
 TARGET_P50_US = 100.0
+TARGET_UNCACHED_P50_US = 1_000.0
 TARGET_GROWTH = 1.5
 # The issue's anchor: OPA-Envoy's reported median evaluation, 164 to 308 µs.
 OPA_ENVOY_EVAL_P50_US = (164.0, 308.0)
@@ -113,6 +117,25 @@ def run(smoke: bool, workdir: Path) -> dict[str, Any]:
         "opa_missing": opa_missing,
         "profile_us": profile,
         "summary": summary,
+        "targets": _targets(small, large),
+    }
+
+
+def _targets(small: dict[str, Any], large: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Issue 21's decision targets under stable keys (the embedded engine, a node's default)."""
+    hit = max(small["cached_hit_us"]["p50"], large["cached_hit_us"]["p50"])
+    uncached = small["warm_us"]["p50"]
+    growth = large["warm_us"]["p50"] / uncached
+    return {
+        "decision_cached_p50_us": report.target(
+            hit, f"≤ {TARGET_P50_US:g} µs p50", hit <= TARGET_P50_US
+        ),
+        "decision_uncached_p50_us": report.target(
+            uncached, f"≤ {TARGET_UNCACHED_P50_US:,.0f} µs p50", uncached <= TARGET_UNCACHED_P50_US
+        ),
+        "decision_growth_10k_over_10": report.target(
+            growth, f"≤ {TARGET_GROWTH:g}x", growth <= TARGET_GROWTH
+        ),
     }
 
 
@@ -387,13 +410,13 @@ def _summary(
     growth = large["warm_us"]["p50"] / small["warm_us"]["p50"]
     rows = [
         report.row(
-            f"policy decision: embedded, warm, {few}",
+            f"policy decision: embedded, warm, uncached, {few}",
             concordat=_us(small["warm_us"]),
-            target=f"≤ {TARGET_P50_US:g} µs p50",
-            met=small["warm_us"]["p50"] <= TARGET_P50_US,
+            target=f"≤ {TARGET_UNCACHED_P50_US:,.0f} µs p50 (uncached)",
+            met=small["warm_us"]["p50"] <= TARGET_UNCACHED_P50_US,
         ),
         report.row(
-            f"policy decision: embedded, warm, {many}",
+            f"policy decision: embedded, warm, uncached, {many}",
             concordat=_us(large["warm_us"]),
             baseline=f"{small['warm_us']['p50']:,.0f} µs ({few})",
             ratio=growth,
