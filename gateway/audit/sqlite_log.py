@@ -521,18 +521,23 @@ class SqliteAuditLog:
             # Everything queued now, up to max_batch: it arrived while the last batch was
             # being committed, so it shares this batch's seal and fsync.
             batch = [item]
-            while len(batch) < self._max_batch:
-                try:
-                    following = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(following, _Pending):
-                    held = following  # runs after this batch, in the order it was asked
-                    break
-                batch.append(following)
+            held = self._take_queued(batch)
             if held is None:
                 held = self._gather(batch)
             self._commit_batch(batch)
+
+    def _take_queued(self, batch: list[_Pending]) -> _Call | _Stop | None:
+        """Adds what is queued now to `batch`, up to max_batch; returns a call or stop found
+        on the way, which runs after this batch, in the order it was asked."""
+        while len(batch) < self._max_batch:
+            try:
+                following = self._inbox.get_nowait()
+            except queue.Empty:
+                return None
+            if not isinstance(following, _Pending):
+                return following
+            batch.append(following)
+        return None
 
     def _gather(self, batch: list[_Pending]) -> _Call | _Stop | None:
         """Waits a little for the entries of exchanges still under way, when there are enough.
@@ -553,15 +558,7 @@ class SqliteAuditLog:
         if due.anyone_coming():
             self._company_arrived.wait(self._grouping.delay_seconds - waited)
         self._gathering = False
-        while len(batch) < self._max_batch:
-            try:
-                following = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if not isinstance(following, _Pending):
-                return following
-            batch.append(following)
-        return None
+        return self._take_queued(batch)
 
     def _run_call(self, call: _Call) -> None:
         try:

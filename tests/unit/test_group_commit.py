@@ -45,15 +45,19 @@ def due() -> AppendsDue:
     return AppendsDue()
 
 
-@pytest.fixture
-async def log(tmp_path: Path, due: AppendsDue) -> AsyncIterator[SqliteAuditLog]:
-    audit = await SqliteAuditLog.open(
-        tmp_path / "audit.db",
+async def open_log(path: Path, due: AppendsDue, grouping: GroupCommit) -> SqliteAuditLog:
+    return await SqliteAuditLog.open(
+        path / "audit.db",
         node="holyrood",
         signing_key=Ed25519PrivateKey.generate(),
-        grouping=A_MINUTE,
+        grouping=grouping,
         appends_due=due,
     )
+
+
+@pytest.fixture
+async def log(tmp_path: Path, due: AppendsDue) -> AsyncIterator[SqliteAuditLog]:
+    audit = await open_log(tmp_path, due, A_MINUTE)
     yield audit
     await audit.close()
 
@@ -90,13 +94,7 @@ async def test_entries_of_exchanges_under_way_share_one_batch_and_seal(
 async def test_an_exchange_that_never_hands_in_its_entry_holds_a_batch_no_longer_than_the_delay(
     tmp_path: Path, due: AppendsDue
 ) -> None:
-    audit = await SqliteAuditLog.open(
-        tmp_path / "audit.db",
-        node="holyrood",
-        signing_key=Ed25519PrivateKey.generate(),
-        grouping=GroupCommit(delay_seconds=0.05, siblings=1),
-        appends_due=due,
-    )
+    audit = await open_log(tmp_path, due, GroupCommit(delay_seconds=0.05, siblings=1))
     try:
         due.expect()  # under way, and it will not append while this test waits
         assert await asyncio.wait_for(audit.append(an_event(1)), HANG_GUARD_SECONDS) == 1
@@ -108,13 +106,7 @@ async def test_an_exchange_that_never_hands_in_its_entry_holds_a_batch_no_longer
 async def test_too_few_exchanges_under_way_do_not_make_a_batch_wait(
     tmp_path: Path, due: AppendsDue
 ) -> None:
-    audit = await SqliteAuditLog.open(
-        tmp_path / "audit.db",
-        node="holyrood",
-        signing_key=Ed25519PrivateKey.generate(),
-        grouping=GroupCommit(delay_seconds=60.0, siblings=3),
-        appends_due=due,
-    )
+    audit = await open_log(tmp_path, due, GroupCommit(delay_seconds=60.0, siblings=3))
     try:
         due.expect()
         due.expect()  # two under way: fewer than the three that make a wait worthwhile
@@ -126,13 +118,7 @@ async def test_too_few_exchanges_under_way_do_not_make_a_batch_wait(
 async def test_a_log_closed_while_its_writer_waits_commits_what_it_was_given_and_stops(
     tmp_path: Path, due: AppendsDue
 ) -> None:
-    audit = await SqliteAuditLog.open(
-        tmp_path / "audit.db",
-        node="holyrood",
-        signing_key=Ed25519PrivateKey.generate(),
-        grouping=A_MINUTE,
-        appends_due=due,
-    )
+    audit = await open_log(tmp_path, due, A_MINUTE)
     due.expect()
     due.expect()
     waiting = asyncio.ensure_future(audit.append(an_event(1)))
